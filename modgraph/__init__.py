@@ -1,0 +1,34 @@
+"""modgraph: cross-modal association through per-modality VAEs linked by associators.
+
+The public API: :class:`ModGraph` (open a registry, add modalities, link, translate,
+evaluate), the plugin contract (:class:`Modality`, :data:`hookimpl`) and the errors.
+"""
+
+from modgraph.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ModGraph": "modgraph.graph",
+    "Modality": "modgraph.modality",
+    "ClassInfo": "modgraph.modality",
+    "FeatureSet": "modgraph.modality",
+    "ModalityOptions": "modgraph.modality",
+    "TrainingDefaults": "modgraph.modality",
+    "VAEConfig": "modgraph.models",
+    "RecognizerConfig": "modgraph.models",
+    "AssociatorConfig": "modgraph.models",
+    "Registry": "modgraph.registry",
+}
+
+
+def __getattr__(name):
+    # Lazy so that `import modgraph` (and `modgraph --help`) does not import torch.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'modgraph' has no attribute {name!r}")
+
+
+__all__ = ["hookimpl", "__version__", *_LAZY]

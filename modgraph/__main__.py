@@ -1,0 +1,3 @@
+from modgraph.cli import main
+
+main()

@@ -1,0 +1,267 @@
+"""The ``modgraph`` command: a thin click layer over :class:`modgraph.graph.ModGraph`.
+
+Nothing heavy is imported at module level so that ``modgraph --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from modgraph import __version__
+
+
+class _Group(click.Group):
+    """Prints modgraph's errors as one line and exits 1, never with a traceback."""
+
+    def invoke(self, ctx):
+        from modgraph.errors import ModgraphError
+
+        try:
+            return super().invoke(ctx)
+        except ModgraphError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; the registry was not changed.", err=True)
+            sys.exit(130)
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint=what)
+        out.setdefault(key.strip(), []).extend(v.strip() for v in value.split(","))
+    return out
+
+
+def _options(values: tuple[str, ...], options_file: str | None) -> dict:
+    """``--option key=value`` (values parsed as JSON where they can be) over a TOML file."""
+    merged: dict = {}
+    if options_file:
+        import tomllib
+
+        try:
+            with open(options_file, "rb") as fh:
+                merged.update(tomllib.load(fh))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise click.BadParameter(f"cannot read {options_file}: {exc}", param_hint="--options-file")
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--option")
+        try:
+            merged[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            merged[key.strip()] = value
+    return merged
+
+
+def _common(f):
+    f = click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False),
+                     help="Registry folder [env MODGRAPH_REGISTRY; default ./registry].")(f)
+    f = click.option("--data-root", envvar="MODGRAPH_DATA", type=click.Path(file_okay=False),
+                     help="Where datasets live [env MODGRAPH_DATA; default a user cache folder].")(f)
+    f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                     help="Where to run the models.")(f)
+    return f
+
+
+def _graph(registry, data_root, device, progress=True):
+    from modgraph.graph import ModGraph
+
+    return ModGraph(registry=registry, data_root=data_root, device=device, progress=progress)
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="modgraph")
+def main():
+    """Cross-modal association: one VAE per modality, associators between them, routed as a graph."""
+
+
+@main.command("plugins")
+def plugins_cmd():
+    """List installed plugin distributions and the modalities each registers."""
+    from modgraph.plugins import PluginHost
+
+    host = PluginHost()
+    infos = host.plugins()
+    if not infos:
+        click.echo("No modgraph plugins installed (pip install -e plugins/modgraph-vision, ...).")
+    for info in infos:
+        click.echo(f"{info.distribution} {info.version}: {', '.join(info.modalities) or '(no modalities)'}")
+
+
+@main.command("add-modality")
+@click.argument("name")
+@click.option("--latent-dim", type=int, help="Latent size [default: the modality's, 64].")
+@click.option("--epochs", type=int, help="VAE epochs [default: the modality's].")
+@click.option("--recognizer-epochs", type=int, help="Recognizer epochs [default: the modality's].")
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float, help="Learning rate.")
+@click.option("--kl-weight", type=float, help="lambda_int of Eq. 6.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--download", is_flag=True, help="Download the dataset if it is not under the data root.")
+@click.option("--option", "option", multiple=True, metavar="KEY=VALUE", help="A modality option (repeatable).")
+@click.option("--options-file", type=click.Path(dir_okay=False), help="Modality options from a TOML file.")
+@click.option("--exclude", multiple=True, metavar="GROUP=VALUE",
+              help="Leave rows out of training, e.g. speaker=jackson (repeatable).")
+@_common
+def add_modality_cmd(name, latent_dim, epochs, recognizer_epochs, batch_size, lr, kl_weight, seed, download,
+                     option, options_file, exclude, registry, data_root, device):
+    """Intra-modal phase: train NAME's VAE and recognizer into the registry."""
+    mg = _graph(registry, data_root, device)
+    report = mg.add_modality(name, latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, lr=lr,
+                             kl_weight=kl_weight, recognizer_epochs=recognizer_epochs, seed=seed, download=download,
+                             options=_options(option, options_file), exclude=_pairs(exclude, "--exclude"))
+    m = report["metrics"]
+    click.echo(f"Wrote {report['path']} (latent {report['latent_dim']})")
+    click.echo(f"  recognizer test accuracy:      {_pct(m['recognizer_accuracy'])}")
+    click.echo(f"  VAE reconstruction accuracy:   {_pct(m['reconstruction_accuracy'])}  (n={m['test_samples']})")
+
+
+@main.command("remove-modality")
+@click.argument("name")
+@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+def remove_modality_cmd(name, registry):
+    """Delete NAME's node and every associator touching it."""
+    for path in _graph(registry, None, "cpu").remove_modality(name):
+        click.echo(f"Removed {path}")
+
+
+@main.command("link")
+@click.argument("source")
+@click.argument("target")
+@click.option("--pairing", type=click.Choice(["concept", "index"]), default="concept", show_default=True,
+              help="concept: classes with the same concept; index: class k with class k.")
+@click.option("--paired-fraction", type=float, default=1.0, show_default=True,
+              help="Fraction of each modality's training samples that may appear in pairs.")
+@click.option("--epochs", type=int, help="Associator epochs [default: the target modality's].")
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float)
+@click.option("--kl-weight", type=float, help="lambda_crs of Eq. 7 [default 1].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--exclude", multiple=True, metavar="GROUP=VALUE", help="Leave rows out of the pairs.")
+@_common
+def link_cmd(source, target, pairing, paired_fraction, epochs, batch_size, lr, kl_weight, seed, exclude,
+             registry, data_root, device):
+    """Cross-modal phase: train SOURCE->TARGET and TARGET->SOURCE associators, VAEs frozen."""
+    mg = _graph(registry, data_root, device)
+    report = mg.link(source, target, pairing=pairing, paired_fraction=paired_fraction, epochs=epochs,
+                     batch_size=batch_size, lr=lr, kl_weight=kl_weight, seed=seed,
+                     exclude=_pairs(exclude, "--exclude"))
+    for path in report["paths"]:
+        click.echo(f"Wrote {path}")
+    for direction, m in report["metrics"].items():
+        click.echo(f"  {direction}: test accuracy {_pct(m['accuracy'])} (n={m['test_samples']})")
+
+
+@main.command("unlink")
+@click.argument("source")
+@click.argument("target")
+@click.option("--one-way", is_flag=True, help="Remove only SOURCE->TARGET.")
+@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+def unlink_cmd(source, target, one_way, registry):
+    """Delete the associators between SOURCE and TARGET."""
+    for path in _graph(registry, None, "cpu").unlink(source, target, both=not one_way):
+        click.echo(f"Removed {path}")
+
+
+def _via(values: tuple[str, ...]) -> list[str] | None:
+    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
+    return out or None
+
+
+@main.command("route")
+@click.argument("source")
+@click.argument("target")
+@click.option("--via", multiple=True, help="Force the path through these modalities, in order.")
+@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+def route_cmd(source, target, via, registry):
+    """Print the associator path from SOURCE to TARGET."""
+    click.echo(" -> ".join(_graph(registry, None, "cpu").route(source, target, _via(via))))
+
+
+@main.command("translate")
+@click.option("--from", "source", required=True, help="Source modality.")
+@click.option("--to", "target", required=True, help="Target modality.")
+@click.argument("inputs", nargs=-1, type=click.Path())
+@click.option("--text", "texts", multiple=True, help="A literal input (text-like modalities).")
+@click.option("-o", "--output", type=click.Path(), help="Output file (one output) or folder.")
+@click.option("--via", multiple=True, help="Force the path through these modalities.")
+@click.option("--samples", type=int, default=1, show_default=True, help="Outputs drawn per input.")
+@_common
+def translate_cmd(source, target, inputs, texts, output, via, samples, registry, data_root, device):
+    """Translate files (or folders of files) from SOURCE to TARGET along the shortest path."""
+    mg = _graph(registry, data_root, device, progress=False)
+    report = mg.translate_files(source, target, list(inputs), output, via=_via(via), samples=samples,
+                                texts=list(texts))
+    for path, notes in report["notes"].items():
+        click.echo(f"Note: {path}: {'; '.join(notes)}", err=True)
+    written = report["written"]
+    for path in written[:20]:
+        click.echo(f"Wrote {path}")
+    if len(written) > 20:
+        click.echo(f"... and {len(written) - 20} more")
+    click.echo(f"Route: {' -> '.join(report['path'])}; {len(written)} file(s) written.")
+
+
+@main.command("eval")
+@click.option("--from", "source", required=True)
+@click.option("--to", "target", required=True)
+@click.option("--via", multiple=True)
+@click.option("--split", type=click.Choice(["test", "train", "all"]), default="test", show_default=True)
+@click.option("--include", multiple=True, metavar="GROUP=VALUE", help="Only rows of these groups, e.g. speaker=lucas.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_common
+def eval_cmd(source, target, via, split, include, as_json, registry, data_root, device):
+    """Recognition accuracy of SOURCE->TARGET translations (SOURCE=TARGET: VAE reconstruction)."""
+    mg = _graph(registry, data_root, device, progress=False)
+    result = mg.evaluate(source, target, via=_via(via), split=split, include=_pairs(include, "--include"))
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"{' -> '.join(result['path'])} on {split}: accuracy {_pct(result['accuracy'])} (n={result['n']})")
+
+
+@main.command("graph")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "dot"]), default="text", show_default=True)
+@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+def graph_cmd(fmt, registry):
+    """Show the registry's modalities and associators with their metrics."""
+    info = _graph(registry, None, "cpu").describe()
+    if fmt == "json":
+        click.echo(json.dumps(info, indent=2))
+    elif fmt == "dot":
+        click.echo("digraph modgraph {")
+        for n in info["nodes"]:
+            acc = (n["metrics"] or {}).get("reconstruction_accuracy")
+            click.echo(f'  "{n["name"]}" [label="{n["name"]}\\nlatent {n["latent_dim"]}\\nVAE {_pct(acc)}"];')
+        for e in info["edges"]:
+            style = ", style=dashed" if e["stale"] else ""
+            click.echo(f'  "{e["source"]}" -> "{e["target"]}" [label="{_pct((e["metrics"] or {}).get("accuracy"))}"{style}];')
+        click.echo("}")
+    else:
+        click.echo(f"Registry {info['registry']}: {len(info['nodes'])} modalities, {len(info['edges'])} associators")
+        for n in info["nodes"]:
+            m = n["metrics"] or {}
+            opts = {k: v for k, v in (n["options"] or {}).items()}
+            click.echo(f"  {n['name']:<10} latent {n['latent_dim']:<4} recognizer {_pct(m.get('recognizer_accuracy'))}"
+                       f"  VAE {_pct(m.get('reconstruction_accuracy'))}  plugin {n['plugin']}"
+                       + (f"  options {json.dumps(opts)}" if opts else ""))
+        for e in info["edges"]:
+            stale = "  STALE: re-link" if e["stale"] else ""
+            click.echo(f"  {e['source']} -> {e['target']}: accuracy {_pct((e['metrics'] or {}).get('accuracy'))}"
+                       f"  pairing {e['pairing']}  paired {e['paired_fraction']}{stale}")
+
+
+if __name__ == "__main__":
+    main()

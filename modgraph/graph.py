@@ -1,0 +1,492 @@
+"""The library API: a registry of modalities linked by associators, and what to do with it.
+
+``ModGraph`` adds modalities (intra-modal phase), links them (cross-modal phase),
+routes, translates tensors or files, and evaluates; the CLI is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import torch
+
+from modgraph import __version__
+from modgraph.errors import (ConfigError, InputFileError, NotInRegistryError, RegistryCorruptError,
+                             UnknownModalityError)
+from modgraph.features import default_cache_dir, default_data_root, load_split
+from modgraph.modality import FeatureSet, Modality
+from modgraph.models import Associator, AssociatorConfig, Recognizer, RecognizerConfig, VAE, VAEConfig
+from modgraph.pairing import class_map, compose, paired_subset
+from modgraph.plugins import PluginHost
+from modgraph.registry import Registry
+from modgraph.routing import find_route
+from modgraph.training import (ClassPairSampler, TrainSettings, configure_threads, encode_all, predict,
+                               resolve_device, train_associator, train_recognizer, train_vae)
+
+VAL_FRACTION = 0.1
+
+
+@dataclass
+class LoadedNode:
+    modality: Modality
+    vae: VAE
+    recognizer: Recognizer
+    stats: dict
+    meta: dict
+
+
+def _select(features: FeatureSet, exclude: dict[str, list[str]] | None = None,
+            include: dict[str, list[str]] | None = None) -> FeatureSet:
+    """Rows whose group values are not excluded (and are included, when ``include`` is given)."""
+    mask = torch.ones(len(features), dtype=torch.bool)
+    for groups, keep in ((exclude, False), (include, True)):
+        for key, values in (groups or {}).items():
+            if key not in features.groups:
+                raise ConfigError(f"these data have no {key!r} grouping (they have: "
+                                  f"{', '.join(features.groups) or 'none'})")
+            hit = torch.tensor([v in set(values) for v in features.groups[key]], dtype=torch.bool)
+            mask &= hit if keep else ~hit
+    return features if bool(mask.all()) else features.subset(mask)
+
+
+def split_validation(features: FeatureSet, seed: int, fraction: float = VAL_FRACTION) -> tuple[FeatureSet, FeatureSet]:
+    """Hold out a fraction of origins (an original and its augmented copies stay together)."""
+    origins = features.origin.unique()
+    gen = torch.Generator().manual_seed(seed + 7919)
+    n_val = max(1, int(round(fraction * len(origins)))) if len(origins) > 1 else 0
+    val_origins = origins[torch.randperm(len(origins), generator=gen)[:n_val]]
+    in_val = torch.isin(features.origin, val_origins)
+    return features.subset(~in_val), features.subset(in_val & ~features.augmented)
+
+
+def _positive(name: str, value, minimum=1):
+    if value is not None and value < minimum:
+        raise ConfigError(f"--{name.replace('_', '-')} must be at least {minimum}, not {value}")
+
+
+class ModGraph:
+    """A registry of trained modalities and associators, with the plugins that define them."""
+
+    def __init__(self, registry: str | Path | None = None, data_root: str | Path | None = None,
+                 cache_dir: str | Path | None = None, device: str = "auto", progress: bool = True,
+                 plugins: PluginHost | None = None):
+        self.registry = Registry(registry)
+        self.data_root = Path(data_root) if data_root is not None else default_data_root()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self._device_name = device
+        self.progress = progress
+        self.plugins = plugins if plugins is not None else PluginHost()
+        self._nodes: dict[str, LoadedNode] = {}
+        self._edges: dict[tuple[str, str], Associator] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self._device_name)
+
+    # -- plugins and modalities ------------------------------------------------------
+    def modality(self, name: str, options: dict | None = None) -> Modality:
+        base = self.plugins.get(name)
+        return base.with_options(options) if options else base
+
+    def available_modalities(self) -> dict[str, Modality]:
+        return self.plugins.modalities()
+
+    def features(self, modality: Modality, split: str, download: bool = False) -> FeatureSet:
+        if split not in ("train", "test"):
+            raise ConfigError(f"split must be train or test, not {split!r}")
+        return load_split(modality, self.data_root, split, download=download, cache_dir=self.cache_dir)
+
+    # -- the graph ----------------------------------------------------------------------
+    def graph(self) -> nx.DiGraph:
+        return self.registry.graph()
+
+    def route(self, source: str, target: str, via: list[str] | None = None) -> list[str]:
+        return find_route(self.graph(), source, target, via)
+
+    def describe(self) -> dict:
+        """Nodes and edges with their metrics, as plain data (``modgraph graph``)."""
+        g = self.graph()
+        nodes = [{"name": n, "plugin": d.get("plugin"), "latent_dim": (d.get("config") or {}).get("vae", {})
+                  .get("latent_dim"), "options": d.get("options"), "metrics": d.get("metrics"),
+                  "created": d.get("created")} for n, d in g.nodes(data=True)]
+        edges = [{"source": a, "target": b, "pairing": d.get("pairing"), "paired_fraction": d.get("paired_fraction"),
+                  "metrics": d.get("metrics"), "stale": d.get("stale"), "created": d.get("created")}
+                 for a, b, d in g.edges(data=True)]
+        return {"registry": str(self.registry.root), "nodes": nodes, "edges": edges}
+
+    # -- loading trained parts --------------------------------------------------------
+    def node(self, name: str) -> LoadedNode:
+        path = self.registry.node_path(name)
+        meta = self.registry.node_metadata(name)
+        cached = self._nodes.get(name)
+        if cached is not None and cached.meta.get("created") == meta.get("created"):
+            return cached
+        try:
+            modality = self.modality(name, meta.get("options") or None)
+        except UnknownModalityError as exc:
+            raise UnknownModalityError(f"registry node {name!r} was made by plugin {meta.get('plugin')!r}, "
+                                       f"which is not installed here: {exc}") from None
+        tensors = self.registry.load_tensors(path)
+        config = meta.get("config") or {}
+        try:
+            vae = VAE(VAEConfig(**config["vae"]))
+            recognizer = Recognizer(RecognizerConfig(**config["recognizer"]))
+            vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
+            recognizer.load_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("recognizer.")})
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RegistryCorruptError(f"registry file {path} does not match the architecture of modality {name!r} "
+                                       f"(plugin {modality.distribution}): {first}; retrain it with: "
+                                       f"modgraph add-modality {name}") from None
+        device = self.device
+        loaded = LoadedNode(modality, vae.to(device).eval(), recognizer.to(device).eval(),
+                            meta.get("preprocessing") or {}, meta)
+        self._nodes[name] = loaded
+        return loaded
+
+    def associator(self, source: str, target: str) -> Associator:
+        path = self.registry.edge_path(source, target)
+        meta = self.registry.edge_metadata(source, target)
+        key = (source, target, meta.get("created"))
+        if key in self._edges:
+            return self._edges[key]
+        tensors = self.registry.load_tensors(path)
+        try:
+            assoc = Associator(AssociatorConfig(**meta["config"]["associator"]))
+            assoc.load_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("associator.")})
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RegistryCorruptError(f"registry file {path} is not a valid associator: {first}; retrain it "
+                                       f"with: modgraph link {source} {target}") from None
+        assoc = assoc.to(self.device).eval()
+        self._edges[key] = assoc
+        return assoc
+
+    # -- intra-modal phase ---------------------------------------------------------------
+    def add_modality(self, name: str, *, latent_dim: int | None = None, epochs: int | None = None,
+                     batch_size: int | None = None, lr: float | None = None, kl_weight: float | None = None,
+                     recognizer_epochs: int | None = None, seed: int = 0, download: bool = False,
+                     options: dict | None = None, exclude: dict[str, list[str]] | None = None) -> dict:
+        """Train a modality's VAE and recognizer and store them as a registry node.
+
+        The node replaces an existing one only after training succeeded; associators
+        linked to the old node become stale and must be re-linked.
+        """
+        modality = self.modality(name, options)
+        d = modality.training_defaults
+        latent_dim = latent_dim or modality.default_latent_dim
+        for key, value in (("latent_dim", latent_dim), ("epochs", epochs), ("batch_size", batch_size),
+                           ("recognizer_epochs", recognizer_epochs)):
+            _positive(key, value)
+        if lr is not None and not lr > 0:
+            raise ConfigError(f"--lr must be positive, not {lr}")
+        if kl_weight is not None and kl_weight < 0:
+            raise ConfigError(f"--kl-weight must be zero or positive, not {kl_weight}")
+        configure_threads()
+        device = self.device
+        train_all = _select(self.features(modality, "train", download), exclude)
+        test = _select(self.features(modality, "test", download), exclude).originals()
+        if len(train_all) < 2:
+            raise ConfigError(f"{name}: too few training samples ({len(train_all)}) after exclusions")
+        train, val = split_validation(train_all, seed)
+        stats = modality.fit_normalization(train.x)
+        norm = lambda x: modality.normalize(x, stats)  # noqa: E731
+        xt, xv, xs = norm(train.x), norm(val.x), norm(test.x)
+        settings = TrainSettings(epochs=epochs or d.epochs, batch_size=batch_size or d.batch_size, lr=lr or d.lr,
+                                 kl_weight=d.kl_weight if kl_weight is None else kl_weight, seed=seed,
+                                 device=device, progress=self.progress, description=f"{name} VAE")
+        torch.manual_seed(seed)
+        vae = VAE(modality.vae_config(latent_dim))
+        vae_log = train_vae(vae, xt, xv, modality.reconstruction_loss, settings, augment=modality.augment_batch)
+        rec_settings = TrainSettings(epochs=recognizer_epochs or d.recognizer_epochs, batch_size=settings.batch_size,
+                                     lr=2e-3, kl_weight=0.0, seed=seed, device=device, progress=self.progress,
+                                     description=f"{name} recognizer")
+        torch.manual_seed(seed)
+        recognizer = Recognizer(modality.recognizer_config())
+        rec_log = train_recognizer(recognizer, xt, train.y, xv, val.y, rec_settings, augment=modality.augment_batch)
+        metrics = {
+            "recognizer_accuracy": _accuracy(recognizer, xs, test.y),
+            "reconstruction_accuracy": _accuracy(recognizer, _reconstruct(vae, xs), test.y),
+            "val_loss": vae_log["best_val_loss"],
+            "recognizer_val_accuracy": rec_log["best_val_accuracy"],
+            "test_samples": len(test),
+        }
+        tensors = {f"vae.{k}": v for k, v in vae.state_dict().items()}
+        tensors.update({f"recognizer.{k}": v for k, v in recognizer.state_dict().items()})
+        meta = {
+            "kind": "modality", "name": name, "plugin": modality.distribution,
+            "plugin_version": modality.distribution_version, "modgraph_version": __version__,
+            "config": {"vae": vae.config.model_dump(mode="json"), "recognizer": recognizer.config.model_dump(mode="json")},
+            "preprocessing": stats, "metrics": metrics, "options": modality.options.model_dump(mode="json"),
+            "classes": [c.model_dump() for c in modality.classes],
+            "data": {"root": str(self.data_root), "train_rows": len(train), "val_samples": len(val),
+                     "augmented_rows": int(train.augmented.sum()), "test_samples": len(test),
+                     "exclude": exclude or {}},
+            "training": {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
+                         "kl_weight": settings.kl_weight, "recognizer_epochs": rec_settings.epochs, "seed": seed,
+                         "device": str(device), "history": vae_log["history"]},
+        }
+        path = self.registry.node_path(name)
+        with self.registry.lock():
+            self.registry.write(path, tensors, meta)
+        self._nodes.pop(name, None)
+        return {"name": name, "path": str(path), "metrics": metrics, "latent_dim": latent_dim}
+
+    # -- cross-modal phase ---------------------------------------------------------------
+    def link(self, source: str, target: str, *, pairing: str = "concept", paired_fraction: float = 1.0,
+             epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
+             kl_weight: float | None = None, seed: int = 0,
+             exclude: dict[str, list[str]] | None = None) -> dict:
+        """Train both associators between two trained modalities, their VAEs frozen."""
+        if source == target:
+            raise ConfigError(f"cannot link {source!r} to itself; a modality's VAE already maps it to itself")
+        _positive("epochs", epochs)
+        _positive("batch_size", batch_size)
+        if lr is not None and not lr > 0:
+            raise ConfigError(f"--lr must be positive, not {lr}")
+        if kl_weight is not None and kl_weight < 0:
+            raise ConfigError(f"--kl-weight must be zero or positive, not {kl_weight}")
+        a, b = self.node(source), self.node(target)
+        maps = {(source, target): class_map(a.modality, b.modality, pairing),
+                (target, source): class_map(b.modality, a.modality, pairing)}
+        if not 0.0 < paired_fraction <= 1.0:
+            raise ConfigError(f"--paired-fraction must be in (0, 1], not {paired_fraction}")
+        configure_threads()
+        device = self.device
+        prepared = {}
+        for name, node in ((source, a), (target, b)):
+            feats = _select(self.features(node.modality, "train"), exclude)
+            train, val = split_validation(feats, seed)
+            train = train.subset(paired_subset(train, paired_fraction, seed))
+            x_train = node.modality.normalize(train.x, node.stats)
+            x_val = node.modality.normalize(val.x, node.stats)
+            mu, logvar = encode_all(node.vae, x_train.to(device))
+            val_mu, _ = encode_all(node.vae, x_val.to(device))
+            prepared[name] = dict(train=train, val=val, x=x_train, x_val=x_val, mu=mu, logvar=logvar, val_mu=val_mu)
+        results = {}
+        written = []
+        new_edges = {}
+        for src, dst in ((source, target), (target, source)):
+            s, t = prepared[src], prepared[dst]
+            dst_node = self.node(dst)
+            d = dst_node.modality.training_defaults
+            settings = TrainSettings(epochs=epochs or d.link_epochs, batch_size=batch_size or d.batch_size,
+                                     lr=lr or d.lr, kl_weight=1.0 if kl_weight is None else kl_weight, seed=seed,
+                                     device=device, progress=self.progress, description=f"{src} -> {dst}")
+            mapping = maps[(src, dst)]
+            train_pairs = ClassPairSampler(s["train"].y, t["train"].y, mapping, seed)
+            val_pairs = ClassPairSampler(s["val"].y, t["val"].y, mapping, seed + 1)
+            if len(train_pairs) == 0:
+                raise ConfigError(f"no training pairs between {src} and {dst} after exclusions and "
+                                  f"--paired-fraction {paired_fraction}")
+            torch.manual_seed(seed)
+            src_dim, dst_dim = self.node(src).vae.latent_dim, dst_node.vae.latent_dim
+            assoc = Associator(dst_node.modality.associator_config(src_dim, dst_dim))
+            log = train_associator(assoc, s["mu"], s["logvar"], train_pairs, val_pairs, s["val_mu"], dst_node.vae,
+                                   t["x"], t["x_val"], dst_node.modality.reconstruction_loss, settings)
+            new_edges[(src, dst)] = (assoc, log, settings, mapping, len(train_pairs))
+        for (src, dst), (assoc, log, settings, mapping, n_pairs) in new_edges.items():
+            acc = self._edge_accuracy(src, dst, assoc, mapping, "test")
+            metrics = {"accuracy": acc["accuracy"], "test_samples": acc["n"], "val_loss": log["best_val_loss"],
+                       "paired_source_rows": n_pairs}
+            meta = {
+                "kind": "associator", "source": src, "target": dst, "modgraph_version": __version__,
+                "config": {"associator": assoc.config.model_dump(mode="json")},
+                "class_map": sorted([i, j] for i, j in mapping.items()), "pairing": pairing,
+                "paired_fraction": str(paired_fraction), "metrics": metrics,
+                "source_node_created": self.node(src).meta.get("created"),
+                "target_node_created": self.node(dst).meta.get("created"),
+                "training": {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
+                             "kl_weight": settings.kl_weight, "seed": seed, "exclude": exclude or {},
+                             "history": log["history"]},
+            }
+            path = self.registry.edge_path(src, dst)
+            with self.registry.lock():
+                # The nodes may have been retrained while we trained: refuse to write a stale edge.
+                for n in (src, dst):
+                    if self.registry.node_metadata(n).get("created") != self.node(n).meta.get("created"):
+                        raise ConfigError(f"modality {n!r} was retrained while linking; run modgraph link again")
+                self.registry.write(path, {f"associator.{k}": v for k, v in assoc.state_dict().items()}, meta)
+            written.append(str(path))
+            results[f"{src}->{dst}"] = metrics
+        return {"source": source, "target": target, "paths": written, "metrics": results}
+
+    def remove_modality(self, name: str) -> list[Path]:
+        self._nodes.pop(name, None)
+        return self.registry.remove_node(name)
+
+    def unlink(self, source: str, target: str, both: bool = True) -> list[Path]:
+        removed = [self.registry.remove_edge(source, target)]
+        if both and self.registry.edge_path(target, source).exists():
+            removed.append(self.registry.remove_edge(target, source))
+        return removed
+
+    # -- translation -----------------------------------------------------------------------
+    @torch.no_grad()
+    def translate_normalized(self, path: list[str], x: torch.Tensor, samples: int = 1) -> torch.Tensor:
+        """Model inputs of ``path[0]`` to model outputs of ``path[-1]``: (N, samples, *shape).
+
+        Latents are chained through each associator's mean; with ``samples > 1`` the last
+        step draws from its Gaussian (for a same-modality path, from the VAE posterior).
+        """
+        device = self.device
+        first = self.node(path[0])
+        z, logvar = first.vae.encode(x.to(device))
+        for a, b in zip(path[:-1], path[1:]):
+            z, logvar = self.associator(a, b)(z)
+        if samples > 1:
+            std = torch.exp(0.5 * logvar)
+            z = z.unsqueeze(1) + std.unsqueeze(1) * torch.randn(len(z), samples, z.shape[1], device=device)
+        else:
+            z = z.unsqueeze(1)
+        last = self.node(path[-1])
+        out = last.vae.decode(z.flatten(0, 1))
+        return out.view(len(x), samples, *out.shape[1:]).cpu()
+
+    def translate(self, source: str, target: str, x: torch.Tensor, via: list[str] | None = None,
+                  samples: int = 1) -> torch.Tensor:
+        """Raw features of the source (N, *shape) to raw features of the target (N, samples, *shape)."""
+        path = self.route(source, target, via)
+        src, dst = self.node(source), self.node(target)
+        xn = src.modality.normalize(x, src.stats)
+        out = self.translate_normalized(path, xn, samples)
+        return dst.modality.denormalize(out.flatten(0, 1), dst.stats).view_as(out)
+
+    def translate_files(self, source: str, target: str, inputs: list[str | Path] = (), output: str | Path | None = None,
+                        via: list[str] | None = None, samples: int = 1, texts: list[str] = (),
+                        batch_size: int = 256) -> dict:
+        """Read files (or folders of files, or literal texts), translate, write the target's files."""
+        _positive("samples", samples)
+        path = self.route(source, target, via)
+        src, dst = self.node(source), self.node(target)
+        items = _expand_inputs([Path(p) for p in inputs], src.modality)
+        if not items and not texts:
+            raise InputFileError("nothing to translate: give one or more files, a folder, or --text")
+        n_out = (len(items) + len(texts)) * samples
+        output = Path(output) if output is not None else Path("translations") / f"{source}-to-{target}"
+        single_file = output.suffix != "" and not output.is_dir()
+        if single_file and n_out > 1:
+            raise ConfigError(f"-o {output} names one file but {n_out} outputs would be written; give a folder")
+        if single_file and output.suffix.lower() != dst.modality.output_suffix:
+            raise ConfigError(f"-o {output}: {target} outputs are {dst.modality.output_suffix} files")
+        written, notes = [], {}
+        jobs = [(p.stem, p) for p in items] + [(_slug(t), t) for t in texts]
+        stems_seen: dict[str, int] = {}
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start:start + batch_size]
+            files = [p for _, p in chunk if isinstance(p, Path)]
+            parts = []
+            if files:
+                x, file_notes = src.modality.read_files(files)
+                parts.append(x)
+                for f, n in zip(files, file_notes):
+                    if n:
+                        notes[str(f)] = n
+            text_items = [t for _, t in chunk if not isinstance(t, Path)]
+            if text_items:
+                parts.append(torch.stack([src.modality.read_text(t) for t in text_items]))
+            x = torch.cat(parts)
+            xn = src.modality.normalize(x, src.stats)
+            out = self.translate_normalized(path, xn, samples)
+            raw = dst.modality.denormalize(out.flatten(0, 1), dst.stats).view_as(out)
+            for (stem, _), outs in zip(chunk, raw):
+                count = stems_seen.get(stem, 0)
+                stems_seen[stem] = count + 1
+                stem = stem if count == 0 else f"{stem}-{count + 1}"
+                for k, sample in enumerate(outs):
+                    if single_file:
+                        target_path = output
+                    else:
+                        suffix = f"_{k + 1}" if samples > 1 else ""
+                        target_path = output / f"{stem}{suffix}{dst.modality.output_suffix}"
+                    written.extend(str(p) for p in dst.modality.write_file(sample, target_path))
+        return {"path": path, "written": written, "notes": notes}
+
+    # -- evaluation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def _edge_accuracy(self, source: str, target: str, assoc: Associator, mapping: dict[int, int], split: str) -> dict:
+        src, dst = self.node(source), self.node(target)
+        feats = self.features(src.modality, split).originals()
+        keep = torch.tensor([int(c) in mapping for c in feats.y.tolist()], dtype=torch.bool)
+        feats = feats.subset(keep)
+        expected = torch.tensor([mapping[int(c)] for c in feats.y.tolist()], dtype=torch.long)
+        device = self.device
+        correct = 0
+        for s in range(0, len(feats), 1024):
+            mu, _ = src.vae.encode(src.modality.normalize(feats.x[s:s + 1024], src.stats).to(device))
+            z, _ = assoc.to(device).eval()(mu)
+            pred = predict(dst.recognizer, dst.vae.decode(z))
+            correct += int((pred == expected[s:s + 1024]).sum())
+        return {"accuracy": correct / max(1, len(feats)), "n": len(feats)}
+
+    def evaluate(self, source: str, target: str, via: list[str] | None = None, split: str = "test",
+                 include: dict[str, list[str]] | None = None) -> dict:
+        """Recognition accuracy of translations (``source == target``: VAE reconstruction accuracy).
+
+        The source split is translated along the route, the target's recognizer
+        classifies each output, and the result is compared with the paired class.
+        """
+        if split not in ("train", "test", "all"):
+            raise ConfigError(f"--split must be test, train or all, not {split!r}")
+        path = self.route(source, target, via)
+        src, dst = self.node(source), self.node(target)
+        splits = ["train", "test"] if split == "all" else [split]
+        feats = [_select(self.features(src.modality, s), include=include).originals() for s in splits]
+        x = torch.cat([f.x for f in feats])
+        y = torch.cat([f.y for f in feats])
+        if len(path) == 1:
+            mapping = {i: i for i in range(len(src.modality.classes))}
+        else:
+            g = self.graph()
+            maps = [{int(i): int(j) for i, j in g.edges[a, b]["class_map"]} for a, b in zip(path[:-1], path[1:])]
+            mapping = compose(maps)
+        keep = torch.tensor([int(c) in mapping for c in y.tolist()], dtype=torch.bool)
+        x, y = x[keep], y[keep]
+        expected = torch.tensor([mapping[int(c)] for c in y.tolist()], dtype=torch.long)
+        preds = []
+        for s in range(0, len(x), 1024):
+            out = self.translate_normalized(path, src.modality.normalize(x[s:s + 1024], src.stats))
+            preds.append(predict(dst.recognizer, out[:, 0]))
+        pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+        correct = pred == expected
+        per_class = {}
+        for c in expected.unique().tolist():
+            sel = expected == c
+            per_class[dst.modality.classes[c].name] = round(correct[sel].float().mean().item(), 4)
+        return {"source": source, "target": target, "path": path, "split": split, "n": int(len(expected)),
+                "accuracy": correct.float().mean().item() if len(expected) else float("nan"),
+                "per_class": per_class}
+
+
+@torch.no_grad()
+def _reconstruct(vae: VAE, x: torch.Tensor) -> torch.Tensor:
+    device = next(vae.parameters()).device
+    vae.eval()
+    return torch.cat([vae.decode(vae.encode(x[s:s + 1024].to(device))[0]).cpu() for s in range(0, len(x), 1024)])
+
+
+def _accuracy(recognizer: Recognizer, x: torch.Tensor, y: torch.Tensor) -> float:
+    return (predict(recognizer, x) == y).float().mean().item() if len(y) else float("nan")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text.strip()).strip("-")[:40] or "text"
+
+
+def _expand_inputs(paths: list[Path], modality: Modality) -> list[Path]:
+    items = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in modality.input_suffixes)
+            if not found:
+                raise InputFileError(f"folder {p} holds no {modality.name} input files "
+                                     f"({', '.join(modality.input_suffixes)})")
+            items.extend(found)
+        elif not p.exists():
+            raise InputFileError(f"input file {p} does not exist")
+        else:
+            items.append(p)
+    return items

@@ -1,0 +1,284 @@
+"""The two training phases of the paper and the recognizer fit.
+
+Intra-modal: a VAE per modality (Eq. 6). Cross-modal: an associator between two frozen
+VAEs on class-matched random pairs redrawn each epoch (Eq. 7). Every loop keeps the
+best validation checkpoint and stops with an error, saving nothing, on NaN.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modgraph.errors import ConfigError, TrainingDivergedError
+from modgraph.models import (Associator, Recognizer, VAE, kl_to_standard_normal, reconstruction_error,
+                             reparameterize)
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    lr: float
+    kl_weight: float
+    seed: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    progress: bool = True
+    grad_clip: float = 10.0
+    description: str = "training"
+
+
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error, not a fallback."""
+    if isinstance(name, torch.device):
+        return name
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"--device must be auto, cpu or cuda, not {name!r}")
+
+
+def configure_threads() -> None:
+    """Use every core we are allowed, once per process."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def _check_finite(loss: torch.Tensor, what: str, epoch: int, settings: TrainSettings) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingDivergedError(
+            f"{what} diverged (loss {loss.item()}) in epoch {epoch + 1}; nothing was saved. "
+            f"Try a lower --lr (now {settings.lr:g}) or a larger --kl-weight (now {settings.kl_weight:g})")
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device):
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        if len(idx) > 1 or n == 1:  # a batch of one breaks batch-norm statistics
+            yield idx.to(device)
+
+
+def _step(model: nn.Module, optimizer, loss: torch.Tensor, clip: float) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+
+
+@torch.no_grad()
+def vae_loss_eval(vae: VAE, x: torch.Tensor, kind: str, kl_weight: float, batch_size: int = 512) -> float:
+    """Mean negative ELBO per sample on ``x`` (posterior mean decoded, for a stable score)."""
+    vae.eval()
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size]
+        mu, logvar = vae.encode(xb)
+        loss = reconstruction_error(vae.decode_logits(mu), xb, kind) + kl_weight * kl_to_standard_normal(mu, logvar)
+        total += loss.sum().item()
+    return total / max(1, len(x))
+
+
+def train_vae(vae: VAE, x_train: torch.Tensor, x_val: torch.Tensor, kind: str, settings: TrainSettings,
+              augment=None) -> dict:
+    """Eq. 6: reconstruction error + kl_weight * KL(q(z|x) || N(0, I)); keeps the best validation state."""
+    device = settings.device
+    vae.to(device)
+    x_train, x_val = x_train.to(device), x_val.to(device)
+    gen = torch.Generator().manual_seed(settings.seed)
+    opt = torch.optim.Adam(vae.parameters(), lr=settings.lr)
+    steps = math.ceil(len(x_train) / settings.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps * settings.epochs + 1,
+                                                pct_start=0.15)
+    best, best_state, history = math.inf, copy.deepcopy(vae.state_dict()), []
+    with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
+        for epoch in range(settings.epochs):
+            vae.train()
+            running = 0.0
+            for i, idx in enumerate(_batches(len(x_train), settings.batch_size, gen, device)):
+                target = x_train[idx]
+                inputs = augment(target) if augment is not None else target
+                mu, logvar = vae.encode(inputs)
+                logits = vae.decode_logits(reparameterize(mu, logvar))
+                loss = (reconstruction_error(logits, target, kind)
+                        + settings.kl_weight * kl_to_standard_normal(mu, logvar)).mean()
+                _check_finite(loss, "VAE training", epoch, settings)
+                _step(vae, opt, loss, settings.grad_clip)
+                sched.step()
+                running = loss.item() if i == 0 else 0.9 * running + 0.1 * loss.item()
+                bar.update(1)
+                bar.set_postfix(epoch=f"{epoch + 1}/{settings.epochs}", loss=f"{running:.2f}")
+            val = vae_loss_eval(vae, x_val, kind, settings.kl_weight) if len(x_val) else running
+            if not math.isfinite(val):
+                _check_finite(torch.tensor(val), "VAE validation", epoch, settings)
+            history.append({"epoch": epoch + 1, "train_loss": running, "val_loss": val})
+            if val < best:
+                best, best_state = val, copy.deepcopy(vae.state_dict())
+    vae.load_state_dict(best_state)
+    vae.eval()
+    return {"best_val_loss": best, "history": history}
+
+
+@torch.no_grad()
+def predict(model: Recognizer, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(x[s:s + batch_size].to(device)).argmax(1).cpu() for s in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+def train_recognizer(model: Recognizer, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
+                     y_val: torch.Tensor, settings: TrainSettings, augment=None) -> dict:
+    """Cross-entropy on real data; keeps the state with the best validation accuracy."""
+    device = settings.device
+    model.to(device)
+    x_train, y_train = x_train.to(device), y_train.to(device)
+    gen = torch.Generator().manual_seed(settings.seed + 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4)
+    steps = math.ceil(len(x_train) / settings.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps * settings.epochs + 1,
+                                                pct_start=0.2)
+    best, best_state, history = -1.0, copy.deepcopy(model.state_dict()), []
+    with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
+        for epoch in range(settings.epochs):
+            model.train()
+            for idx in _batches(len(x_train), settings.batch_size, gen, device):
+                xb = x_train[idx]
+                if augment is not None:
+                    xb = augment(xb)
+                loss = F.cross_entropy(model(xb), y_train[idx], label_smoothing=0.05)
+                _check_finite(loss, "recognizer training", epoch, settings)
+                _step(model, opt, loss, settings.grad_clip)
+                sched.step()
+                bar.update(1)
+                bar.set_postfix(epoch=f"{epoch + 1}/{settings.epochs}", loss=f"{loss.item():.3f}")
+            acc = (predict(model, x_val) == y_val).float().mean().item() if len(x_val) else 0.0
+            history.append({"epoch": epoch + 1, "val_accuracy": acc})
+            if acc > best:
+                best, best_state = acc, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    model.eval()
+    return {"best_val_accuracy": best, "history": history}
+
+
+@torch.no_grad()
+def encode_all(vae: VAE, x: torch.Tensor, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and log-variances of a frozen encoder, batched."""
+    vae.eval()
+    device = next(vae.parameters()).device
+    mus, logvars = [], []
+    for s in range(0, len(x), batch_size):
+        mu, logvar = vae.encode(x[s:s + batch_size].to(device))
+        mus.append(mu)
+        logvars.append(logvar)
+    return torch.cat(mus), torch.cat(logvars)
+
+
+class ClassPairSampler:
+    """Draws, for each source row, a random target row of the paired class (redrawn per call)."""
+
+    def __init__(self, source_y: torch.Tensor, target_y: torch.Tensor, class_map: dict[int, int], seed: int):
+        self.gen = torch.Generator().manual_seed(seed)
+        self.target_rows = {c: (target_y == c).nonzero().flatten() for c in set(class_map.values())}
+        self.target_rows = {c: rows for c, rows in self.target_rows.items() if len(rows)}
+        mapped = torch.tensor([class_map.get(int(c), -1) for c in range(int(source_y.max()) + 1)]) \
+            if len(source_y) else torch.zeros(0, dtype=torch.long)
+        self.source_target_class = mapped[source_y] if len(source_y) else source_y
+        self.source_rows = torch.tensor([i for i, c in enumerate(self.source_target_class.tolist())
+                                         if c in self.target_rows], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.source_rows)
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(source rows, target rows) in a fresh random order and pairing."""
+        src = self.source_rows[torch.randperm(len(self.source_rows), generator=self.gen)]
+        classes = self.source_target_class[src]
+        tgt = torch.empty_like(src)
+        for c, rows in self.target_rows.items():
+            sel = classes == c
+            tgt[sel] = rows[torch.randint(len(rows), (int(sel.sum()),), generator=self.gen)]
+        return src, tgt
+
+
+def associator_loss(associator: Associator, target_vae: VAE, z_source: torch.Tensor, x_target: torch.Tensor,
+                    kind: str, kl_weight: float, sample: bool = True) -> torch.Tensor:
+    """Eq. 7 per sample: ||x_j - D_j(z_ji)||^2 (or the BCE analogue) + kl_weight * KL(q(z_ji|x_i) || N(0, I))."""
+    mu, logvar = associator(z_source)
+    z = reparameterize(mu, logvar) if sample else mu
+    logits = target_vae.decode_logits(z)
+    return reconstruction_error(logits, x_target, kind) + kl_weight * kl_to_standard_normal(mu, logvar)
+
+
+def train_associator(associator: Associator, source_mu: torch.Tensor, source_logvar: torch.Tensor,
+                     train_pairs: ClassPairSampler, val_pairs: ClassPairSampler, val_source_mu: torch.Tensor,
+                     target_vae: VAE, target_x: torch.Tensor, val_target_x: torch.Tensor, kind: str,
+                     settings: TrainSettings) -> dict:
+    """Cross-modal phase for one direction, the target VAE frozen (its decoder only passes gradients)."""
+    device = settings.device
+    associator.to(device)
+    target_vae.to(device).eval()
+    for p in target_vae.parameters():
+        p.requires_grad_(False)
+    source_mu, source_logvar, target_x = source_mu.to(device), source_logvar.to(device), target_x.to(device)
+    torch.manual_seed(settings.seed)
+    opt = torch.optim.Adam(associator.parameters(), lr=settings.lr)
+    steps = math.ceil(len(train_pairs) / settings.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps * settings.epochs + 1,
+                                                pct_start=0.15)
+    vsrc, vtgt = val_pairs.draw()
+    best, best_state, history = math.inf, copy.deepcopy(associator.state_dict()), []
+    with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
+        for epoch in range(settings.epochs):
+            associator.train()
+            src, tgt = train_pairs.draw()
+            running = 0.0
+            for i, start in enumerate(range(0, len(src), settings.batch_size)):
+                s, t = src[start:start + settings.batch_size].to(device), tgt[start:start + settings.batch_size].to(device)
+                z = reparameterize(source_mu[s], source_logvar[s])  # E_i's sample, as in the paper
+                loss = associator_loss(associator, target_vae, z, target_x[t], kind, settings.kl_weight).mean()
+                _check_finite(loss, "associator training", epoch, settings)
+                _step(associator, opt, loss, settings.grad_clip)
+                sched.step()
+                running = loss.item() if i == 0 else 0.9 * running + 0.1 * loss.item()
+                bar.update(1)
+                bar.set_postfix(epoch=f"{epoch + 1}/{settings.epochs}", loss=f"{running:.2f}")
+            associator.eval()
+            with torch.no_grad():
+                val = 0.0
+                for start in range(0, len(vsrc), 1024):
+                    s, t = vsrc[start:start + 1024], vtgt[start:start + 1024]
+                    val += associator_loss(associator, target_vae, val_source_mu[s].to(device),
+                                           val_target_x[t].to(device), kind, settings.kl_weight,
+                                           sample=False).sum().item()
+                val = val / max(1, len(vsrc)) if len(vsrc) else running
+            history.append({"epoch": epoch + 1, "train_loss": running, "val_loss": val})
+            if val < best:
+                best, best_state = val, copy.deepcopy(associator.state_dict())
+    for p in target_vae.parameters():
+        p.requires_grad_(True)
+    associator.load_state_dict(best_state)
+    associator.eval()
+    return {"best_val_loss": best, "history": history}

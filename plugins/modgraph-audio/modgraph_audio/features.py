@@ -1,0 +1,261 @@
+"""The speech front end shared by the audio modalities: audio files to 1-second 16 kHz clips to
+40x101 MFCCs, and back (MFCC -> mel -> linear spectrogram -> Griffin-Lim), with wav and PNG writers.
+
+Every MFCC function takes a whole batch of waveforms; only reading and length fixing loop over files.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+import torchaudio.functional as AF
+import torchaudio.transforms as AT
+
+from modgraph.errors import InputFileError, ModgraphError
+
+SAMPLE_RATE = 16_000
+CLIP_SAMPLES = SAMPLE_RATE  # one second, as Speech Commands
+N_MFCC = 40
+N_MELS = 64
+N_FFT = 512
+WIN_LENGTH = 400  # 25 ms
+HOP_LENGTH = 160  # 10 ms, so a centred STFT of one second has 16000 / 160 + 1 = 101 frames
+N_FRAMES = CLIP_SAMPLES // HOP_LENGTH + 1
+F_MIN = 20.0
+F_MAX = SAMPLE_RATE / 2
+TOP_DB = 80.0  # dynamic range kept below each clip's loudest mel bin
+FEATURE_SHAPE = (1, N_MFCC, N_FRAMES)
+GRIFFIN_LIM_ITERATIONS = 64
+_CHUNK = 256  # clips per STFT call: bounds memory, not speed
+
+EXPECTED = "expected an audio file (wav, flac or ogg) holding at least one sample"
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int, list[str]]:
+    """A file's samples mixed to mono (float32), its sample rate, and notes on conversions made.
+
+    Raises :class:`InputFileError` for a missing, empty, truncated or non-audio file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file; {EXPECTED}")
+    if not path.is_file():
+        raise InputFileError(f"{path}: not a file; {EXPECTED}")
+    if path.stat().st_size == 0:
+        raise InputFileError(f"{path}: the file is empty; {EXPECTED}")
+    _check_wav_complete(path)
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
+        reason = getattr(exc, "error_string", None) or str(exc).split(": ", 1)[-1]
+        raise InputFileError(f"{path}: not readable as audio ({reason.rstrip('.')}); {EXPECTED}") from None
+    if data.shape[0] == 0:
+        raise InputFileError(f"{path}: holds no audio samples; {EXPECTED}")
+    if not np.isfinite(data).all():
+        raise InputFileError(f"{path}: holds NaN or infinite samples; {EXPECTED}")
+    notes = []
+    if data.shape[1] > 1:
+        notes.append(f"mixed {data.shape[1]} channels to mono")
+    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.any(wave):
+        notes.append("the audio is silent")
+    return np.ascontiguousarray(wave, dtype=np.float32), int(rate), notes
+
+
+def _check_wav_complete(path: Path) -> None:
+    # libsndfile reads a wav cut short without complaint (it returns fewer samples), so
+    # compare the data chunk's declared size with what the file holds.
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return
+        endian = "<" if head[:4] == b"RIFF" else ">"
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk, length = struct.unpack(endian + "4sI", f.read(8))
+            if chunk == b"data":
+                available = size - pos - 8
+                if length not in (0, 0xFFFFFFFF) and length > available:  # 0 / -1: written as a stream
+                    raise InputFileError(
+                        f"{path}: truncated wav (the header declares {length} bytes of audio, the file holds "
+                        f"{available}); {EXPECTED}")
+                return
+            pos += 8 + length + (length & 1)
+
+
+# -- fixed-length clips ----------------------------------------------------------------------
+
+
+def fit_length(wave: torch.Tensor, length: int, offset: int = 0) -> torch.Tensor:
+    """``wave`` centred in ``length`` samples (zero-padded or centre-cropped), moved ``offset`` samples later."""
+    n = wave.shape[-1]
+    start = (length - n) // 2 + offset  # where the clip's first sample lands; negative crops its head
+    out = wave.new_zeros(length)
+    src0, src1 = max(0, -start), min(n, length - start)
+    if src1 > src0:
+        out[start + src0: start + src1] = wave[src0:src1]
+    return out
+
+
+def length_note(num_samples: int, rate: int) -> str | None:
+    """What :func:`fit_length` to one second does to a clip, in words (None when nothing)."""
+    if num_samples == rate:
+        return None
+    seconds = num_samples / rate
+    if num_samples < rate:
+        return f"padded {seconds:.2f} s to 1.00 s (centred)"
+    return f"trimmed {seconds:.2f} s to its central 1.00 s"
+
+
+@functools.lru_cache(maxsize=64)
+def _resampler(orig_freq: int, new_freq: int) -> AT.Resample:
+    return AT.Resample(orig_freq, new_freq)  # keeps its filter kernel, unlike the functional form
+
+
+def resample(waves: torch.Tensor, orig_freq: int, new_freq: int = SAMPLE_RATE) -> torch.Tensor:
+    """Resample a batch ``(..., time)`` with a cached polyphase filter."""
+    if orig_freq == new_freq:
+        return waves
+    with torch.no_grad():
+        return _resampler(int(orig_freq), int(new_freq))(waves)
+
+
+def to_clips(waves: list[torch.Tensor], rates: list[int], offsets: list[int] | None = None) -> torch.Tensor:
+    """One-second 16 kHz clips ``(B, 16000)`` from waveforms at any rates.
+
+    Each wave is fitted to one second at its own rate (``offsets`` in its own samples move it
+    from the centre), then every group sharing a rate is resampled in one batch.
+    """
+    out = torch.zeros(len(waves), CLIP_SAMPLES)
+    offsets = offsets if offsets is not None else [0] * len(waves)
+    by_rate: dict[int, list[int]] = {}
+    for i, rate in enumerate(rates):
+        by_rate.setdefault(int(rate), []).append(i)
+    for rate, rows in by_rate.items():
+        batch = torch.stack([fit_length(torch.as_tensor(waves[i]), rate, offsets[i]) for i in rows])
+        out[rows] = resample(batch, rate)[:, :CLIP_SAMPLES]
+    return out
+
+
+# -- MFCC and its inverse ------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _mel_filterbank() -> torch.Tensor:  # (n_freqs, n_mels)
+    return AF.melscale_fbanks(N_FFT // 2 + 1, F_MIN, F_MAX, N_MELS, SAMPLE_RATE, norm=None, mel_scale="htk")
+
+
+@functools.lru_cache(maxsize=1)
+def _mel_pseudo_inverse() -> torch.Tensor:  # (n_freqs, n_mels)
+    return torch.linalg.pinv(_mel_filterbank().T)
+
+
+@functools.lru_cache(maxsize=1)
+def _dct() -> torch.Tensor:  # (n_mels, n_mfcc), orthonormal columns, so its transpose is the pseudo-inverse
+    return AF.create_dct(N_MFCC, N_MELS, norm="ortho")
+
+
+@functools.lru_cache(maxsize=1)
+def _window() -> torch.Tensor:
+    return torch.hann_window(WIN_LENGTH)
+
+
+def mel_db(waves: torch.Tensor) -> torch.Tensor:
+    """Log-mel power ``(B, 64, 101)`` in dB below each clip's loudest bin, floored at -80 dB.
+
+    Relative to the clip's own maximum, so the features do not depend on recording level.
+    """
+    waves = torch.as_tensor(waves, dtype=torch.float32).reshape(-1, CLIP_SAMPLES)
+    fb = _mel_filterbank()
+    parts = []
+    with torch.no_grad():
+        for chunk in waves.split(_CHUNK):
+            spec = torch.stft(chunk, N_FFT, HOP_LENGTH, WIN_LENGTH, _window(), center=True,
+                              pad_mode="reflect", return_complex=True).abs().pow(2)
+            mel = torch.matmul(fb.T, spec)
+            peak = mel.amax(dim=(1, 2), keepdim=True).clamp_min(1e-30)
+            parts.append(10.0 * torch.log10((mel / peak).clamp_min(10.0 ** (-TOP_DB / 10.0))))
+    return torch.cat(parts) if parts else torch.zeros(0, N_MELS, N_FRAMES)
+
+
+def mfcc(waves: torch.Tensor) -> torch.Tensor:
+    """MFCCs ``(B, 1, 40, 101)`` of one-second 16 kHz clips ``(B, 16000)``: an orthonormal DCT of :func:`mel_db`."""
+    return torch.matmul(_dct().T, mel_db(waves)).unsqueeze(1)
+
+
+def mfcc_to_mel_db(features: torch.Tensor) -> torch.Tensor:
+    """Pseudo-inverse of the DCT: MFCCs ``(..., 40, 101)`` to a smoothed log-mel ``(B, 64, 101)`` in dB."""
+    x = torch.as_tensor(features, dtype=torch.float32).reshape(-1, N_MFCC, N_FRAMES)
+    return torch.matmul(_dct(), x).clamp(-TOP_DB, 0.0)
+
+
+def mfcc_to_waveform(features: torch.Tensor, n_iter: int = GRIFFIN_LIM_ITERATIONS, seed: int = 0) -> torch.Tensor:
+    """Resynthesise 16 kHz clips ``(B, 16000)`` from MFCCs: mel dB -> power -> linear spectrum -> Griffin-Lim.
+
+    The phase search starts from a seeded random phase, so the result is reproducible;
+    each clip is scaled to a peak of 0.9 (MFCCs carry no absolute level).
+    """
+    mel_power = 10.0 ** (mfcc_to_mel_db(features) / 10.0)
+    power = torch.relu(torch.matmul(_mel_pseudo_inverse(), mel_power))
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        waves = AF.griffinlim(power, _window(), N_FFT, HOP_LENGTH, WIN_LENGTH, power=2.0, n_iter=n_iter,
+                              momentum=0.99, length=CLIP_SAMPLES, rand_init=True)
+    peak = waves.abs().amax(dim=1, keepdim=True)
+    return torch.where(peak > 0, 0.9 * waves / peak.clamp_min(1e-12), waves)
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+def write_wav(path: Path, wave: torch.Tensor, rate: int = SAMPLE_RATE) -> Path:
+    """Write a mono waveform as 16-bit PCM wav."""
+    path = Path(path)
+    samples = torch.as_tensor(wave, dtype=torch.float32).reshape(-1).clamp(-1.0, 1.0).numpy()
+    try:
+        soundfile.write(str(path), samples, rate, subtype="PCM_16")
+    except (soundfile.SoundFileError, RuntimeError, OSError) as exc:
+        raise ModgraphError(f"could not write {path}: {exc}") from None
+    return path
+
+
+# Five stops of matplotlib's viridis, interpolated linearly.
+_COLOURS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
+
+
+def mfcc_image(features: torch.Tensor, scale: int = 4):
+    """A colour-mapped picture (PIL image) of one MFCC, coefficient 0 at the bottom.
+
+    Each coefficient's row is scaled by its own largest magnitude (0 is the middle colour),
+    because coefficient 0 is hundreds of times larger than the others.
+    """
+    from PIL import Image
+
+    x = torch.as_tensor(features, dtype=torch.float64).reshape(N_MFCC, N_FRAMES).numpy()
+    x = x / np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-12)
+    level = np.clip((x[::-1] + 1.0) / 2.0, 0.0, 1.0) * (len(_COLOURS) - 1)
+    low = np.minimum(level.astype(int), len(_COLOURS) - 2)
+    frac = (level - low)[..., None]
+    rgb = (_COLOURS[low] * (1 - frac) + _COLOURS[low + 1] * frac).round().astype(np.uint8)
+    image = Image.fromarray(np.ascontiguousarray(rgb))
+    return image.resize((N_FRAMES * scale, N_MFCC * scale), Image.NEAREST)
+
+
+def write_mfcc_png(path: Path, features: torch.Tensor) -> Path:
+    """Write :func:`mfcc_image` of one MFCC as a PNG."""
+    path = Path(path)
+    try:
+        mfcc_image(features).save(path, format="PNG")
+    except OSError as exc:
+        raise ModgraphError(f"could not write {path}: {exc}") from None
+    return path

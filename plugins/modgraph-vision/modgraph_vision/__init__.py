@@ -1,0 +1,18 @@
+"""modgraph-vision: the ``mnist`` and ``fmnist`` image modalities.
+
+Registered through the ``modgraph`` entry-point group like any third-party plugin.
+"""
+
+from modgraph import hookimpl
+from modgraph_vision.mnist import MNIST, FashionMNIST
+
+__version__ = "0.1.0"
+
+
+@hookimpl
+def register_modalities(register):
+    register(MNIST())
+    register(FashionMNIST())
+
+
+__all__ = ["MNIST", "FashionMNIST", "register_modalities", "__version__"]

@@ -1,0 +1,134 @@
+"""Grayscale image file I/O shared by the image modalities.
+
+Reads any image Pillow understands into MNIST-style features (light strokes on a dark
+background, square, values in [0, 1]) and writes features back as 8-bit PNGs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageOps, ImageStat, UnidentifiedImageError
+
+from modgraph.errors import InputFileError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+def read_grayscale_image(path: Path, size: int = 28) -> tuple[torch.Tensor, list[str]]:
+    """Read ``path`` as a (1, size, size) float32 tensor in [0, 1], plus conversion notes.
+
+    Colour is converted to grayscale, transparency flattened, a dark-on-light image
+    inverted (MNIST-style data is light on dark), and any other size padded to a square
+    with the background level and resized.
+    """
+    path = Path(path)
+    accepted = ", ".join(s.lstrip(".") for s in IMAGE_SUFFIXES)
+    if not path.is_file():
+        problem = "not a file" if path.exists() else "no such file"
+        raise InputFileError(f"{path}: {problem} (expected an image: {accepted})")
+    try:
+        with Image.open(path) as opened:
+            frames = getattr(opened, "n_frames", 1)
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
+        raise InputFileError(f"{path}: not a readable image ({exc}); accepted image types: {accepted}") from None
+
+    notes: list[str] = []
+    if frames > 1:
+        notes.append(f"used the first of {frames} frames")
+    gray = _to_grayscale(image, notes)
+    if _border_mean(gray) > 0.5:
+        gray = ImageOps.invert(gray)
+        notes.append("inverted a dark-on-light image")
+    if gray.size != (size, size):
+        width, height = gray.size
+        side = max(width, height)
+        # Pad with the background level, not black, so a grey photo gets no hard edges.
+        square = Image.new("L", (side, side), color=round(_border_mean(gray) * 255))
+        square.paste(gray, ((side - width) // 2, (side - height) // 2))
+        gray = square.resize((size, size), Image.Resampling.LANCZOS)
+        notes.append(f"resized {width}x{height} to {size}x{size}")
+    return _to_tensor(gray), notes
+
+
+def write_grayscale_png(x: torch.Tensor, path: Path) -> list[Path]:
+    """Write a (1, H, W) or (H, W) tensor in [0, 1] as an 8-bit grayscale PNG at ``path``.
+
+    Values are clamped to [0, 1]. The file appears complete or not at all: it is
+    written next to ``path`` and renamed into place.
+    """
+    path = Path(path)
+    x = x.detach().to("cpu", torch.float32)
+    if x.dim() == 3 and x.shape[0] == 1:
+        x = x[0]
+    if x.dim() != 2:
+        raise ValueError(f"expected a (1, H, W) grayscale image tensor, got shape {tuple(x.shape)}")
+    pixels = torch.nan_to_num(x, nan=0.0).clamp(0.0, 1.0).mul(255).round().to(torch.uint8).contiguous()
+    height, width = pixels.shape
+    image = Image.frombytes("L", (width, height), pixels.numpy().tobytes())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format="PNG")
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return [path]
+
+
+def _to_grayscale(image: Image.Image, notes: list[str]) -> Image.Image:
+    """An "L" image from any mode, noting colour and transparency conversions."""
+    mode = image.mode
+    if mode not in _GRAY_MODES and not _is_gray_palette(image):
+        notes.append(f"converted {mode} to grayscale")
+    has_alpha = "A" in image.getbands() or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        luminance, alpha = rgba.convert("L"), rgba.getchannel("A")
+        opaque = alpha.point(lambda a: 255 if a > 127 else 0)
+        ink = ImageStat.Stat(luminance, mask=opaque).mean[0] if opaque.getbbox() else 255.0
+        # Flatten onto whichever of black or white the visible content stands out from.
+        background = 255 if ink < 128 else 0
+        notes.append(f"flattened transparency onto {'white' if background else 'black'}")
+        return Image.composite(luminance, Image.new("L", image.size, background), alpha)
+    if mode.startswith("I;16"):
+        image, mode = image.convert("I"), "I"
+    if mode == "I":
+        high = image.getextrema()[1]
+        # 16-bit data scales down to 8 bits; 8-bit data stored in an int image is kept.
+        return (image.point(lambda v: v * (1 / 257)) if high > 255 else image).convert("L")
+    if mode == "F":
+        # Float images are taken to hold values in [0, 1].
+        return image.point(lambda v: v * 255).convert("L")
+    return image.convert("L")
+
+
+def _is_gray_palette(image: Image.Image) -> bool:
+    """Whether a palette image only uses grey entries (as a grayscale GIF does)."""
+    palette = image.getpalette() if image.mode == "P" else None
+    return bool(palette) and all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette), 3))
+
+
+def _border_mean(gray: Image.Image) -> float:
+    """Mean of the outermost ring of pixels, in [0, 1]: the image's background level."""
+    width, height = gray.size
+    edges = [gray.crop((0, 0, width, 1)), gray.crop((0, height - 1, width, height)),
+             gray.crop((0, 0, 1, height)), gray.crop((width - 1, 0, width, height))]
+    total = sum(ImageStat.Stat(e).sum[0] for e in edges)
+    count = sum(e.size[0] * e.size[1] for e in edges)
+    return total / count / 255.0
+
+
+def _to_tensor(gray: Image.Image) -> torch.Tensor:
+    width, height = gray.size
+    pixels = torch.frombuffer(bytearray(gray.tobytes()), dtype=torch.uint8)
+    return pixels.view(1, height, width).to(torch.float32).div_(255.0)
