@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from modgraph.modality import FeatureSet, Modality
@@ -58,7 +58,7 @@ def load_split(modality: Modality, root: Path, split: str, download: bool = Fals
                 groups = json.loads(f.metadata().get("groups", "{}"))
             return FeatureSet(x=tensors["x"], y=tensors["y"], origin=tensors["origin"],
                               augmented=tensors["augmented"], groups=groups)
-        except (SafetensorsError, OSError, KeyError, ValueError):
+        except (SafetensorError, OSError, KeyError, ValueError):
             pass  # a damaged cache entry is rebuilt below
     features = modality.load_features(Path(root), split, download=download)
     if use_cache:

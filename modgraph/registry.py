@@ -16,7 +16,7 @@ from pathlib import Path
 import networkx as nx
 import torch
 from filelock import FileLock, Timeout
-from safetensors import SafetensorsError, safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from modgraph.errors import ModgraphError, NotInRegistryError, RegistryCorruptError
@@ -96,7 +96,7 @@ class Registry:
                 raw = f.metadata() or {}
         except FileNotFoundError:
             raise
-        except (SafetensorsError, OSError, ValueError, RuntimeError) as exc:
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise RegistryCorruptError(
                 f"registry file {path} is unreadable ({exc}); delete it and retrain it "
                 f"(modgraph add-modality / modgraph link)") from None
@@ -116,7 +116,7 @@ class Registry:
     def load_tensors(self, path: Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
-        except (SafetensorsError, OSError, ValueError, RuntimeError) as exc:
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise RegistryCorruptError(f"registry file {path} is unreadable ({exc}); delete it and retrain it") from None
 
     def node_metadata(self, name: str) -> dict:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import math
 import os
+import sys
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -51,19 +53,50 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
 
 
 def configure_threads() -> None:
-    """Use every core we are allowed, once per process."""
+    """Use every core we are allowed (``MODGRAPH_NUM_THREADS`` overrides), once per process."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:
         n = os.cpu_count() or 1
+    n = int(os.environ.get("MODGRAPH_NUM_THREADS") or n)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
 
+class _EpochLog:
+    """Off a terminal a redrawn bar is noise in a log: print one line per epoch instead."""
+
+    def __init__(self, total: int, desc: str):
+        self.total, self.desc, self.n, self.postfix = total, desc, 0, {}
+        self.start = time.monotonic()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = values
+
+    def epoch_done(self, **values) -> None:
+        elapsed = time.monotonic() - self.start
+        eta = elapsed / max(1, self.n) * (self.total - self.n)
+        fields = " ".join(f"{k} {v}" for k, v in {**self.postfix, **values}.items())
+        print(f"{self.desc}: {fields} ({elapsed:.0f} s, ETA {eta:.0f} s)", file=sys.stderr, flush=True)
+
+
 def _progress(total: int, desc: str, enabled: bool):
+    if enabled and not sys.stderr.isatty():
+        return _EpochLog(total, desc)
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not enabled, unit="batch", leave=False, dynamic_ncols=True)
+    bar = tqdm(total=total, desc=desc, disable=not enabled, unit="batch", leave=False, dynamic_ncols=True)
+    bar.epoch_done = lambda **values: None
+    return bar
 
 
 def _check_finite(loss: torch.Tensor, what: str, epoch: int, settings: TrainSettings) -> None:
@@ -134,6 +167,7 @@ def train_vae(vae: VAE, x_train: torch.Tensor, x_val: torch.Tensor, kind: str, s
             if not math.isfinite(val):
                 _check_finite(torch.tensor(val), "VAE validation", epoch, settings)
             history.append({"epoch": epoch + 1, "train_loss": running, "val_loss": val})
+            bar.epoch_done(val_loss=f"{val:.2f}")
             if val < best:
                 best, best_state = val, copy.deepcopy(vae.state_dict())
     vae.load_state_dict(best_state)
@@ -176,6 +210,7 @@ def train_recognizer(model: Recognizer, x_train: torch.Tensor, y_train: torch.Te
                 bar.set_postfix(epoch=f"{epoch + 1}/{settings.epochs}", loss=f"{loss.item():.3f}")
             acc = (predict(model, x_val) == y_val).float().mean().item() if len(x_val) else 0.0
             history.append({"epoch": epoch + 1, "val_accuracy": acc})
+            bar.epoch_done(val_accuracy=f"{acc:.4f}")
             if acc > best:
                 best, best_state = acc, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
@@ -275,6 +310,7 @@ def train_associator(associator: Associator, source_mu: torch.Tensor, source_log
                                            sample=False).sum().item()
                 val = val / max(1, len(vsrc)) if len(vsrc) else running
             history.append({"epoch": epoch + 1, "train_loss": running, "val_loss": val})
+            bar.epoch_done(val_loss=f"{val:.2f}")
             if val < best:
                 best, best_state = val, copy.deepcopy(associator.state_dict())
     for p in target_vae.parameters():

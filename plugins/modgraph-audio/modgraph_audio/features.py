@@ -142,7 +142,7 @@ def to_clips(waves: list[torch.Tensor], rates: list[int], offsets: list[int] | N
     for i, rate in enumerate(rates):
         by_rate.setdefault(int(rate), []).append(i)
     for rate, rows in by_rate.items():
-        batch = torch.stack([fit_length(torch.as_tensor(waves[i]), rate, offsets[i]) for i in rows])
+        batch = torch.stack([fit_length(torch.as_tensor(waves[i], dtype=torch.float32), rate, offsets[i]) for i in rows])
         out[rows] = resample(batch, rate)[:, :CLIP_SAMPLES]
     return out
 

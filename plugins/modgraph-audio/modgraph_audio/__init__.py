@@ -1,0 +1,15 @@
+"""modgraph-audio: speech modalities for modgraph (``fsdd``), built on a shared MFCC front end.
+
+The ``register_modalities`` hook registers them; :mod:`modgraph_audio.features` is the front end.
+"""
+
+from modgraph import hookimpl
+
+from modgraph_audio.fsdd import FSDD, FSDDOptions
+
+__all__ = ["FSDD", "FSDDOptions", "register_modalities"]
+
+
+@hookimpl
+def register_modalities(register):
+    register(FSDD())

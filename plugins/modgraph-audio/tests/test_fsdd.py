@@ -1,0 +1,178 @@
+"""The fsdd modality: descriptor, data loading, normalisation, augmentation, file I/O."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from conftest import DIGITS, SPEAKERS, tone, write_wav
+from PIL import Image
+
+import modgraph_audio
+from modgraph.errors import ConfigError, DataNotFoundError, InputFileError
+from modgraph.models import VAE, Recognizer
+from modgraph.plugins import PluginHost
+from modgraph_audio import FSDD
+
+
+@pytest.fixture
+def fsdd():
+    return FSDD()
+
+
+def test_plugin_registers_fsdd():
+    host = PluginHost(load_entry_points=False)
+    host.add_plugin(modgraph_audio, name="audio", distribution="modgraph-audio", version="0.1.0")
+    modality = host.get("fsdd")
+    assert modality.class_names == [str(d) for d in range(10)]
+    assert modality.concepts[7] == "seven"
+    assert modality.input_shape == (1, 40, 101)
+    assert modality.reconstruction_loss == "mse"
+
+
+def test_architectures_build_for_the_feature_shape(fsdd):
+    x = torch.randn(2, *fsdd.input_shape)
+    vae = VAE(fsdd.vae_config(16))
+    assert vae.decode(vae.encode(x)[0]).shape == x.shape
+    assert Recognizer(fsdd.recognizer_config())(x).shape == (2, 10)
+
+
+def test_test_split_is_takes_0_to_4_with_speaker_groups(fsdd, fsdd_root):
+    test = fsdd.load_features(fsdd_root, "test")
+    n = len(SPEAKERS) * len(DIGITS) * 5
+    assert test.x.shape == (n, 1, 40, 101) and test.x.dtype == torch.float32
+    assert torch.isfinite(test.x).all()
+    assert not test.augmented.any()
+    assert torch.equal(test.origin, torch.arange(n))
+    assert sorted(set(test.groups["speaker"])) == sorted(SPEAKERS)
+    assert sorted(test.y.unique().tolist()) == list(DIGITS)
+
+
+def test_train_split_adds_seeded_augmented_copies(fsdd_root):
+    fsdd = FSDD().with_options({"augment_copies": 2})
+    train = fsdd.load_features(fsdd_root, "train")
+    n = len(SPEAKERS) * len(DIGITS) * 2  # takes 5 and 6
+    assert len(train) == 3 * n
+    assert int((~train.augmented).sum()) == n and int(train.augmented.sum()) == 2 * n
+    originals = (~train.augmented).nonzero().flatten()
+    assert torch.equal(train.origin[originals], originals)
+    copies = train.augmented.nonzero().flatten()
+    assert torch.equal(train.y[copies], train.y[train.origin[copies]])
+    speakers = train.groups["speaker"]
+    assert all(speakers[i] == speakers[train.origin[i]] for i in copies.tolist())
+    assert not torch.allclose(train.x[copies[0]], train.x[train.origin[copies[0]]])
+    again = fsdd.load_features(fsdd_root, "train")
+    assert torch.equal(train.x, again.x)  # cached features must be reproducible
+    other_seed = FSDD().with_options({"augment_copies": 2, "augment_seed": 1}).load_features(fsdd_root, "train")
+    assert not torch.equal(train.x[copies], other_seed.x[copies])
+
+
+def test_augment_copies_option_is_validated_and_zero_turns_augmentation_off(fsdd_root):
+    train = FSDD().with_options({"augment_copies": 0}).load_features(fsdd_root, "train")
+    assert not train.augmented.any() and len(train) == len(SPEAKERS) * len(DIGITS) * 2
+    with pytest.raises(ConfigError, match="augment_copies"):
+        FSDD().with_options({"augment_copies": -1})
+    assert FSDD().with_options({"augment_copies": 3}).cache_key() != FSDD().cache_key()
+
+
+def test_missing_data_names_the_folder_and_the_download_flag(fsdd, tmp_path):
+    with pytest.raises(DataNotFoundError) as err:
+        fsdd.load_features(tmp_path, "train")
+    message = str(err.value)
+    assert str(tmp_path / "fsdd" / "recordings") in message and "--download" in message
+
+
+def test_unknown_split_is_a_config_error(fsdd, fsdd_root):
+    with pytest.raises(ConfigError, match="validation"):
+        fsdd.load_features(fsdd_root, "validation")
+
+
+def test_normalize_denormalize_round_trip(fsdd, fsdd_root):
+    x = fsdd.load_features(fsdd_root, "test").x
+    stats = fsdd.fit_normalization(x)
+    json.dumps(stats)  # stored in safetensors metadata as JSON
+    assert len(stats["mean"]) == len(stats["std"]) == 40
+    z = fsdd.normalize(x, stats)
+    per_coefficient = z.transpose(0, 2).reshape(40, -1)
+    assert per_coefficient.mean(dim=1).abs().max() < 1e-3
+    assert (per_coefficient.std(dim=1) - 1).abs().max() < 1e-2
+    assert torch.allclose(fsdd.denormalize(z, stats), x, atol=1e-3)
+    with pytest.raises(ConfigError):
+        fsdd.normalize(x, {})
+
+
+def test_augment_batch_masks_spans_and_keeps_the_input(fsdd):
+    x = torch.randn(32, 1, 40, 101)
+    before = x.clone()
+    out = fsdd.augment_batch(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and torch.equal(x, before)
+    assert (out == 0).any() and (out == 0).float().mean() < 0.4
+    assert torch.equal(out[:, :, 0][out[:, :, 0] != 0], x[:, :, 0][out[:, :, 0] != 0])
+    assert torch.equal(out, fsdd.augment_batch(x, torch.Generator().manual_seed(0)))
+
+
+def test_read_file_returns_features_and_conversion_notes(fsdd, tmp_path):
+    path = write_wav(tmp_path / "stereo.wav", tone(0.42, 8000, 300, 700, channels=2), 8000)
+    x, notes = fsdd.read_file(path)
+    assert x.shape == (1, 40, 101) and x.dtype == torch.float32
+    assert "resampled 8000 Hz to 16000 Hz" in notes
+    assert "mixed 2 channels to mono" in notes
+    assert any(n.startswith("padded 0.42 s to 1.00 s") for n in notes)
+    long = write_wav(tmp_path / "long.flac", tone(1.3, 16000, 300), 16000)
+    _, notes = fsdd.read_file(long)
+    assert notes == ["trimmed 1.30 s to its central 1.00 s"]
+
+
+def test_read_files_matches_read_file(fsdd, tmp_path, wav_8k):
+    other = write_wav(tmp_path / "other.wav", tone(0.8, 22050, 500, 200), 22050)
+    batch, notes = fsdd.read_files([wav_8k, other])
+    for i, path in enumerate([wav_8k, other]):
+        x, n = fsdd.read_file(path)
+        assert torch.allclose(batch[i], x, atol=1e-3) and notes[i] == n
+
+
+def test_features_do_not_depend_on_loudness(fsdd, tmp_path):
+    wave = tone(0.6, 16000, 250, 600)
+    loud, _ = fsdd.read_file(write_wav(tmp_path / "loud.wav", wave, 16000))
+    quiet, _ = fsdd.read_file(write_wav(tmp_path / "quiet.wav", wave * 0.05, 16000))
+    assert torch.corrcoef(torch.stack([loud.flatten(), quiet.flatten()]))[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("content", ["missing", "empty", "no_frames", "truncated", "text"])
+def test_unreadable_files_raise_input_file_error(fsdd, tmp_path, wav_8k, content):
+    path = tmp_path / f"{content}.wav"
+    if content == "empty":
+        path.write_bytes(b"")
+    elif content == "no_frames":
+        write_wav(path, np.zeros(0, dtype=np.float32), 8000)
+    elif content == "truncated":
+        data = wav_8k.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif content == "text":
+        path.write_text("digit,label\n7,seven\n")
+    with pytest.raises(InputFileError) as err:
+        fsdd.read_file(path)
+    message = str(err.value)
+    assert str(path) in message and "\n" not in message and "expected" in message
+
+
+def test_write_file_writes_a_16k_wav_and_a_png(fsdd, tmp_path, wav_8k):
+    x, _ = fsdd.read_file(wav_8k)
+    written = fsdd.write_file(x, tmp_path / "out.wav")
+    assert written == [tmp_path / "out.wav", tmp_path / "out.png"]
+    info = soundfile.info(str(written[0]))
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (16000, 1, 16000, "PCM_16")
+    with Image.open(written[1]) as image:
+        assert image.format == "PNG" and image.size[0] > image.size[1]
+
+
+def test_resynthesised_wav_has_correlated_mfcc(fsdd, tmp_path, wav_8k):
+    x, _ = fsdd.read_file(wav_8k)
+    wav, _ = fsdd.write_file(x, tmp_path / "again.wav")
+    y, _ = fsdd.read_file(wav)
+    # Coefficient 0 (level) dominates any correlation, so compare the spectral shape too.
+    assert torch.corrcoef(torch.stack([x.flatten(), y.flatten()]))[0, 1] > 0.95
+    assert torch.corrcoef(torch.stack([x[0, 1:].flatten(), y[0, 1:].flatten()]))[0, 1] > 0.8
