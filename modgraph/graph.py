@@ -80,6 +80,7 @@ class ModGraph:
         self.progress = progress
         self.plugins = plugins if plugins is not None else PluginHost()
         self._nodes: dict[str, LoadedNode] = {}
+        configure_threads()
         self._edges: dict[tuple[str, str], Associator] = {}
 
     @property
@@ -177,7 +178,7 @@ class ModGraph:
         """
         modality = self.modality(name, options)
         d = modality.training_defaults
-        latent_dim = latent_dim or modality.default_latent_dim
+        latent_dim = modality.default_latent_dim if latent_dim is None else latent_dim  # 0 is an error, not the default
         for key, value in (("latent_dim", latent_dim), ("epochs", epochs), ("batch_size", batch_size),
                            ("recognizer_epochs", recognizer_epochs)):
             _positive(key, value)
@@ -286,8 +287,10 @@ class ModGraph:
             src_dim, dst_dim = self.node(src).vae.latent_dim, dst_node.vae.latent_dim
             assoc = Associator(dst_node.modality.associator_config(src_dim, dst_dim))
             log = train_associator(assoc, s["mu"], s["logvar"], train_pairs, val_pairs, s["val_mu"], dst_node.vae,
-                                   t["x"], t["x_val"], dst_node.modality.reconstruction_loss, settings)
+                                   t["x"], t["x_val"], dst_node.modality.reconstruction_loss, settings,
+                                   pairs_per_epoch=d.link_pairs_per_epoch)
             new_edges[(src, dst)] = (assoc, log, settings, mapping, len(train_pairs))
+        outputs = []
         for (src, dst), (assoc, log, settings, mapping, n_pairs) in new_edges.items():
             acc = self._edge_accuracy(src, dst, assoc, mapping, "test")
             metrics = {"accuracy": acc["accuracy"], "test_samples": acc["n"], "val_loss": log["best_val_loss"],
@@ -303,15 +306,16 @@ class ModGraph:
                              "kl_weight": settings.kl_weight, "seed": seed, "exclude": exclude or {},
                              "history": log["history"]},
             }
-            path = self.registry.edge_path(src, dst)
-            with self.registry.lock():
-                # The nodes may have been retrained while we trained: refuse to write a stale edge.
-                for n in (src, dst):
-                    if self.registry.node_metadata(n).get("created") != self.node(n).meta.get("created"):
-                        raise ConfigError(f"modality {n!r} was retrained while linking; run modgraph link again")
-                self.registry.write(path, {f"associator.{k}": v for k, v in assoc.state_dict().items()}, meta)
-            written.append(str(path))
+            outputs.append((self.registry.edge_path(src, dst), assoc, meta))
             results[f"{src}->{dst}"] = metrics
+        with self.registry.lock():  # both directions land together, or neither
+            # The nodes may have been retrained while we trained: refuse to write a stale edge.
+            for n in (source, target):
+                if self.registry.node_metadata(n).get("created") != self.node(n).meta.get("created"):
+                    raise ConfigError(f"modality {n!r} was retrained while linking; run modgraph link again")
+            for path, assoc, meta in outputs:
+                self.registry.write(path, {f"associator.{k}": v for k, v in assoc.state_dict().items()}, meta)
+                written.append(str(path))
         return {"source": source, "target": target, "paths": written, "metrics": results}
 
     def remove_modality(self, name: str) -> list[Path]:

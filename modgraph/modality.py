@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from modgraph.errors import ConfigError
+from modgraph.errors import ConfigError, PluginError
 from modgraph.models import AssociatorConfig, RecognizerConfig, VAEConfig
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -43,6 +43,7 @@ class TrainingDefaults(BaseModel):
     kl_weight: float = 1.0
     recognizer_epochs: int = 3
     link_epochs: int = 5
+    link_pairs_per_epoch: int = 20000  # associator epochs into this modality see at most this many pairs
 
 
 class ModalityOptions(BaseModel):
@@ -129,9 +130,9 @@ class Modality(abc.ABC):
     def validate_descriptor(self) -> None:
         """Checked by the host at registration: a bad descriptor is the plugin's bug."""
         if not NAME_PATTERN.match(getattr(self, "name", "") or ""):
-            raise ConfigError(f"modality name {getattr(self, 'name', None)!r} must match {NAME_PATTERN.pattern}")
+            raise PluginError(f"modality name {getattr(self, 'name', None)!r} must match {NAME_PATTERN.pattern}")
         if not self.classes:
-            raise ConfigError(f"modality {self.name!r} declares no classes")
+            raise PluginError(f"modality {self.name!r} declares no classes")
 
     def with_options(self, values: dict) -> "Modality":
         """A copy of this modality configured with validated ``values``."""

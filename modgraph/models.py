@@ -43,7 +43,7 @@ class RecognizerConfig(_Config):
     input_shape: tuple[int, ...]
     num_classes: int = Field(ge=2)
     architecture: Literal["conv", "mlp"] = "conv"
-    channels: list[int] = [32, 64]
+    channels: list[int] = [32, 64]  # conv: one conv + 2x2 max-pool stage per entry
     hidden: int = 128
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
 
@@ -160,12 +160,11 @@ class Recognizer(nn.Module):
             layers: list[nn.Module] = []
             prev = shape[0]
             for ch in config.channels:
-                layers += [nn.Conv2d(prev, ch, 3, padding=1), nn.BatchNorm2d(ch), nn.ReLU(),
-                           nn.Conv2d(ch, ch, 3, padding=1), nn.BatchNorm2d(ch), nn.ReLU(), nn.MaxPool2d(2)]
+                layers += [nn.Conv2d(prev, ch, 3, padding=1), nn.BatchNorm2d(ch), nn.ReLU(), nn.MaxPool2d(2)]
                 prev = ch
-            layers += [nn.AdaptiveAvgPool2d((2, 2)), nn.Flatten()]
-            self.features = nn.Sequential(*layers)
-            flat = prev * 4
+            self.features = nn.Sequential(*layers, nn.Flatten())  # keep where things are, not only what
+            with torch.no_grad():
+                flat = self.features(torch.zeros(2, *shape)).shape[1]
         else:
             self.features = nn.Flatten()
             flat = math.prod(shape)

@@ -35,7 +35,7 @@ class PluginHost:
         self.pm = pluggy.PluginManager("modgraph")
         self.pm.add_hookspecs(hookspecs)
         self._load_entry_points = load_entry_points
-        self._extra: list[tuple[object, str, str]] = []
+        self._extra: list[tuple[object, str, str, str]] = []
         self._modalities: dict | None = None
         self._plugins: list[PluginInfo] = []
 

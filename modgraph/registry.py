@@ -31,7 +31,9 @@ def default_registry() -> Path:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # Microseconds: ``created`` identifies a node version (stale edges, cached nodes), and
+    # a small modality can be retrained within the second it was first written.
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 class Registry:
@@ -84,6 +86,8 @@ class Registry:
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
+        except OSError as exc:
+            raise ModgraphError(f"could not write {path}: {exc}; the registry keeps its previous file") from None
         finally:
             if tmp.exists():
                 tmp.unlink()

@@ -192,8 +192,9 @@ def train_recognizer(model: Recognizer, x_train: torch.Tensor, y_train: torch.Te
     gen = torch.Generator().manual_seed(settings.seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4)
     steps = math.ceil(len(x_train) / settings.batch_size)
+    # 1 / pct_start must not be a whole number: OneCycleLR divides by zero when pct_start * total_steps == 1.
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps * settings.epochs + 1,
-                                                pct_start=0.2)
+                                                pct_start=0.15)
     best, best_state, history = -1.0, copy.deepcopy(model.state_dict()), []
     with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
         for epoch in range(settings.epochs):
@@ -247,9 +248,9 @@ class ClassPairSampler:
     def __len__(self) -> int:
         return len(self.source_rows)
 
-    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(source rows, target rows) in a fresh random order and pairing."""
-        src = self.source_rows[torch.randperm(len(self.source_rows), generator=self.gen)]
+    def draw(self, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(source rows, target rows) in a fresh random order and pairing, at most ``limit`` pairs."""
+        src = self.source_rows[torch.randperm(len(self.source_rows), generator=self.gen)[:limit]]
         classes = self.source_target_class[src]
         tgt = torch.empty_like(src)
         for c, rows in self.target_rows.items():
@@ -270,8 +271,12 @@ def associator_loss(associator: Associator, target_vae: VAE, z_source: torch.Ten
 def train_associator(associator: Associator, source_mu: torch.Tensor, source_logvar: torch.Tensor,
                      train_pairs: ClassPairSampler, val_pairs: ClassPairSampler, val_source_mu: torch.Tensor,
                      target_vae: VAE, target_x: torch.Tensor, val_target_x: torch.Tensor, kind: str,
-                     settings: TrainSettings) -> dict:
-    """Cross-modal phase for one direction, the target VAE frozen (its decoder only passes gradients)."""
+                     settings: TrainSettings, pairs_per_epoch: int | None = None) -> dict:
+    """Cross-modal phase for one direction, the target VAE frozen (its decoder only passes gradients).
+
+    An epoch is one pass over the paired source rows, or ``pairs_per_epoch`` of them
+    when that is smaller (a large source need not pay a full pass per epoch).
+    """
     device = settings.device
     associator.to(device)
     target_vae.to(device).eval()
@@ -280,15 +285,16 @@ def train_associator(associator: Associator, source_mu: torch.Tensor, source_log
     source_mu, source_logvar, target_x = source_mu.to(device), source_logvar.to(device), target_x.to(device)
     torch.manual_seed(settings.seed)
     opt = torch.optim.Adam(associator.parameters(), lr=settings.lr)
-    steps = math.ceil(len(train_pairs) / settings.batch_size)
+    per_epoch = min(len(train_pairs), pairs_per_epoch or len(train_pairs))
+    steps = math.ceil(per_epoch / settings.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps * settings.epochs + 1,
                                                 pct_start=0.15)
-    vsrc, vtgt = val_pairs.draw()
+    vsrc, vtgt = val_pairs.draw(limit=5000)
     best, best_state, history = math.inf, copy.deepcopy(associator.state_dict()), []
     with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
         for epoch in range(settings.epochs):
             associator.train()
-            src, tgt = train_pairs.draw()
+            src, tgt = train_pairs.draw(limit=per_epoch)
             running = 0.0
             for i, start in enumerate(range(0, len(src), settings.batch_size)):
                 s, t = src[start:start + settings.batch_size].to(device), tgt[start:start + settings.batch_size].to(device)

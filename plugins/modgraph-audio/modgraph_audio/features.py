@@ -188,9 +188,30 @@ def mel_db(waves: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts) if parts else torch.zeros(0, N_MELS, N_FRAMES)
 
 
-def mfcc(waves: torch.Tensor) -> torch.Tensor:
-    """MFCCs ``(B, 1, 40, 101)`` of one-second 16 kHz clips ``(B, 16000)``: an orthonormal DCT of :func:`mel_db`."""
-    return torch.matmul(_dct().T, mel_db(waves)).unsqueeze(1)
+def mfcc(waves: torch.Tensor, mean_norm: bool = False) -> torch.Tensor:
+    """MFCCs ``(B, 1, 40, 101)`` of one-second 16 kHz clips ``(B, 16000)``: an orthonormal DCT of :func:`mel_db`.
+
+    ``mean_norm`` applies :func:`cepstral_mean_norm`.
+    """
+    features = torch.matmul(_dct().T, mel_db(waves))
+    return (cepstral_mean_norm(features) if mean_norm else features).unsqueeze(1)
+
+
+def cepstral_mean_norm(features: torch.Tensor) -> torch.Tensor:
+    """Subtract each clip's mean of coefficients 1-39 over its sounding frames (per-utterance CMN).
+
+    A microphone or a vocal tract tilts every frame's spectrum alike; that shows as a
+    constant offset of each coefficient, which this removes. Coefficient 0 (loudness
+    relative to the clip's peak) is kept, and so are the silent frames (all at the floor,
+    coefficients 1-39 already zero), so the padding still reads as silence.
+    """
+    x = features.clone()
+    floor_c0 = -TOP_DB * N_MELS ** 0.5  # coefficient 0 of a frame at the floor in every band
+    sounding = (x[..., 0:1, :] > floor_c0 + 1e-3 * abs(floor_c0)).to(x.dtype)  # (..., 1, frames)
+    count = sounding.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    mean = (x[..., 1:, :] * sounding).sum(dim=-1, keepdim=True) / count
+    x[..., 1:, :] -= mean * sounding
+    return x
 
 
 def mfcc_to_mel_db(features: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,7 @@ SPEED_RANGE = (0.85, 1.15)  # resampling factor: tempo and pitch move together, 
 SPEED_STEP = 0.01  # factors are quantised so a few cached resampling filters serve every clip
 MAX_SHIFT_S = 0.15  # the clip moves at most this far from the centre (less when it would leave the second)
 NOISE_PROBABILITY = 0.8
-SNR_RANGE_DB = (10.0, 40.0)  # white noise at the recording's own rate, over the whole second
+SNR_RANGE_DB = (15.0, 45.0)  # white noise at the recording's own rate, over the recording (not the padding)
 
 # On-the-fly masking of normalised batches (SpecAugment without frequency warping).
 MAX_TIME_MASK = 12  # frames (120 ms)
@@ -50,6 +50,7 @@ class FSDDOptions(ModalityOptions):
         4, ge=0, le=50,
         description="augmented copies of each training clip (speed, shift, noise); 0 turns augmentation off")
     augment_seed: int = Field(0, ge=0, description="seed of the augmented copies (they are cached)")
+    mean_norm: bool = Field(True, description="per-utterance cepstral mean normalisation (removes channel tilt)")
 
 
 class FSDD(Modality):
@@ -104,7 +105,7 @@ class FSDD(Modality):
             rates.append(rate)
         labels = [digit for _, digit, _, _ in chosen]
         speakers = [speaker for _, _, speaker, _ in chosen]
-        x = F.mfcc(F.to_clips(waves, rates))
+        x = F.mfcc(F.to_clips(waves, rates), self.options.mean_norm)
         y = torch.tensor(labels, dtype=torch.long)
         copies = self.options.augment_copies if split == "train" else 0
         if copies == 0:
@@ -116,7 +117,7 @@ class FSDD(Modality):
                 aug_waves.append(augment_waveform(wave, rate, rng))  # already one second long
                 aug_rates.append(rate)
                 origin.append(row)
-        x_aug = F.mfcc(F.to_clips(aug_waves, aug_rates))
+        x_aug = F.mfcc(F.to_clips(aug_waves, aug_rates), self.options.mean_norm)
         n = len(chosen)
         origin_t = torch.cat([torch.arange(n), torch.tensor(origin, dtype=torch.long)])
         return FeatureSet(
@@ -171,7 +172,7 @@ class FSDD(Modality):
             all_notes.append(notes)
         if not paths:
             return torch.zeros(0, *self.input_shape), []
-        return F.mfcc(F.to_clips(waves, rates)), all_notes
+        return F.mfcc(F.to_clips(waves, rates), self.options.mean_norm), all_notes
 
     def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
         """Write the clip resynthesised from raw MFCCs ``x`` to ``path`` (16 kHz wav) and its picture to ``.png``."""
@@ -185,21 +186,21 @@ class FSDD(Modality):
 def augment_waveform(wave: torch.Tensor, rate: int, rng: np.random.Generator) -> torch.Tensor:
     """One augmented copy of a clip, one second long at its own rate.
 
-    Speed perturbation by resampling, a random shift inside the second, white noise at a
-    random signal-to-noise ratio (the noise covers the padding too, as a room would).
+    Speed perturbation by resampling, white noise at a random signal-to-noise ratio (a
+    different recording noise floor), and a random shift inside the second.
     """
     factor = round(rng.uniform(*SPEED_RANGE) / SPEED_STEP) * SPEED_STEP
     stretched = F.resample(wave, int(round(rate * factor)), rate)  # played at `rate`: faster and higher
     n = stretched.shape[-1]
+    if n and rng.random() < NOISE_PROBABILITY:
+        # Only where the recording is: the padding stays digital silence, as in every real clip.
+        snr_db = rng.uniform(*SNR_RANGE_DB)
+        scale = float(np.sqrt(float(stretched.pow(2).mean()) / 10 ** (snr_db / 10)))
+        stretched = stretched + scale * torch.from_numpy(rng.standard_normal(n).astype(np.float32))
     room = max(0.0, (rate - n) / 2 / rate)
     max_shift = min(MAX_SHIFT_S, max(room, 0.02))
     offset = int(round(rng.uniform(-max_shift, max_shift) * rate))
     clip = F.fit_length(stretched, rate, offset)
-    if rng.random() < NOISE_PROBABILITY:
-        snr_db = rng.uniform(*SNR_RANGE_DB)
-        power = float(stretched.pow(2).mean()) if n else 0.0
-        scale = float(np.sqrt(power / 10 ** (snr_db / 10)))
-        clip = clip + scale * torch.from_numpy(rng.standard_normal(rate).astype(np.float32))
     return clip
 
 

@@ -1,0 +1,142 @@
+"""Issue 2's bars on the real data, with defaults: prints a markdown table, writes JSON.
+
+    python benchmarks/core_bars.py [--data-root ../shared/data] [--out docs/results] [--skip-loso]
+
+Runs the recipe (three add-modality, two link) into a fresh registry and times it, then
+the F-MNIST <-> MNIST index link, the 5%-paired FSDD link, leave-one-speaker-out FSDD ->
+MNIST, and the start-up and latency figures (`modgraph --help`, one wav -> PNG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from modgraph import ModGraph, __version__
+
+SPEAKERS = ["george", "jackson", "lucas", "nicolas", "yweweler"]
+
+
+def timed(fn, *args, **kwargs):
+    start = time.monotonic()
+    result = fn(*args, **kwargs)
+    return result, time.monotonic() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("MODGRAPH_DATA", "../shared/data")))
+    parser.add_argument("--out", type=Path, default=Path("docs/results"))
+    parser.add_argument("--work", type=Path, default=Path("benchmarks/.work"))
+    parser.add_argument("--skip-loso", action="store_true")
+    args = parser.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    reg = args.work / "registry"
+    mg = ModGraph(registry=reg, data_root=args.data_root, device="cpu")
+    fig: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
+                 "cpus": os.cpu_count(), "torch": torch.__version__, "modgraph": __version__, "timings_s": {}}
+    t = fig["timings_s"]
+
+    # The recipe with defaults (features cached beforehand, as after a first run).
+    for name in ("mnist", "fmnist", "fsdd"):
+        for split in ("train", "test"):
+            mg.features(mg.modality(name), split)
+    recipe_start = time.monotonic()
+    nodes = {}
+    for name in ("mnist", "fmnist", "fsdd"):
+        nodes[name], t[f"add-modality {name}"] = timed(mg.add_modality, name)
+        print(name, nodes[name]["metrics"], flush=True)
+    links = {}
+    links["fsdd-mnist"], t["link fsdd mnist"] = timed(mg.link, "fsdd", "mnist")
+    links["fmnist-mnist"], t["link fmnist mnist --pairing index"] = timed(mg.link, "fmnist", "mnist", pairing="index")
+    t["recipe total"] = time.monotonic() - recipe_start
+    print(links, flush=True)
+    fig["nodes"] = {n: r["metrics"] for n, r in nodes.items()}
+    fig["cross"] = {k: v["accuracy"] for r in links.values() for k, v in r["metrics"].items()}
+
+    # Semi-supervised: 5% of each modality's training samples in pairs, in a copy of the registry.
+    semi = ModGraph(registry=args.work / "semi", data_root=args.data_root, device="cpu")
+    shutil.copytree(reg, args.work / "semi", ignore=shutil.ignore_patterns("edges", ".lock"))
+    r = semi.link("fsdd", "mnist", paired_fraction=0.05)
+    fig["cross"]["fsdd->mnist 5%"] = r["metrics"]["fsdd->mnist"]["accuracy"]
+    fig["cross"]["mnist->fsdd 5%"] = r["metrics"]["mnist->fsdd"]["accuracy"]
+
+    # Start-up and latency, in new processes.
+    exe = Path(sys.executable).with_name("modgraph")
+    start = time.monotonic()
+    subprocess.run([str(exe), "--help"], check=True, capture_output=True)
+    t["modgraph --help"] = time.monotonic() - start
+    wav = args.data_root / "fsdd" / "recordings" / "7_jackson_3.wav"
+    start = time.monotonic()
+    subprocess.run([str(exe), "translate", "--registry", str(reg), "--from", "fsdd", "--to", "mnist", str(wav),
+                    "-o", str(args.work / "seven.png")], check=True, capture_output=True)
+    t["translate one wav -> png (new process)"] = time.monotonic() - start
+
+    # Leave one speaker out: the FSDD VAE and the associators never see that speaker.
+    if not args.skip_loso:
+        fig["loso"] = {}
+        for speaker in SPEAKERS:
+            lreg = args.work / f"loso-{speaker}"
+            shutil.copytree(reg, lreg, ignore=shutil.ignore_patterns("edges", ".lock", "fsdd.safetensors", "fmnist.*"))
+            lm = ModGraph(registry=lreg, data_root=args.data_root, device="cpu", progress=False)
+            lm.add_modality("fsdd", exclude={"speaker": [speaker]})
+            lm.link("fsdd", "mnist", exclude={"speaker": [speaker]})
+            res = lm.evaluate("fsdd", "mnist", split="all", include={"speaker": [speaker]})
+            fig["loso"][speaker] = res["accuracy"]
+            print("loso", speaker, res["accuracy"], flush=True)
+        fig["loso_mean"] = sum(fig["loso"].values()) / len(fig["loso"])
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "core_bars.json").write_text(json.dumps(fig, indent=2))
+    n, c = fig["nodes"], fig["cross"]
+    rows = [
+        ("recognizer MNIST / F-MNIST / FSDD", ">= 99.0 / 91.0 / 96.0",
+         " / ".join(f"{100 * n[k]['recognizer_accuracy']:.2f}" for k in ("mnist", "fmnist", "fsdd"))),
+        ("VAE reconstruction MNIST / F-MNIST / FSDD", ">= 97.0 / 85.0 / 90.0",
+         " / ".join(f"{100 * n[k]['reconstruction_accuracy']:.2f}" for k in ("mnist", "fmnist", "fsdd"))),
+        ("FSDD -> MNIST", ">= 97.5", f"{100 * c['fsdd->mnist']:.2f}"),
+        ("MNIST -> FSDD", ">= 88.0", f"{100 * c['mnist->fsdd']:.2f}"),
+        ("F-MNIST -> MNIST / MNIST -> F-MNIST (index)", ">= 86.0 / 95.0",
+         f"{100 * c['fmnist->mnist']:.2f} / {100 * c['mnist->fmnist']:.2f}"),
+        ("FSDD -> MNIST, paired fraction 0.05", ">= 93.0", f"{100 * c['fsdd->mnist 5%']:.2f}"),
+    ]
+    if "loso" in fig:
+        rows.append(("FSDD -> MNIST leave-one-speaker-out (mean)", ">= 75.0",
+                     f"{100 * fig['loso_mean']:.2f} (" + ", ".join(f"{s} {100 * v:.1f}" for s, v in fig["loso"].items()) + ")"))
+    rows += [("recipe (3 add-modality + 2 link), defaults", "<= 1200 s", f"{t['recipe total']:.0f} s"),
+             ("`modgraph --help`", "< 1 s", f"{t['modgraph --help']:.2f} s"),
+             ("translate one wav -> PNG, new process", "< 5 s", f"{t['translate one wav -> png (new process)']:.2f} s")]
+    table = "| what | bar | measured |\n| --- | --- | --- |\n" + "\n".join(f"| {a} | {b} | {m} |" for a, b, m in rows)
+    (args.out / "core_bars.md").write_text(table + "\n")
+    timings = "\n".join(f"| {k} | {v:.1f} |" for k, v in t.items())
+    results_md = args.out.parent / "results.md"
+    results_md.write_text(
+        "# Results\n\n"
+        "Written by `python benchmarks/core_bars.py` (do not edit by hand); raw figures in "
+        "`docs/results/core_bars.json`.\n\n"
+        f"- date: {fig['date']}\n- machine: {fig['machine']}, {fig['cpus']} CPU cores, no GPU\n"
+        f"- torch {fig['torch']}, modgraph {fig['modgraph']}\n"
+        f"- data: `{args.data_root}` (full MNIST and Fashion-MNIST, FSDD 2,500 clips, official splits)\n\n"
+        "## Issue 2's bars, defaults, one seed (0)\n\n"
+        "Recognition accuracy on each test split, in %. The recipe is `add-modality mnist`, "
+        "`add-modality fmnist`, `add-modality fsdd`, `link fsdd mnist`, `link fmnist mnist --pairing index`; "
+        "the 5% row is `link fsdd mnist --paired-fraction 0.05`; leave-one-speaker-out trains the FSDD VAE and "
+        "both associators without one speaker (`--exclude speaker=NAME`) and evaluates on all 500 of that "
+        "speaker's clips (`eval --split all --include speaker=NAME`).\n\n"
+        + table + "\n\n## Timings (s, 2 CPU cores)\n\n| step | seconds |\n| --- | --- |\n" + timings + "\n")
+    print(table)
+    print("\nTimings (s):", json.dumps({k: round(v, 1) for k, v in t.items()}))
+
+
+if __name__ == "__main__":
+    main()
