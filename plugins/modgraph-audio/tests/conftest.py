@@ -1,12 +1,18 @@
-"""Fixture writers: tiny real wav files in tmp_path, in the exact FSDD layout."""
+"""Fixture writers: tiny real wav files in tmp_path, in the exact FSDD layout.
+
+Tests reach the writers through the ``audio`` fixture, not ``from conftest import``: other
+test folders of the repository have their own conftest module.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 SPEAKERS = ("alice", "bob")
 DIGITS = (0, 1, 2)
@@ -45,6 +51,21 @@ def write_fsdd(root: Path) -> Path:
                           tone(seconds, 8000, base, base * (1.5 + digit), seed=take), 8000)
     (folder / "README.txt").write_text("not a recording")  # ignored: does not match the naming pattern
     return root
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # These tensors are tiny: threads gain nothing and, on a busy machine, spinning ones cost seconds.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def audio() -> SimpleNamespace:
+    """The writers and the fixture dataset's layout, for tests that make their own files."""
+    return SimpleNamespace(tone=tone, write_wav=write_wav, speakers=SPEAKERS, digits=DIGITS)
 
 
 @pytest.fixture

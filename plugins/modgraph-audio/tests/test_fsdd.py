@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import DIGITS, SPEAKERS, tone, write_wav
 from PIL import Image
 
 import modgraph_audio
@@ -40,21 +39,21 @@ def test_architectures_build_for_the_feature_shape(fsdd):
     assert Recognizer(fsdd.recognizer_config())(x).shape == (2, 10)
 
 
-def test_test_split_is_takes_0_to_4_with_speaker_groups(fsdd, fsdd_root):
+def test_test_split_is_takes_0_to_4_with_speaker_groups(fsdd, fsdd_root, audio):
     test = fsdd.load_features(fsdd_root, "test")
-    n = len(SPEAKERS) * len(DIGITS) * 5
+    n = len(audio.speakers) * len(audio.digits) * 5
     assert test.x.shape == (n, 1, 40, 101) and test.x.dtype == torch.float32
     assert torch.isfinite(test.x).all()
     assert not test.augmented.any()
     assert torch.equal(test.origin, torch.arange(n))
-    assert sorted(set(test.groups["speaker"])) == sorted(SPEAKERS)
-    assert sorted(test.y.unique().tolist()) == list(DIGITS)
+    assert sorted(set(test.groups["speaker"])) == sorted(audio.speakers)
+    assert sorted(test.y.unique().tolist()) == list(audio.digits)
 
 
-def test_train_split_adds_seeded_augmented_copies(fsdd_root):
+def test_train_split_adds_seeded_augmented_copies(fsdd_root, audio):
     fsdd = FSDD().with_options({"augment_copies": 2})
     train = fsdd.load_features(fsdd_root, "train")
-    n = len(SPEAKERS) * len(DIGITS) * 2  # takes 5 and 6
+    n = len(audio.speakers) * len(audio.digits) * 2  # takes 5 and 6
     assert len(train) == 3 * n
     assert int((~train.augmented).sum()) == n and int(train.augmented.sum()) == 2 * n
     originals = (~train.augmented).nonzero().flatten()
@@ -70,9 +69,9 @@ def test_train_split_adds_seeded_augmented_copies(fsdd_root):
     assert not torch.equal(train.x[copies], other_seed.x[copies])
 
 
-def test_augment_copies_option_is_validated_and_zero_turns_augmentation_off(fsdd_root):
+def test_augment_copies_option_is_validated_and_zero_turns_augmentation_off(fsdd_root, audio):
     train = FSDD().with_options({"augment_copies": 0}).load_features(fsdd_root, "train")
-    assert not train.augmented.any() and len(train) == len(SPEAKERS) * len(DIGITS) * 2
+    assert not train.augmented.any() and len(train) == len(audio.speakers) * len(audio.digits) * 2
     with pytest.raises(ConfigError, match="augment_copies"):
         FSDD().with_options({"augment_copies": -1})
     assert FSDD().with_options({"augment_copies": 3}).cache_key() != FSDD().cache_key()
@@ -114,40 +113,40 @@ def test_augment_batch_masks_spans_and_keeps_the_input(fsdd):
     assert torch.equal(out, fsdd.augment_batch(x, torch.Generator().manual_seed(0)))
 
 
-def test_read_file_returns_features_and_conversion_notes(fsdd, tmp_path):
-    path = write_wav(tmp_path / "stereo.wav", tone(0.42, 8000, 300, 700, channels=2), 8000)
+def test_read_file_returns_features_and_conversion_notes(fsdd, tmp_path, audio):
+    path = audio.write_wav(tmp_path / "stereo.wav", audio.tone(0.42, 8000, 300, 700, channels=2), 8000)
     x, notes = fsdd.read_file(path)
     assert x.shape == (1, 40, 101) and x.dtype == torch.float32
     assert "resampled 8000 Hz to 16000 Hz" in notes
     assert "mixed 2 channels to mono" in notes
     assert any(n.startswith("padded 0.42 s to 1.00 s") for n in notes)
-    long = write_wav(tmp_path / "long.flac", tone(1.3, 16000, 300), 16000)
+    long = audio.write_wav(tmp_path / "long.flac", audio.tone(1.3, 16000, 300), 16000)
     _, notes = fsdd.read_file(long)
     assert notes == ["trimmed 1.30 s to its central 1.00 s"]
 
 
-def test_read_files_matches_read_file(fsdd, tmp_path, wav_8k):
-    other = write_wav(tmp_path / "other.wav", tone(0.8, 22050, 500, 200), 22050)
+def test_read_files_matches_read_file(fsdd, tmp_path, wav_8k, audio):
+    other = audio.write_wav(tmp_path / "other.wav", audio.tone(0.8, 22050, 500, 200), 22050)
     batch, notes = fsdd.read_files([wav_8k, other])
     for i, path in enumerate([wav_8k, other]):
         x, n = fsdd.read_file(path)
         assert torch.allclose(batch[i], x, atol=1e-3) and notes[i] == n
 
 
-def test_features_do_not_depend_on_loudness(fsdd, tmp_path):
-    wave = tone(0.6, 16000, 250, 600)
-    loud, _ = fsdd.read_file(write_wav(tmp_path / "loud.wav", wave, 16000))
-    quiet, _ = fsdd.read_file(write_wav(tmp_path / "quiet.wav", wave * 0.05, 16000))
+def test_features_do_not_depend_on_loudness(fsdd, tmp_path, audio):
+    wave = audio.tone(0.6, 16000, 250, 600)
+    loud, _ = fsdd.read_file(audio.write_wav(tmp_path / "loud.wav", wave, 16000))
+    quiet, _ = fsdd.read_file(audio.write_wav(tmp_path / "quiet.wav", wave * 0.05, 16000))
     assert torch.corrcoef(torch.stack([loud.flatten(), quiet.flatten()]))[0, 1] > 0.99
 
 
 @pytest.mark.parametrize("content", ["missing", "empty", "no_frames", "truncated", "text"])
-def test_unreadable_files_raise_input_file_error(fsdd, tmp_path, wav_8k, content):
+def test_unreadable_files_raise_input_file_error(fsdd, tmp_path, wav_8k, content, audio):
     path = tmp_path / f"{content}.wav"
     if content == "empty":
         path.write_bytes(b"")
     elif content == "no_frames":
-        write_wav(path, np.zeros(0, dtype=np.float32), 8000)
+        audio.write_wav(path, np.zeros(0, dtype=np.float32), 8000)
     elif content == "truncated":
         data = wav_8k.read_bytes()
         path.write_bytes(data[: len(data) // 2])
@@ -176,3 +175,40 @@ def test_resynthesised_wav_has_correlated_mfcc(fsdd, tmp_path, wav_8k):
     # Coefficient 0 (level) dominates any correlation, so compare the spectral shape too.
     assert torch.corrcoef(torch.stack([x.flatten(), y.flatten()]))[0, 1] > 0.95
     assert torch.corrcoef(torch.stack([x[0, 1:].flatten(), y[0, 1:].flatten()]))[0, 1] > 0.8
+
+
+def test_cepstral_mean_normalisation_is_the_default_and_optional(tmp_path, wav_8k):
+    x, _ = FSDD().read_file(wav_8k)
+    raw, _ = FSDD().with_options({"mean_norm": False}).read_file(wav_8k)
+    sounding = raw[0, 0] > -640 + 1
+    assert x[0, 1:, sounding].mean(dim=1).abs().max() < 1e-3
+    assert raw[0, 1:, sounding].mean(dim=1).abs().max() > 1.0
+    assert torch.equal(x[0, 0], raw[0, 0])  # level and padding untouched
+    assert torch.equal(x[0, 1:, ~sounding], raw[0, 1:, ~sounding])
+
+
+def test_download_extracts_only_the_recordings(tmp_path, wav_8k):
+    # A local archive shaped like the GitHub release, fetched through a file:// URL: no network.
+    import tarfile
+
+    from modgraph_audio.fsdd import download_fsdd
+
+    archive = tmp_path / "release.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(wav_8k, arcname="free-spoken-digit-dataset-1.0.10/recordings/3_carol_7.wav")
+        tar.add(wav_8k, arcname="free-spoken-digit-dataset-1.0.10/recordings/3_carol_1.wav")
+        tar.add(wav_8k, arcname="free-spoken-digit-dataset-1.0.10/utils/noise.wav")
+    root = tmp_path / "data"
+    target = download_fsdd(root, url=archive.as_uri())
+    assert target == root / "fsdd" / "recordings"
+    assert sorted(p.name for p in target.iterdir()) == ["3_carol_1.wav", "3_carol_7.wav"]
+    assert [p.name for p in (root / "fsdd").iterdir()] == ["recordings"]  # no archive or staging left behind
+    assert len(FSDD().with_options({"augment_copies": 0}).load_features(root, "train")) == 1
+    with pytest.raises(DataNotFoundError, match="could not download"):
+        download_fsdd(tmp_path / "other", url=(tmp_path / "missing.tar.gz").as_uri())
+
+
+def test_modgraph_conformance_kit(tmp_path, fsdd_root):
+    from modgraph.testing import check_modality
+
+    check_modality(FSDD(), tmp_path / "conformance", data_root=fsdd_root)
