@@ -1,4 +1,4 @@
-"""modgraph-audio: speech modalities for modgraph (``fsdd``), built on a shared MFCC front end.
+"""modgraph-audio: speech modalities for modgraph (``fsdd``, ``gsc``), built on a shared MFCC front end.
 
 The ``register_modalities`` hook registers them; :mod:`modgraph_audio.features` is the front end.
 """
@@ -6,10 +6,12 @@ The ``register_modalities`` hook registers them; :mod:`modgraph_audio.features` 
 from modgraph import hookimpl
 
 from modgraph_audio.fsdd import FSDD, FSDDOptions
+from modgraph_audio.gsc import GSC, GSCOptions
 
-__all__ = ["FSDD", "FSDDOptions", "register_modalities"]
+__all__ = ["FSDD", "FSDDOptions", "GSC", "GSCOptions", "register_modalities"]
 
 
 @hookimpl
 def register_modalities(register):
     register(FSDD())
+    register(GSC())
