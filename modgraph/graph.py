@@ -138,7 +138,7 @@ class ModGraph:
             vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
             recognizer.load_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("recognizer.")})
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = " ".join(str(exc).split())[:300] or type(exc).__name__
             raise RegistryCorruptError(f"registry file {path} does not match the architecture of modality {name!r} "
                                        f"(plugin {modality.distribution}): {first}; retrain it with: "
                                        f"modgraph add-modality {name}") from None
@@ -159,7 +159,7 @@ class ModGraph:
             assoc = Associator(AssociatorConfig(**meta["config"]["associator"]))
             assoc.load_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("associator.")})
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = " ".join(str(exc).split())[:300] or type(exc).__name__
             raise RegistryCorruptError(f"registry file {path} is not a valid associator: {first}; retrain it "
                                        f"with: modgraph link {source} {target}") from None
         assoc = assoc.to(self.device).eval()

@@ -116,6 +116,8 @@ class Modality(abc.ABC):
     output_suffix: str = ""
     training_defaults: TrainingDefaults = TrainingDefaults()
     options_model: ClassVar[type[ModalityOptions]] = ModalityOptions
+    # False for modalities that generate their data (nothing to find or download).
+    needs_data: ClassVar[bool] = True
     # Bump when features change so caches built by older code are not reused.
     feature_version: ClassVar[str] = "1"
 

@@ -91,9 +91,6 @@ class _IdxImageModality(Modality):
     reconstruction_loss = "bce"
     input_suffixes = IMAGE_SUFFIXES
     output_suffix = ".png"
-    training_defaults = TrainingDefaults(
-        epochs=10, batch_size=128, lr=1e-3, kl_weight=1.0, recognizer_epochs=3, link_epochs=5
-    )
 
     def vae_config(self, latent_dim: int) -> VAEConfig:
         return VAEConfig(input_shape=self.input_shape, latent_dim=latent_dim, architecture="conv",
@@ -120,6 +117,10 @@ class MNIST(_IdxImageModality):
 
     name = "mnist"
     description = "MNIST handwritten digits, 28x28 grayscale"
+    # kl_weight 0.1: sharper reconstructions (97.9% recognised after one epoch, against 93.4%
+    # with 1.0); the recipe must also fit in 20 minutes on 2 cores.
+    training_defaults = TrainingDefaults(epochs=8, batch_size=128, lr=1e-3, kl_weight=0.1,
+                                         recognizer_epochs=3, link_epochs=5)
     torchvision_dataset = "MNIST"
     classes = MNIST_CLASSES
 
@@ -129,5 +130,9 @@ class FashionMNIST(_IdxImageModality):
 
     name = "fmnist"
     description = "Fashion-MNIST clothing images, 28x28 grayscale"
+    # Blur erases what tells a shirt from a coat: reconstruction accuracy was 77.2% with
+    # kl_weight 1.0, 80.2% with 0.5, 84.6% with 0.1 (8 epochs) and 86.1% with 0.05 (10 epochs).
+    training_defaults = TrainingDefaults(epochs=10, batch_size=128, lr=1e-3, kl_weight=0.05,
+                                         recognizer_epochs=5, link_epochs=5)
     torchvision_dataset = "FashionMNIST"
     classes = FASHION_MNIST_CLASSES
