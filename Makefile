@@ -7,11 +7,11 @@ DATA ?= $(if $(MODGRAPH_DATA),$(MODGRAPH_DATA),$(if $(wildcard ../shared/data),.
 
 .PHONY: demo test venv clean
 
-$(VENV)/.installed: requirements.txt pyproject.toml plugins/modgraph-vision/pyproject.toml plugins/modgraph-audio/pyproject.toml
+$(VENV)/.installed: requirements.txt pyproject.toml plugins/modgraph-vision/pyproject.toml plugins/modgraph-audio/pyproject.toml plugins/modgraph-text/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q -e ".[test]" -e plugins/modgraph-vision -e plugins/modgraph-audio
+	$(PY) -m pip install -q -e ".[test]" -e plugins/modgraph-vision -e plugins/modgraph-audio -e plugins/modgraph-text
 	touch $@
 
 venv: $(VENV)/.installed

@@ -147,7 +147,8 @@ def remove_modality_cmd(name, registry):
 @click.option("--epochs", type=int, help="Associator epochs [default: the target modality's].")
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float)
-@click.option("--kl-weight", type=float, help="lambda_crs of Eq. 7 [default 1].")
+@click.option("--kl-weight", type=float,
+              help="lambda_crs of Eq. 7 [default: the target VAE's lambda_int, so z_ji lives where its decoder was trained].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--exclude", multiple=True, metavar="GROUP=VALUE", help="Leave rows out of the pairs.")
 @_common

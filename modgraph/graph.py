@@ -258,8 +258,14 @@ class ModGraph:
         configure_threads()
         device = self.device
         prepared = {}
+        train_sets = {name: self.features(node.modality, "train") for name, node in ((source, a), (target, b))}
+        for key in exclude or {}:
+            if not any(key in f.groups for f in train_sets.values()):
+                raise ConfigError(f"neither {source} nor {target} has a {key!r} grouping to exclude")
         for name, node in ((source, a), (target, b)):
-            feats = _select(self.features(node.modality, "train"), exclude)
+            feats = train_sets[name]
+            # An exclusion applies to the modality whose data have that grouping (speakers: the audio side).
+            feats = _select(feats, {k: v for k, v in (exclude or {}).items() if k in feats.groups})
             train, val = split_validation(feats, seed)
             train = train.subset(paired_subset(train, paired_fraction, seed))
             x_train = node.modality.normalize(train.x, node.stats)
@@ -275,7 +281,8 @@ class ModGraph:
             dst_node = self.node(dst)
             d = dst_node.modality.training_defaults
             settings = TrainSettings(epochs=epochs or d.link_epochs, batch_size=batch_size or d.batch_size,
-                                     lr=lr or d.lr, kl_weight=1.0 if kl_weight is None else kl_weight, seed=seed,
+                                     lr=lr or d.lr, kl_weight=d.kl_weight if kl_weight is None else kl_weight,
+                                     seed=seed,
                                      device=device, progress=self.progress, description=f"{src} -> {dst}")
             mapping = maps[(src, dst)]
             train_pairs = ClassPairSampler(s["train"].y, t["train"].y, mapping, seed)

@@ -110,10 +110,10 @@ def test_installed_vision_plugin_loads_only_when_allowed(toy_installed, monkeypa
     assert "mnist" not in PluginHost().modalities()
     monkeypatch.setenv("MODGRAPH_LOAD_PLUGINS", "modgraph-vision")
     host = PluginHost()
-    assert sorted(host.modalities()) == ["fmnist", "mnist"]
+    assert sorted(host.modalities()) == ["fmnist", "gtsrb", "mnist"]
     assert [p.distribution for p in host.plugins()] == ["modgraph-vision"]
     monkeypatch.setenv("MODGRAPH_LOAD_PLUGINS", f"modgraph-vision,{TOY_DISTRIBUTION}")
-    assert sorted(PluginHost().modalities()) == ["fmnist", "mnist", "toyaudio", "toycolor", "toyimg"]
+    assert sorted(PluginHost().modalities()) == ["fmnist", "gtsrb", "mnist", "toyaudio", "toycolor", "toyimg"]
 
 
 def test_load_entry_points_false_ignores_installed_plugins(toy_installed):

@@ -231,3 +231,12 @@ def test_every_loop_trains_for_any_number_of_batches(rows):
     settings = TrainSettings(epochs=1, batch_size=8, lr=1e-3, kl_weight=1.0, progress=False)
     assert len(train_recognizer(Recognizer(modality.recognizer_config()), x, y, x, y, settings)["history"]) == 1
     assert len(train_vae(VAE(modality.vae_config(2)), x, x, "bce", settings)["history"]) == 1
+
+
+def test_link_excludes_groups_on_the_side_that_has_them(trained):
+    report = trained.link("toyimg", "toyaudio", exclude={"speaker": ["ann"]})
+    assert set(report["metrics"]) == {"toyimg->toyaudio", "toyaudio->toyimg"}
+    edge = trained.graph().edges["toyaudio", "toyimg"]
+    assert edge["training"]["exclude"] == {"speaker": ["ann"]}
+    with pytest.raises(ConfigError, match="grouping to exclude"):
+        trained.link("toyimg", "toyaudio", exclude={"colour": ["red"]})

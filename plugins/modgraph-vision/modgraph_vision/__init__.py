@@ -1,9 +1,10 @@
-"""modgraph-vision: the ``mnist`` and ``fmnist`` image modalities.
+"""modgraph-vision: the ``mnist``, ``fmnist`` and ``gtsrb`` image modalities.
 
 Registered through the ``modgraph`` entry-point group like any third-party plugin.
 """
 
 from modgraph import hookimpl
+from modgraph_vision.gtsrb import GTSRB, GTSRBOptions
 from modgraph_vision.mnist import MNIST, FashionMNIST
 
 __version__ = "0.1.0"
@@ -13,6 +14,7 @@ __version__ = "0.1.0"
 def register_modalities(register):
     register(MNIST())
     register(FashionMNIST())
+    register(GTSRB())
 
 
-__all__ = ["MNIST", "FashionMNIST", "register_modalities", "__version__"]
+__all__ = ["GTSRB", "GTSRBOptions", "MNIST", "FashionMNIST", "register_modalities", "__version__"]

@@ -1,7 +1,7 @@
-"""Grayscale image file I/O shared by the image modalities.
+"""Image file I/O shared by the image modalities.
 
-Reads any image Pillow understands into MNIST-style features (light strokes on a dark
-background, square, values in [0, 1]) and writes features back as 8-bit PNGs.
+Reads any image Pillow understands into MNIST-style grayscale features or RGB features
+(values in [0, 1]), decodes dataset images in batches, and writes 8-bit PNGs.
 """
 
 from __future__ import annotations
@@ -27,22 +27,7 @@ def read_grayscale_image(path: Path, size: int = 28) -> tuple[torch.Tensor, list
     inverted (MNIST-style data is light on dark), and any other size padded to a square
     with the background level and resized.
     """
-    path = Path(path)
-    accepted = ", ".join(s.lstrip(".") for s in IMAGE_SUFFIXES)
-    if not path.is_file():
-        problem = "not a file" if path.exists() else "no such file"
-        raise InputFileError(f"{path}: {problem} (expected an image: {accepted})")
-    try:
-        with Image.open(path) as opened:
-            frames = getattr(opened, "n_frames", 1)
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
-        raise InputFileError(f"{path}: not a readable image ({exc}); accepted image types: {accepted}") from None
-
-    notes: list[str] = []
-    if frames > 1:
-        notes.append(f"used the first of {frames} frames")
+    image, notes = _open_image(path)
     gray = _to_grayscale(image, notes)
     if _border_mean(gray) > 0.5:
         gray = ImageOps.invert(gray)
@@ -70,9 +55,84 @@ def write_grayscale_png(x: torch.Tensor, path: Path) -> list[Path]:
         x = x[0]
     if x.dim() != 2:
         raise ValueError(f"expected a (1, H, W) grayscale image tensor, got shape {tuple(x.shape)}")
-    pixels = torch.nan_to_num(x, nan=0.0).clamp(0.0, 1.0).mul(255).round().to(torch.uint8).contiguous()
-    height, width = pixels.shape
-    image = Image.frombytes("L", (width, height), pixels.numpy().tobytes())
+    height, width = x.shape
+    return _save_png(Image.frombytes("L", (width, height), _to_bytes(x)), path)
+
+
+def read_rgb_image(path: Path, size: int) -> tuple[torch.Tensor, list[str]]:
+    """Read ``path`` as a (3, size, size) float32 tensor in [0, 1], plus conversion notes.
+
+    Grayscale, palette and other modes are converted to RGB, transparency is flattened
+    onto white, and any other size is resized (bilinear, as :func:`load_rgb_images`
+    does for dataset images, so a user's file is prepared like the training data).
+    """
+    image, notes = _open_image(path)
+    rgb = _to_rgb(image, notes)
+    if rgb.size != (size, size):
+        width, height = rgb.size
+        rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+        notes.append(f"resized {width}x{height} to {size}x{size}")
+    return _to_tensor(rgb), notes
+
+
+def load_rgb_images(paths: list[Path], size: int) -> torch.Tensor:
+    """Decode dataset images into one (N, 3, size, size) float32 tensor in [0, 1].
+
+    Each file is converted to RGB and resized (bilinear) to ``size`` x ``size``; the
+    pixels are gathered in one byte buffer and converted to a tensor once. Raises
+    :class:`InputFileError` naming the first file that is not a readable image.
+    """
+    plane = size * size * 3
+    buffer = bytearray(len(paths) * plane)
+    view = memoryview(buffer)
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as opened:
+                image = opened.convert("RGB")
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
+            raise InputFileError(f"{path}: not a readable image ({exc})") from None
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+        view[i * plane:(i + 1) * plane] = image.tobytes()
+    pixels = torch.frombuffer(buffer, dtype=torch.uint8) if buffer else torch.zeros(0, dtype=torch.uint8)
+    return pixels.view(len(paths), size, size, 3).permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)
+
+
+def write_rgb_png(x: torch.Tensor, path: Path) -> list[Path]:
+    """Write a (3, H, W) tensor in [0, 1] as an 8-bit RGB PNG at ``path`` (clamped, atomic)."""
+    path = Path(path)
+    x = x.detach().to("cpu", torch.float32)
+    if x.dim() != 3 or x.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) RGB image tensor, got shape {tuple(x.shape)}")
+    _, height, width = x.shape
+    return _save_png(Image.frombytes("RGB", (width, height), _to_bytes(x.permute(1, 2, 0))), path)
+
+
+def _open_image(path: Path) -> tuple[Image.Image, list[str]]:
+    """Open and decode ``path`` (first frame, EXIF orientation applied), or InputFileError."""
+    path = Path(path)
+    accepted = ", ".join(s.lstrip(".") for s in IMAGE_SUFFIXES)
+    if not path.is_file():
+        problem = "not a file" if path.exists() else "no such file"
+        raise InputFileError(f"{path}: {problem} (expected an image: {accepted})")
+    try:
+        with Image.open(path) as opened:
+            frames = getattr(opened, "n_frames", 1)
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
+        raise InputFileError(f"{path}: not a readable image ({exc}); accepted image types: {accepted}") from None
+    notes = [f"used the first of {frames} frames"] if frames > 1 else []
+    return image, notes
+
+
+def _to_bytes(x: torch.Tensor) -> bytes:
+    """Channel-last float pixels in [0, 1] (NaN as 0, clamped) as 8-bit bytes."""
+    return torch.nan_to_num(x, nan=0.0).clamp(0.0, 1.0).mul(255).round().to(torch.uint8).contiguous().numpy().tobytes()
+
+
+def _save_png(image: Image.Image, path: Path) -> list[Path]:
+    """Save ``image`` as PNG so that ``path`` appears complete or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -83,6 +143,21 @@ def write_grayscale_png(x: torch.Tensor, path: Path) -> list[Path]:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return [path]
+
+
+def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
+    """An "RGB" image from any mode, noting the conversion and any flattened transparency."""
+    mode = image.mode
+    if mode != "RGB":
+        notes.append(f"converted {mode} to RGB")
+    if "A" in image.getbands() or "transparency" in image.info:
+        # Signs cut out of a page or a drawing program sit on white more often than not.
+        rgba = image.convert("RGBA")
+        notes.append("flattened transparency onto white")
+        return Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    if mode in _GRAY_MODES:
+        return _to_grayscale(image, []).convert("RGB")  # scales 16-bit and float data like the grayscale path
+    return image.convert("RGB")
 
 
 def _to_grayscale(image: Image.Image, notes: list[str]) -> Image.Image:
@@ -128,7 +203,9 @@ def _border_mean(gray: Image.Image) -> float:
     return total / count / 255.0
 
 
-def _to_tensor(gray: Image.Image) -> torch.Tensor:
-    width, height = gray.size
-    pixels = torch.frombuffer(bytearray(gray.tobytes()), dtype=torch.uint8)
-    return pixels.view(1, height, width).to(torch.float32).div_(255.0)
+def _to_tensor(image: Image.Image) -> torch.Tensor:
+    """(bands, height, width) float32 in [0, 1] from an 8-bit image."""
+    width, height = image.size
+    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    pixels = pixels.view(height, width, len(image.getbands())).permute(2, 0, 1).contiguous()
+    return pixels.to(torch.float32).div_(255.0)

@@ -12,10 +12,10 @@ from modgraph_vision import FashionMNIST, MNIST, register_modalities
 MODALITIES = [(MNIST, "MNIST"), (FashionMNIST, "FashionMNIST")]
 
 
-def test_register_modalities_registers_both():
+def test_register_modalities_registers_all_three():
     registered = []
     register_modalities(register=registered.append)
-    assert [m.name for m in registered] == ["mnist", "fmnist"]
+    assert [m.name for m in registered] == ["mnist", "fmnist", "gtsrb"]
     for modality in registered:
         modality.validate_descriptor()
 
@@ -35,8 +35,9 @@ def test_fmnist_classes_match_torchvision_and_concepts():
                                  "sandal", "shirt", "sneaker", "bag", "ankle boot"]
 
 
-@pytest.mark.parametrize("cls", [MNIST, FashionMNIST])
-def test_descriptor_shapes_and_architectures(cls):
+@pytest.mark.parametrize("cls,defaults_expected", [(MNIST, (8, 128, 1e-3, 0.1, 3, 5)),
+                                                    (FashionMNIST, (10, 128, 1e-3, 0.05, 5, 5))])
+def test_descriptor_shapes_and_architectures(cls, defaults_expected):
     modality = cls()
     assert modality.input_shape == (1, 28, 28)
     assert modality.reconstruction_loss == "bce"
@@ -51,7 +52,7 @@ def test_descriptor_shapes_and_architectures(cls):
                                                             hidden=128, dropout=0.3)
     defaults = modality.training_defaults
     assert (defaults.epochs, defaults.batch_size, defaults.lr, defaults.kl_weight,
-            defaults.recognizer_epochs, defaults.link_epochs) == (10, 128, 1e-3, 1.0, 3, 5)
+            defaults.recognizer_epochs, defaults.link_epochs) == defaults_expected
 
 
 @pytest.mark.parametrize("cls,dataset", MODALITIES)
