@@ -41,8 +41,9 @@ class FSDD(SpeechModality):
     # steps of 64 at ~0.15 s a VAE step (measured on one busy core), so 8 epochs make about
     # three minutes. 4 recognizer epochs (~640 steps) match the 600 steps that reached 96.8 %
     # on the official test split.
-    training_defaults = TrainingDefaults(epochs=8, batch_size=64, lr=1e-3, kl_weight=1.0,
-                                         recognizer_epochs=4, link_epochs=5)
+    # kl_weight 0.1: reconstructions recognised 91.6% of the time (76.8% with 1.0 and fewer epochs).
+    training_defaults = TrainingDefaults(epochs=8, batch_size=64, lr=1e-3, kl_weight=0.1,
+                                         recognizer_epochs=4, link_epochs=10)
     options_model = FSDDOptions
     feature_version = "1"
 
