@@ -240,8 +240,8 @@ class ModGraph:
     def link(self, source: str, target: str, *, pairing: str = "concept", paired_fraction: float = 1.0,
              epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
              kl_weight: float | None = None, seed: int = 0,
-             exclude: dict[str, list[str]] | None = None) -> dict:
-        """Train both associators between two trained modalities, their VAEs frozen."""
+             exclude: dict[str, list[str]] | None = None, one_way: bool = False) -> dict:
+        """Train both associators between two trained modalities (``one_way``: source->target only), VAEs frozen."""
         if source == target:
             raise ConfigError(f"cannot link {source!r} to itself; a modality's VAE already maps it to itself")
         _positive("epochs", epochs)
@@ -276,7 +276,7 @@ class ModGraph:
         results = {}
         written = []
         new_edges = {}
-        for src, dst in ((source, target), (target, source)):
+        for src, dst in ((source, target),) if one_way else ((source, target), (target, source)):
             s, t = prepared[src], prepared[dst]
             dst_node = self.node(dst)
             d = dst_node.modality.training_defaults

@@ -240,3 +240,11 @@ def test_link_excludes_groups_on_the_side_that_has_them(trained):
     assert edge["training"]["exclude"] == {"speaker": ["ann"]}
     with pytest.raises(ConfigError, match="grouping to exclude"):
         trained.link("toyimg", "toyaudio", exclude={"colour": ["red"]})
+
+
+def test_one_way_link_trains_only_the_asked_direction(trained):
+    trained.unlink("toyimg", "toyaudio")
+    report = trained.link("toyimg", "toyaudio", one_way=True)
+    assert list(report["metrics"]) == ["toyimg->toyaudio"]
+    g = trained.graph()
+    assert g.has_edge("toyimg", "toyaudio") and not g.has_edge("toyaudio", "toyimg")
