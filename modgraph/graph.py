@@ -413,6 +413,7 @@ class ModGraph:
                     else:
                         suffix = f"_{k + 1}" if samples > 1 else ""
                         target_path = output / f"{stem}{suffix}{dst.modality.output_suffix}"
+                    target_path.parent.mkdir(parents=True, exist_ok=True)
                     written.extend(str(p) for p in dst.modality.write_file(sample, target_path))
         return {"path": path, "written": written, "notes": notes}
 

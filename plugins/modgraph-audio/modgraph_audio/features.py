@@ -244,6 +244,7 @@ def write_wav(path: Path, wave: torch.Tensor, rate: int = SAMPLE_RATE) -> Path:
     path = Path(path)
     samples = torch.as_tensor(wave, dtype=torch.float32).reshape(-1).clamp(-1.0, 1.0).numpy()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         soundfile.write(str(path), samples, rate, subtype="PCM_16")
     except (soundfile.SoundFileError, RuntimeError, OSError) as exc:
         raise ModgraphError(f"could not write {path}: {exc}") from None
