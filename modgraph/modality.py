@@ -43,7 +43,9 @@ class TrainingDefaults(BaseModel):
     kl_weight: float = 1.0
     recognizer_epochs: int = 3
     link_epochs: int = 5
-    link_pairs_per_epoch: int = 20000  # associator epochs into this modality see at most this many pairs
+    # Pairs drawn per associator epoch into this modality (None: one pass over the paired
+    # source rows). A fixed number keeps the training steps when few samples are paired.
+    link_pairs_per_epoch: int | None = None
 
 
 class ModalityOptions(BaseModel):

@@ -249,8 +249,17 @@ class ClassPairSampler:
         return len(self.source_rows)
 
     def draw(self, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(source rows, target rows) in a fresh random order and pairing, at most ``limit`` pairs."""
-        src = self.source_rows[torch.randperm(len(self.source_rows), generator=self.gen)[:limit]]
+        """``limit`` (source row, target row) pairs in a fresh random order and pairing.
+
+        Without a limit, every source row once. A limit above the number of source rows
+        repeats them (each pass in a new order, each time with a new partner), so a
+        small paired set still gets a full epoch of steps.
+        """
+        n = len(self.source_rows)
+        limit = n if limit is None else limit
+        passes = max(1, -(-limit // max(1, n)))
+        order = torch.cat([torch.randperm(n, generator=self.gen) for _ in range(passes)])[:limit]
+        src = self.source_rows[order]
         classes = self.source_target_class[src]
         tgt = torch.empty_like(src)
         for c, rows in self.target_rows.items():
@@ -274,8 +283,9 @@ def train_associator(associator: Associator, source_mu: torch.Tensor, source_log
                      settings: TrainSettings, pairs_per_epoch: int | None = None) -> dict:
     """Cross-modal phase for one direction, the target VAE frozen (its decoder only passes gradients).
 
-    An epoch is one pass over the paired source rows, or ``pairs_per_epoch`` of them
-    when that is smaller (a large source need not pay a full pass per epoch).
+    An epoch is ``pairs_per_epoch`` pairs (default: one pass over the paired source
+    rows), so a large source does not pay a full pass per epoch and a small one (a few
+    percent paired) still trains for as many steps.
     """
     device = settings.device
     associator.to(device)
@@ -285,11 +295,11 @@ def train_associator(associator: Associator, source_mu: torch.Tensor, source_log
     source_mu, source_logvar, target_x = source_mu.to(device), source_logvar.to(device), target_x.to(device)
     torch.manual_seed(settings.seed)
     opt = torch.optim.Adam(associator.parameters(), lr=settings.lr)
-    per_epoch = min(len(train_pairs), pairs_per_epoch or len(train_pairs))
+    per_epoch = pairs_per_epoch or len(train_pairs)
     steps = math.ceil(per_epoch / settings.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps * settings.epochs + 1,
                                                 pct_start=0.15)
-    vsrc, vtgt = val_pairs.draw(limit=5000)
+    vsrc, vtgt = val_pairs.draw(limit=min(5000, len(val_pairs)))
     best, best_state, history = math.inf, copy.deepcopy(associator.state_dict()), []
     with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
         for epoch in range(settings.epochs):

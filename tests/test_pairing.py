@@ -106,3 +106,16 @@ def test_full_fraction_keeps_everything():
 def test_fraction_out_of_range_is_a_config_error(fraction):
     with pytest.raises(ConfigError, match=r"--paired-fraction must be in \(0, 1\]"):
         paired_subset(_features({0: 3}), fraction, seed=0)
+
+
+def test_sampler_draws_a_fixed_number_of_class_matched_pairs_even_from_few_rows():
+    from modgraph.training import ClassPairSampler
+
+    source_y = torch.tensor([0, 1, 2, 0, 1])
+    target_y = torch.tensor([2, 2, 1, 1, 0, 0, 0])
+    sampler = ClassPairSampler(source_y, target_y, {0: 0, 1: 1, 2: 2}, seed=0)
+    src, tgt = sampler.draw(limit=23)
+    assert len(src) == len(tgt) == 23
+    assert (target_y[tgt] == source_y[src]).all()
+    assert sorted(src[:5].tolist()) == [0, 1, 2, 3, 4]  # each pass covers every row once
+    assert len(sampler.draw()[0]) == 5

@@ -312,8 +312,8 @@ class GTSRB(Modality):
     # one core and reached 98.9% test accuracy. kl_weight 0.1: after two epochs 79.0% of
     # test reconstructions were recognised, against 71.8% with 1.0 (and looked sharper).
     training_defaults = TrainingDefaults(
-        epochs=7, batch_size=64, lr=1e-3, kl_weight=0.1, recognizer_epochs=3, link_epochs=5
-    )
+        epochs=7, batch_size=64, lr=1e-3, kl_weight=0.1, recognizer_epochs=3, link_epochs=5,
+        link_pairs_per_epoch=20000)
 
     def __init__(self, options: GTSRBOptions | None = None):
         super().__init__(options)
