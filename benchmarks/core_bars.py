@@ -86,7 +86,8 @@ def recipe(args) -> None:
     mg = ModGraph(registry=reg, data_root=args.data_root, device="cpu")
     args.work = work
     fig: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
-                 "cpus": os.cpu_count(), "torch": torch.__version__, "modgraph": __version__, "timings_s": {}}
+                 "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                 "modgraph": __version__, "timings_s": {}}
     t = fig["timings_s"]
 
     # The recipe with defaults (features cached beforehand, as after a first run).
@@ -163,7 +164,7 @@ def render(args) -> None:
         "Written by `python benchmarks/core_bars.py` (do not edit by hand); raw figures in "
         "`docs/results/core_bars.json`.\n\n"
         f"- date: {fig['date']}\n- machine: {fig['machine']}, {fig['cpus']} CPU cores, no GPU\n"
-        f"- torch {fig['torch']}, modgraph {fig['modgraph']}\n"
+        f"- torch {fig['torch']}, modgraph {fig['modgraph']}, torch threads per process: {fig.get('threads')}\n"
         f"- data: `{args.data_root}` (full MNIST and Fashion-MNIST, FSDD 2,500 clips, official splits)\n"
         "- run as two processes side by side (`--part recipe` and `--part loso`, then `--part render`), "
         "so the timings are those of a machine running both\n\n"
@@ -173,7 +174,7 @@ def render(args) -> None:
         "the 5% row is `link fsdd mnist --paired-fraction 0.05`; leave-one-speaker-out trains the FSDD VAE and "
         "both associators without one speaker (`--exclude speaker=NAME`) and evaluates on all 500 of that "
         "speaker's clips (`eval --split all --include speaker=NAME`).\n\n"
-        + table + "\n\n## Timings (s, 2 CPU cores)\n\n| step | seconds |\n| --- | --- |\n" + timings + "\n")
+        + table + "\n\n## Timings (s)\n\n| step | seconds |\n| --- | --- |\n" + timings + "\n")
     print(table)
 
 
