@@ -422,9 +422,8 @@ class ModGraph:
     def _edge_accuracy(self, source: str, target: str, assoc: Associator, mapping: dict[int, int], split: str) -> dict:
         src, dst = self.node(source), self.node(target)
         feats = self.features(src.modality, split).originals()
-        keep = torch.tensor([int(c) in mapping for c in feats.y.tolist()], dtype=torch.bool)
+        keep, expected = _paired_classes(feats.y, mapping)
         feats = feats.subset(keep)
-        expected = torch.tensor([mapping[int(c)] for c in feats.y.tolist()], dtype=torch.long)
         device = self.device
         correct = 0
         for s in range(0, len(feats), 1024):
@@ -455,9 +454,8 @@ class ModGraph:
             g = self.graph()
             maps = [{int(i): int(j) for i, j in g.edges[a, b]["class_map"]} for a, b in zip(path[:-1], path[1:])]
             mapping = compose(maps)
-        keep = torch.tensor([int(c) in mapping for c in y.tolist()], dtype=torch.bool)
+        keep, expected = _paired_classes(y, mapping)
         x, y = x[keep], y[keep]
-        expected = torch.tensor([mapping[int(c)] for c in y.tolist()], dtype=torch.long)
         preds = []
         for s in range(0, len(x), 1024):
             out = self.translate_normalized(path, src.modality.normalize(x[s:s + 1024], src.stats))
@@ -482,6 +480,13 @@ def _reconstruct(vae: VAE, x: torch.Tensor) -> torch.Tensor:
 
 def _accuracy(recognizer: Recognizer, x: torch.Tensor, y: torch.Tensor) -> float:
     return (predict(recognizer, x) == y).float().mean().item() if len(y) else float("nan")
+
+
+def _paired_classes(y: torch.Tensor, mapping: dict[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows whose class pairs with a target class, and those target classes."""
+    keep = torch.tensor([int(c) in mapping for c in y.tolist()], dtype=torch.bool)
+    expected = torch.tensor([mapping[int(c)] for c in y[keep].tolist()], dtype=torch.long)
+    return keep, expected
 
 
 def _slug(text: str) -> str:
