@@ -248,3 +248,18 @@ def test_one_way_link_trains_only_the_asked_direction(trained):
     assert list(report["metrics"]) == ["toyimg->toyaudio"]
     g = trained.graph()
     assert g.has_edge("toyimg", "toyaudio") and not g.has_edge("toyaudio", "toyimg")
+
+
+def test_a_cascade_reencodes_at_the_modality_in_between(trained):
+    path = trained.route("toyimg", "toycolor")
+    assert path == ["toyimg", "toyaudio", "toycolor"]
+    x = trained.node("toyimg").modality.normalize(trained.features(trained.node("toyimg").modality, "test").x[:4],
+                                                  trained.node("toyimg").stats)
+    with torch.no_grad():
+        z, _ = trained.node("toyimg").vae.encode(x)
+        z, _ = trained.associator("toyimg", "toyaudio")(z)
+        mid = trained.node("toyaudio").vae
+        z, _ = mid.encode(mid.decode(z))
+        z, _ = trained.associator("toyaudio", "toycolor")(z)
+        expected = trained.node("toycolor").vae.decode(z)
+    assert torch.allclose(trained.translate_normalized(path, x)[:, 0], expected, atol=1e-6)
