@@ -186,7 +186,6 @@ class ModGraph:
             raise ConfigError(f"--lr must be positive, not {lr}")
         if kl_weight is not None and kl_weight < 0:
             raise ConfigError(f"--kl-weight must be zero or positive, not {kl_weight}")
-        configure_threads()
         device = self.device
         train_all = _select(self.features(modality, "train", download), exclude)
         test = _select(self.features(modality, "test", download), exclude).originals()
@@ -255,7 +254,6 @@ class ModGraph:
                 (target, source): class_map(b.modality, a.modality, pairing)}
         if not 0.0 < paired_fraction <= 1.0:
             raise ConfigError(f"--paired-fraction must be in (0, 1], not {paired_fraction}")
-        configure_threads()
         device = self.device
         prepared = {}
         train_sets = {name: self.features(node.modality, "train") for name, node in ((source, a), (target, b))}
