@@ -39,6 +39,10 @@ class DataNotFoundError(ModgraphError):
     """A dataset is not on disk where the loader looked."""
 
 
+class FeatureCacheError(ModgraphError):
+    """A feature cache shard is damaged or gone (a build rewrites it)."""
+
+
 class InputFileError(ModgraphError):
     """A user's input file cannot be read as the modality's kind of data."""
 

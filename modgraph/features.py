@@ -1,7 +1,7 @@
 """Where data and cached features live, and the cache itself.
 
-A modality's features for a split are computed once and stored as safetensors under the
-cache folder, so later epochs and commands pay only for the model.
+A modality's features for a split are computed once and written under the cache folder
+as safetensors shards with a manifest; a split too large for memory is then read lazily.
 """
 
 from __future__ import annotations
@@ -9,15 +9,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+import time
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from modgraph.errors import ConfigError, FeatureCacheError
+from modgraph.feature_store import ShardedRows, is_rows, read_header, read_tensor, write_shard
 from modgraph.modality import FeatureSet, Modality
 
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"  # 1: one safetensors file per split; 2: a folder of shards and a manifest
+MANIFEST = "manifest.json"
+SHARD_BYTES = 64 << 20  # features of a split computed in one go are cut into shards of about this size
+DEFAULT_IN_MEMORY_MB = 1024  # larger splits are read lazily (MODGRAPH_FEATURES_IN_MEMORY_MB overrides)
 
 
 def default_data_root() -> Path:
@@ -38,34 +46,241 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("modgraph")) / "features"
 
 
-def _cache_path(modality: Modality, root: Path, split: str, cache_dir: Path) -> Path:
-    key = f"{CACHE_FORMAT}|{modality.cache_key()}|{Path(root).resolve()}|{split}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return cache_dir / f"{modality.name}-{split}-{digest}.safetensors"
+def in_memory_limit() -> int:
+    """Bytes of features a split may have and still be loaded whole into memory."""
+    raw = os.environ.get("MODGRAPH_FEATURES_IN_MEMORY_MB")
+    try:
+        mb = float(raw) if raw else DEFAULT_IN_MEMORY_MB
+    except ValueError:
+        raise ConfigError(f"MODGRAPH_FEATURES_IN_MEMORY_MB must be a number of megabytes, not {raw!r}") from None
+    return int(mb * (1 << 20))
+
+
+def _digest(modality: Modality, root: Path, split: str, version: str) -> str:
+    key = f"{version}|{modality.cache_key()}|{Path(root).resolve()}|{split}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def cache_folder(modality: Modality, root: Path, split: str, cache_dir: Path) -> Path:
+    return Path(cache_dir) / f"{modality.name}-{split}-{_digest(modality, root, split, CACHE_FORMAT)}"
+
+
+def _legacy_path(modality: Modality, root: Path, split: str, cache_dir: Path) -> Path:
+    """Where format 1 kept the split in one file (reused, not recomputed, when present)."""
+    return Path(cache_dir) / f"{modality.name}-{split}-{_digest(modality, root, split, '1')}.safetensors"
+
+
+# -- reading a built cache ---------------------------------------------------------------------
+def open_cache(folder: Path, in_memory_bytes: int | None = None) -> FeatureSet | None:
+    """The split cached in ``folder``, or None when it is missing, unfinished or damaged.
+
+    Labels, origins and groups are read into memory; the rows themselves are loaded whole
+    when they take at most ``in_memory_bytes``, else left on disk as :class:`ShardedRows`.
+    """
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if manifest.get("format") != CACHE_FORMAT:
+            return None
+        paths = [folder / name for name in manifest["shards"]]
+        store = ShardedRows.open(paths)  # reads each header; a truncated shard fails here
+        if len(store) != manifest["rows"]:
+            return None
+        ys, origins, augmented, groups = [], [], [], {}
+        for path in paths:
+            entries, meta = read_header(path)
+            ys.append(read_tensor(path, entries["y"]))
+            origins.append(read_tensor(path, entries["origin"]))
+            augmented.append(read_tensor(path, entries["augmented"]))
+            for key, values in json.loads(meta.get("groups", "{}")).items():
+                groups.setdefault(key, []).extend(values)
+    except (OSError, ValueError, KeyError, TypeError, FeatureCacheError):
+        return None
+    limit = in_memory_limit() if in_memory_bytes is None else in_memory_bytes
+    x = store.load() if store.nbytes <= limit else store
+    return FeatureSet(x=x, y=torch.cat(ys), origin=torch.cat(origins), augmented=torch.cat(augmented),
+                      groups=groups)
+
+
+def _shard_rows(path: Path, key: str, index: int) -> int | None:
+    """Rows of a finished shard written for this cache key and chunk, else None (rebuild it)."""
+    try:
+        entries, meta = read_header(path)
+    except FeatureCacheError:
+        return None
+    if meta.get("key") != key or meta.get("chunk") != str(index) or "x" not in entries:
+        return None
+    return entries["x"].shape[0]
+
+
+# -- building -----------------------------------------------------------------------------------
+class _BuildProgress:
+    """Progress of a cache build: a bar on a terminal, else a line at every tenth of the way."""
+
+    def __init__(self, total: int, done: int, desc: str, enabled: bool):
+        self.total, self.done, self.desc, self.enabled = total, done, desc, enabled
+        self.start, self.first = time.monotonic(), done
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc=desc, unit="shard", leave=False, dynamic_ncols=True)
+        elif enabled:
+            resumed = f", {done} already built" if done else ""
+            print(f"{desc}: {total} shard(s){resumed}", file=sys.stderr, flush=True)
+        self.next_report = (10 * done // max(1, total) + 1) * total / 10
+
+    def update(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.enabled and (self.done >= self.next_report or self.done == self.total):
+            elapsed = time.monotonic() - self.start
+            eta = elapsed / max(1, self.done - self.first) * (self.total - self.done)
+            print(f"{self.desc}: {100 * self.done // self.total}% ({self.done}/{self.total} shards, "
+                  f"{elapsed:.0f} s, ETA {eta:.0f} s)", file=sys.stderr, flush=True)
+            while self.next_report <= self.done:
+                self.next_report += self.total / 10
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _shard_tensors(features: FeatureSet, origin_offset: int) -> dict[str, torch.Tensor]:
+    return {"x": torch.as_tensor(features.x).detach().to("cpu", torch.float32), "y": features.y.long().cpu(),
+            "origin": features.origin.long().cpu() + origin_offset, "augmented": features.augmented.bool().cpu()}
+
+
+def _check_chunk(modality: Modality, features: FeatureSet, index: int) -> None:
+    shape = tuple(features.x.shape[1:])
+    if shape != tuple(modality.input_shape):
+        raise ConfigError(f"{modality.name}: feature chunk {index} has rows shaped {shape}, the modality declares "
+                          f"{tuple(modality.input_shape)} (a plugin bug)")
+    if len(features) and (int(features.origin.min()) < 0 or int(features.origin.max()) >= len(features)):
+        raise ConfigError(f"{modality.name}: feature chunk {index} has origins outside 0..{len(features) - 1}; "
+                          f"origins count rows within their chunk (a plugin bug)")
+
+
+def _write_manifest(folder: Path, key: str, names: list[str], rows: int) -> None:
+    tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"format": CACHE_FORMAT, "key": key, "shards": names, "rows": rows}))
+    os.replace(tmp, folder / MANIFEST)
+
+
+def _build_chunked(modality: Modality, chunks, folder: Path, key: str, desc: str, progress: bool) -> None:
+    names = [f"shard-{i:05d}.safetensors" for i in range(len(chunks))]
+    done = [_shard_rows(folder / name, key, i) for i, name in enumerate(names)]
+    report = _BuildProgress(len(chunks), sum(r is not None for r in done), desc, progress)
+    rows = 0
+    try:
+        for i, (make, name) in enumerate(zip(chunks, names)):
+            if done[i] is None:
+                features = make()
+                _check_chunk(modality, features, i)
+                groups = {k: list(v) for k, v in features.groups.items()}
+                write_shard(folder / name, _shard_tensors(features, rows),
+                            {"key": key, "chunk": str(i), "groups": json.dumps(groups)})
+                done[i] = len(features)
+                report.update()
+            rows += done[i]
+    finally:
+        report.close()
+    _write_manifest(folder, key, names, rows)
+
+
+def _write_whole(features: FeatureSet, folder: Path, key: str) -> None:
+    """A split computed in one go, cut into shards of about ``SHARD_BYTES``."""
+    row_bytes = max(1, 4 * features.x[0].numel()) if len(features) else 1
+    per_shard = max(1, SHARD_BYTES // row_bytes)
+    names, tensors = [], _shard_tensors(features, 0)
+    for i, start in enumerate(range(0, max(1, len(features)), per_shard)):
+        name = f"shard-{i:05d}.safetensors"
+        part = {k: v[start:start + per_shard] for k, v in tensors.items()}
+        groups = {k: list(v[start:start + per_shard]) for k, v in features.groups.items()}
+        write_shard(folder / name, part, {"key": key, "chunk": str(i), "groups": json.dumps(groups)})
+        names.append(name)
+    _write_manifest(folder, key, names, len(features))
+
+
+def _read_legacy(path: Path) -> FeatureSet | None:
+    if not path.exists():
+        return None
+    try:
+        from safetensors import safe_open
+
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            groups = json.loads((f.metadata() or {}).get("groups", "{}"))
+        return FeatureSet(x=tensors["x"], y=tensors["y"], origin=tensors["origin"], augmented=tensors["augmented"],
+                          groups=groups)
+    except (SafetensorError, OSError, KeyError, ValueError):
+        return None
+
+
+def concatenate_chunks(chunks) -> FeatureSet:
+    """Every chunk in one in-memory FeatureSet, origins offset as the cache does."""
+    parts, rows = [], 0
+    for make in chunks:
+        f = make()
+        parts.append((f, rows))
+        rows += len(f)
+    keys = parts[0][0].groups.keys() if parts else []
+    return FeatureSet(x=torch.cat([f.x for f, _ in parts]), y=torch.cat([f.y for f, _ in parts]),
+                      origin=torch.cat([f.origin + offset for f, offset in parts]),
+                      augmented=torch.cat([f.augmented for f, _ in parts]),
+                      groups={k: [v for f, _ in parts for v in f.groups[k]] for k in keys})
 
 
 def load_split(modality: Modality, root: Path, split: str, download: bool = False,
-               cache_dir: Path | None = None, use_cache: bool = True) -> FeatureSet:
-    """The split's features, from the cache when present, else computed and cached."""
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = _cache_path(modality, Path(root), split, cache_dir)
-    if use_cache and path.exists():
-        try:
-            tensors = load_file(str(path))
-            from safetensors import safe_open
+               cache_dir: Path | None = None, use_cache: bool = True, progress: bool = False,
+               in_memory_bytes: int | None = None) -> FeatureSet:
+    """The split's features, from the cache when it is complete, else computed and cached.
 
-            with safe_open(str(path), framework="pt") as f:
-                groups = json.loads(f.metadata().get("groups", "{}"))
-            return FeatureSet(x=tensors["x"], y=tensors["y"], origin=tensors["origin"],
-                              augmented=tensors["augmented"], groups=groups)
-        except (SafetensorError, OSError, KeyError, ValueError):
-            pass  # a damaged cache entry is rebuilt below
-    features = modality.load_features(Path(root), split, download=download)
-    if use_cache:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({"x": features.x.contiguous().float(), "y": features.y.long(),
-                   "origin": features.origin.long(), "augmented": features.augmented.bool()},
-                  str(tmp), metadata={"groups": json.dumps(features.groups), "key": modality.cache_key()})
-        os.replace(tmp, path)
-    return features
+    A modality that gives its features in chunks (``Modality.feature_chunks``) is cached
+    chunk by chunk, so an interrupted build resumes with the first unfinished shard.
+    Concurrent builds of one split wait for each other on a file lock.
+    """
+    if not use_cache:
+        chunks = modality.feature_chunks(Path(root), split, download=download)
+        return modality.load_features(Path(root), split, download=download) if chunks is None \
+            else concatenate_chunks(chunks)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = cache_folder(modality, Path(root), split, cache_dir)
+    cached = open_cache(folder, in_memory_bytes)
+    if cached is not None:
+        return cached
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        cached = open_cache(folder, in_memory_bytes)  # another process may have built it meanwhile
+        if cached is not None:
+            return cached
+        for stale in folder.glob(".*.tmp"):  # left by a build that was killed mid-write
+            stale.unlink()
+        key = f"{CACHE_FORMAT}|{modality.cache_key()}|{split}"
+        desc = f"{modality.name} {split} feature cache"
+        chunks = modality.feature_chunks(Path(root), split, download=download)
+        if chunks is not None and len(chunks) > 1:
+            _build_chunked(modality, chunks, folder, key, desc, progress)
+            built = open_cache(folder, in_memory_bytes)
+            if built is None:
+                raise FeatureCacheError(f"the feature cache {folder} could not be read back after it was built; "
+                                        f"delete the folder and run the command again")
+            return built
+        features = _read_legacy(_legacy_path(modality, Path(root), split, cache_dir))
+        if features is None:
+            features = modality.load_features(Path(root), split, download=download) if chunks is None \
+                else concatenate_chunks(chunks)
+        _write_whole(features, folder, key)
+        return features
+
+
+def fit_statistics(modality: Modality, x) -> dict[str, list[float]]:
+    """Normalisation statistics of training features, streamed when they are read lazily."""
+    return modality.fit_normalization_stream(x.chunks()) if is_rows(x) else modality.fit_normalization(x)
+
+
+def normalized(modality: Modality, x, stats: dict[str, list[float]]):
+    """Model inputs from raw features; lazily (per batch read) for features left on disk."""
+    if is_rows(x):
+        return x.map(lambda batch: modality.normalize(batch, stats))
+    return modality.normalize(x, stats)

@@ -16,7 +16,7 @@ import torch
 from modgraph import __version__
 from modgraph.errors import (ConfigError, InputFileError, NotInRegistryError, RegistryCorruptError,
                              UnknownModalityError)
-from modgraph.features import default_cache_dir, default_data_root, load_split
+from modgraph.features import default_cache_dir, default_data_root, fit_statistics, load_split, normalized
 from modgraph.modality import FeatureSet, Modality
 from modgraph.models import Associator, AssociatorConfig, Recognizer, RecognizerConfig, VAE, VAEConfig
 from modgraph.pairing import class_map, compose, paired_subset
@@ -98,7 +98,8 @@ class ModGraph:
     def features(self, modality: Modality, split: str, download: bool = False) -> FeatureSet:
         if split not in ("train", "test"):
             raise ConfigError(f"split must be train or test, not {split!r}")
-        return load_split(modality, self.data_root, split, download=download, cache_dir=self.cache_dir)
+        return load_split(modality, self.data_root, split, download=download, cache_dir=self.cache_dir,
+                          progress=self.progress)
 
     # -- the graph ----------------------------------------------------------------------
     def graph(self) -> nx.DiGraph:
@@ -192,8 +193,8 @@ class ModGraph:
         if len(train_all) < 2:
             raise ConfigError(f"{name}: too few training samples ({len(train_all)}) after exclusions")
         train, val = split_validation(train_all, seed)
-        stats = modality.fit_normalization(train.x)
-        norm = lambda x: modality.normalize(x, stats)  # noqa: E731
+        stats = fit_statistics(modality, train.x)  # streamed over the shards of a split left on disk
+        norm = lambda x: normalized(modality, x, stats)  # noqa: E731
         xt, xv, xs = norm(train.x), norm(val.x), norm(test.x)
         settings = TrainSettings(epochs=epochs or d.epochs, batch_size=batch_size or d.batch_size, lr=lr or d.lr,
                                  kl_weight=d.kl_weight if kl_weight is None else kl_weight, seed=seed,
@@ -209,7 +210,7 @@ class ModGraph:
         rec_log = train_recognizer(recognizer, xt, train.y, xv, val.y, rec_settings, augment=modality.augment_batch)
         metrics = {
             "recognizer_accuracy": _accuracy(recognizer, xs, test.y),
-            "reconstruction_accuracy": _accuracy(recognizer, _reconstruct(vae, xs), test.y),
+            "reconstruction_accuracy": _reconstruction_accuracy(vae, recognizer, xs, test.y),
             "val_loss": vae_log["best_val_loss"],
             "recognizer_val_accuracy": rec_log["best_val_accuracy"],
             "test_samples": len(test),
@@ -266,8 +267,8 @@ class ModGraph:
             feats = _select(feats, {k: v for k, v in (exclude or {}).items() if k in feats.groups})
             train, val = split_validation(feats, seed)
             train = train.subset(paired_subset(train, paired_fraction, seed))
-            x_train = node.modality.normalize(train.x, node.stats)
-            x_val = node.modality.normalize(val.x, node.stats)
+            x_train = normalized(node.modality, train.x, node.stats)
+            x_val = normalized(node.modality, val.x, node.stats)
             mu, logvar = encode_all(node.vae, x_train.to(device))
             val_mu, _ = encode_all(node.vae, x_val.to(device))
             prepared[name] = dict(train=train, val=val, x=x_train, x_val=x_val, mu=mu, logvar=logvar, val_mu=val_mu)
@@ -450,7 +451,6 @@ class ModGraph:
         src, dst = self.node(source), self.node(target)
         splits = ["train", "test"] if split == "all" else [split]
         feats = [_select(self.features(src.modality, s), include=include).originals() for s in splits]
-        x = torch.cat([f.x for f in feats])
         y = torch.cat([f.y for f in feats])
         if len(path) == 1:
             mapping = {i: i for i in range(len(src.modality.classes))}
@@ -459,11 +459,13 @@ class ModGraph:
             maps = [{int(i): int(j) for i, j in g.edges[a, b]["class_map"]} for a, b in zip(path[:-1], path[1:])]
             mapping = compose(maps)
         keep, expected = _paired_classes(y, mapping)
-        x, y = x[keep], y[keep]
         preds = []
-        for s in range(0, len(x), 1024):
-            out = self.translate_normalized(path, src.modality.normalize(x[s:s + 1024], src.stats))
-            preds.append(predict(dst.recognizer, out[:, 0]))
+        # Split by split, in batches: features left on disk are never loaded whole.
+        for f, kept in zip(feats, keep.split([len(f) for f in feats])):
+            x = f.subset(kept).x
+            for s in range(0, len(x), 1024):
+                out = self.translate_normalized(path, src.modality.normalize(x[s:s + 1024], src.stats))
+                preds.append(predict(dst.recognizer, out[:, 0]))
         pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
         correct = pred == expected
         per_class = {}
@@ -476,10 +478,15 @@ class ModGraph:
 
 
 @torch.no_grad()
-def _reconstruct(vae: VAE, x: torch.Tensor) -> torch.Tensor:
+def _reconstruction_accuracy(vae: VAE, recognizer: Recognizer, x, y: torch.Tensor) -> float:
+    """How often the recognizer names the class of a reconstruction, batch by batch."""
     device = next(vae.parameters()).device
     vae.eval()
-    return torch.cat([vae.decode(vae.encode(x[s:s + 1024].to(device))[0]).cpu() for s in range(0, len(x), 1024)])
+    correct = 0
+    for s in range(0, len(x), 1024):
+        recon = vae.decode(vae.encode(x[s:s + 1024].to(device))[0])
+        correct += int((predict(recognizer, recon).cpu() == y[s:s + 1024]).sum())
+    return correct / len(y) if len(y) else float("nan")
 
 
 def _accuracy(recognizer: Recognizer, x: torch.Tensor, y: torch.Tensor) -> float:

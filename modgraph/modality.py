@@ -10,7 +10,7 @@ import abc
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Callable, ClassVar, Iterable, Literal, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -62,7 +62,9 @@ class FeatureSet:
     index of the original sample each row comes from (augmented copies share their
     original's origin; rows with one origin are never split across train and
     validation), ``augmented`` whether a row is an augmented copy, and ``groups`` an
-    optional named grouping per row (for example ``speaker``).
+    optional named grouping per row (for example ``speaker``). Read from the feature
+    cache, ``x`` of a large split is a :class:`modgraph.feature_store.ShardedRows`: indexed
+    like a tensor, it reads only the rows asked for.
     """
 
     x: torch.Tensor
@@ -89,8 +91,10 @@ class FeatureSet:
     def subset(self, mask_or_index: torch.Tensor) -> "FeatureSet":
         index = mask_or_index.nonzero().flatten() if mask_or_index.dtype == torch.bool else mask_or_index
         idx = index.tolist()
+        from modgraph.feature_store import is_rows
+
         return FeatureSet(
-            x=self.x[index], y=self.y[index], origin=self.origin[index], augmented=self.augmented[index],
+            x=self.x.take(index) if is_rows(self.x) else self.x[index], y=self.y[index], origin=self.origin[index], augmented=self.augmented[index],
             groups={k: [v[i] for i in idx] for k, v in self.groups.items()},
         )
 
@@ -122,6 +126,10 @@ class Modality(abc.ABC):
     needs_data: ClassVar[bool] = True
     # Bump when features change so caches built by older code are not reused.
     feature_version: ClassVar[str] = "1"
+    # Training rows an associator INTO this modality never aims at, by group value (e.g.
+    # text: {"variant": ["phrase", "digit", "typo"]}): a class whose rows take several
+    # forms would otherwise be aimed at their blend, which decodes to none of them.
+    target_exclude: ClassVar[dict[str, list[str]]] = {}
 
     # Filled in by the plugin host when the modality is registered.
     distribution: str = "local"
@@ -186,9 +194,37 @@ class Modality(abc.ABC):
         ``download`` is false.
         """
 
+    def feature_chunks(self, root: Path, split: Literal["train", "test"],
+                       download: bool = False) -> Sequence[Callable[[], FeatureSet]] | None:
+        """Optional: the split as chunks, for data too large to compute as one tensor.
+
+        Return a sequence of callables, each computing one chunk's :class:`FeatureSet` (a
+        few thousand rows; the same rows in the same order every time), or ``None`` (the
+        default) to have :meth:`load_features` compute the split in one go. The feature
+        cache writes each chunk to disk as a shard when it is computed, calls only the
+        chunks an interrupted build did not finish, and afterwards reads rows lazily.
+        ``origin`` values count within a chunk (0 .. rows - 1); the cache offsets them so
+        that no two chunks share an origin. Listing the chunks must be cheap (list files,
+        do not decode them) and raise :class:`modgraph.errors.DataNotFoundError` as
+        ``load_features`` does.
+        """
+        return None
+
     def fit_normalization(self, x: torch.Tensor) -> dict[str, list[float]]:
         """Statistics computed on the training features, stored with the model."""
         return {}
+
+    def fit_normalization_stream(self, chunks: Iterable[torch.Tensor]) -> dict[str, list[float]]:
+        """Statistics of training features too large for memory, given as chunks of rows.
+
+        Called instead of :meth:`fit_normalization` when the training split is read lazily
+        from the feature cache. Override it with exact running sums (as the speech
+        modalities do); the default fits :meth:`fit_normalization` on a uniform random
+        sample of the rows of at most ``NORMALIZATION_SAMPLE_BYTES``.
+        """
+        if type(self).fit_normalization is Modality.fit_normalization:
+            return {}  # nothing to fit: do not read the data
+        return self.fit_normalization(sample_rows(chunks, NORMALIZATION_SAMPLE_BYTES, seed=0))
 
     def normalize(self, x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
         """Raw features to model input."""
@@ -226,6 +262,31 @@ class Modality(abc.ABC):
     @abc.abstractmethod
     def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
         """Write one raw-feature sample to ``path`` (and companions); return what was written."""
+
+
+NORMALIZATION_SAMPLE_BYTES = 256 << 20
+
+
+def sample_rows(chunks: Iterable[torch.Tensor], max_bytes: int, seed: int = 0) -> torch.Tensor:
+    """A uniform random sample, without replacement, of the rows of ``chunks`` (at most ``max_bytes``).
+
+    Every row gets a random key and the rows with the smallest keys are kept, so memory
+    holds one chunk and the sample at a time.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    kept, keys = None, None
+    for chunk in chunks:
+        chunk = chunk.cpu()
+        limit = max(1, max_bytes // max(1, chunk[0].numel() * chunk.element_size())) if len(chunk) else 1
+        chunk_keys = torch.rand(len(chunk), generator=gen)
+        kept = chunk if kept is None else torch.cat([kept, chunk])
+        keys = chunk_keys if keys is None else torch.cat([keys, chunk_keys])
+        if len(kept) > limit:
+            best = torch.topk(keys, limit, largest=False).indices.sort().values
+            kept, keys = kept[best], keys[best]
+    if kept is None:
+        raise ValueError("no rows to sample")
+    return kept
 
 
 def _validation_message(what: str, exc) -> str:

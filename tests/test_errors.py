@@ -6,6 +6,7 @@ import inspect
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from filelock import FileLock
@@ -53,6 +54,17 @@ def _missing_data(graph, tmp_path):
     graph.add_modality("toyimg", **QUICK)
 
 
+def _shard_gone(graph, tmp_path):
+    from modgraph.features import load_split
+
+    modality = graph.modality("toyimg")
+    load_split(modality, graph.data_root, "test", cache_dir=graph.cache_dir)  # builds the cache
+    rows = load_split(modality, graph.data_root, "test", cache_dir=graph.cache_dir, in_memory_bytes=0).x
+    for shard in rows.shards:
+        Path(shard.path).unlink()
+    rows[0]
+
+
 # Each error class, the situation that raises it, and words its message must contain.
 SITUATIONS = {
     errors.ModgraphError: (_locked, "locked by another modgraph process"),
@@ -64,6 +76,7 @@ SITUATIONS = {
     errors.NoRouteError: (_no_route, "modgraph link toyimg toycolor"),
     errors.RegistryCorruptError: (_corrupt, "toyimg.safetensors is unreadable"),
     errors.DataNotFoundError: (_missing_data, "--download"),
+    errors.FeatureCacheError: (_shard_gone, "run the command again to rebuild"),
     errors.InputFileError: (_bad_input, "photo.png: not a readable image"),
     errors.ConfigError: (lambda g, t: g.evaluate("toyimg", "toyaudio", split="everything"), "--split must be"),
     errors.PairingError: (lambda g, t: g.link("toycolor", "toyimg"), "--pairing index"),

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from modgraph.errors import ConfigError, DataNotFoundError
-from modgraph.modality import ClassInfo, FeatureSet, TrainingDefaults
+from modgraph.modality import ClassInfo, TrainingDefaults
 from modgraph_audio import features as F
 from modgraph_audio.speech import SpeechModality, SpeechOptions
 
@@ -48,7 +48,8 @@ class FSDD(SpeechModality):
     feature_version = "1"
 
     # -- data ---------------------------------------------------------------------------
-    def load_features(self, root: Path, split: Literal["train", "test"], download: bool = False) -> FeatureSet:
+    def recordings(self, root: Path, split: Literal["train", "test"],
+                   download: bool = False) -> tuple[list[Path], list[int], list[str]]:
         if split not in ("train", "test"):
             raise ConfigError(f"unknown split {split!r} for {self.name!r}; use 'train' or 'test'")
         folder = Path(root) / "fsdd" / "recordings"
@@ -64,8 +65,7 @@ class FSDD(SpeechModality):
         if not chosen:
             raise DataNotFoundError(f"no {split} recordings (take index {'0-4' if split == 'test' else '5 or more'}) "
                                     f"in {folder}; pass --download to fetch the full dataset")
-        return self.features_from_recordings([r[0] for r in chosen], [r[1] for r in chosen],
-                                             [r[2] for r in chosen], augment=split == "train")
+        return [r[0] for r in chosen], [r[1] for r in chosen], [r[2] for r in chosen]
 
 
 def _list_recordings(folder: Path) -> list[tuple[Path, int, str, int]]:

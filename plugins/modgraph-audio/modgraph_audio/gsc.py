@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from modgraph.errors import ConfigError, DataNotFoundError
-from modgraph.modality import ClassInfo, FeatureSet, TrainingDefaults
+from modgraph.modality import ClassInfo, TrainingDefaults
 from modgraph_audio.speech import SpeechModality, SpeechOptions
 
 # The paper's 14 words, in its order; each word is its own concept.
@@ -43,7 +43,8 @@ class GSC(SpeechModality):
     def folder(self, root: Path) -> Path:
         return Path(root) / "SpeechCommands" / f"speech_commands_{self.options.version}"
 
-    def load_features(self, root: Path, split: Literal["train", "test"], download: bool = False) -> FeatureSet:
+    def recordings(self, root: Path, split: Literal["train", "test"],
+                   download: bool = False) -> tuple[list[Path], list[int], list[str]]:
         if split not in ("train", "test"):
             raise ConfigError(f"unknown split {split!r} for {self.name!r}; use 'train' or 'test'")
         folder = self.folder(root)
@@ -66,7 +67,7 @@ class GSC(SpeechModality):
             raise DataNotFoundError(f"no {split} clips of the words {', '.join(WORDS)} in {folder}; "
                                     f"pass --download to fetch the full dataset")
         # The official validation list stays in training: the core holds out its own validation rows.
-        return self.features_from_recordings(paths, labels, speakers, augment=split == "train")
+        return paths, labels, speakers
 
 
 def _read_list(path: Path) -> set[str]:

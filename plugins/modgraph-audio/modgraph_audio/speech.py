@@ -1,13 +1,16 @@
 """What every speech modality shares: 1-second 40x101 MFCCs, their statistics, augmentation and files.
 
-``SpeechModality`` is the base of ``fsdd`` and ``gsc``: a subclass lists its recordings and
-calls :meth:`SpeechModality.features_from_recordings`.
+``SpeechModality`` is the base of ``fsdd`` and ``gsc``: a subclass lists its recordings in
+:meth:`SpeechModality.recordings`; features are computed in one go or, for many
+recordings, in chunks that the feature cache writes as shards.
 """
 
 from __future__ import annotations
 
+import functools
 import zlib
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -24,6 +27,11 @@ SPEED_STEP = 0.01  # factors are quantised so a few cached resampling filters se
 MAX_SHIFT_S = 0.15  # the clip moves at most this far from the centre (less when it would leave the second)
 NOISE_PROBABILITY = 0.8
 SNR_RANGE_DB = (15.0, 45.0)  # white noise at the recording's own rate, over the recording, not the padding
+
+# Splits of up to this many recordings are computed in one go; larger ones in chunks of
+# about CHUNK_ROWS rows (recordings and their augmented copies, ~66 MB of MFCCs).
+SINGLE_CHUNK_RECORDINGS = 5000
+CHUNK_ROWS = 4096
 
 # On-the-fly masking of normalised batches (SpecAugment without frequency warping).
 MAX_TIME_MASK = 12  # frames (120 ms)
@@ -61,6 +69,27 @@ class SpeechModality(Modality):
         return RecognizerConfig(input_shape=self.input_shape, num_classes=len(self.classes),
                                 architecture="conv", channels=[16, 32], hidden=128, dropout=0.3)
 
+    # -- data ------------------------------------------------------------------------------
+    def recordings(self, root: Path, split: Literal["train", "test"],
+                   download: bool = False) -> tuple[list[Path], list[int], list[str]]:
+        """The split's recordings, their class indices and speakers, in a stable order."""
+        raise NotImplementedError
+
+    def load_features(self, root: Path, split: Literal["train", "test"], download: bool = False) -> FeatureSet:
+        paths, labels, speakers = self.recordings(root, split, download)
+        return self.features_from_recordings(paths, labels, speakers, augment=split == "train")
+
+    def feature_chunks(self, root: Path, split: Literal["train", "test"], download: bool = False):
+        """Chunks of recordings for a large split (None for a small one: computed in one go)."""
+        paths, labels, speakers = self.recordings(root, split, download)
+        if len(paths) <= SINGLE_CHUNK_RECORDINGS:
+            return None
+        augment = split == "train"
+        per_chunk = max(1, CHUNK_ROWS // (1 + (self.options.augment_copies if augment else 0)))
+        return [functools.partial(self.features_from_recordings, paths[i:i + per_chunk], labels[i:i + per_chunk],
+                                  speakers[i:i + per_chunk], augment)
+                for i in range(0, len(paths), per_chunk)]
+
     def features_from_recordings(self, paths: list[Path], labels: list[int], speakers: list[str],
                                  augment: bool) -> FeatureSet:
         """MFCCs of the recordings, plus seeded augmented copies when ``augment`` (training)."""
@@ -93,6 +122,25 @@ class SpeechModality(Modality):
         """Mean and standard deviation of each MFCC coefficient over clips and frames."""
         coeffs = x.reshape(len(x), F.N_MFCC, -1).transpose(0, 1).reshape(F.N_MFCC, -1).double()
         return {"mean": coeffs.mean(dim=1).tolist(), "std": coeffs.std(dim=1).clamp_min(1e-3).tolist()}
+
+    def fit_normalization_stream(self, chunks) -> dict[str, list[float]]:
+        """The statistics of :meth:`fit_normalization`, merged chunk by chunk (Chan et al.'s update)."""
+        count = 0
+        mean = torch.zeros(F.N_MFCC, dtype=torch.float64)
+        m2 = torch.zeros(F.N_MFCC, dtype=torch.float64)
+        for x in chunks:
+            coeffs = x.cpu().reshape(len(x), F.N_MFCC, -1).transpose(0, 1).reshape(F.N_MFCC, -1).double()
+            n = coeffs.shape[1]
+            if n == 0:
+                continue
+            chunk_mean = coeffs.mean(dim=1)
+            chunk_m2 = (coeffs - chunk_mean[:, None]).pow(2).sum(dim=1)
+            delta, total = chunk_mean - mean, count + n
+            mean = mean + delta * (n / total)
+            m2 = m2 + chunk_m2 + delta.pow(2) * (count * n / total)
+            count = total
+        std = (m2 / max(1, count - 1)).sqrt()
+        return {"mean": mean.tolist(), "std": std.clamp_min(1e-3).tolist()}
 
     def normalize(self, x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
         mean, std = _stats(stats, x)

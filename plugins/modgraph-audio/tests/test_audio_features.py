@@ -24,6 +24,19 @@ def test_to_clips_resamples_every_rate_to_one_second_at_16k(audio):
     assert clips[:, :3000].abs().max() < 1e-2 and (clips[:, 7000:9000].abs().amax(dim=1) > 0.3).all()
 
 
+def test_resample_matches_torchaudio_on_every_path():
+    import torchaudio.transforms as AT
+
+    gen = torch.Generator().manual_seed(0)
+    # 8 -> 16 kHz and 48 -> 16 kHz take the grouped path, 44.1 kHz torchaudio's own; batches and one wave
+    for rate, shape in ((8000, (5, 8000)), (8000, (8001,)), (48000, (3, 2, 4800)), (44100, (2, 4410))):
+        waves = torch.randn(*shape, generator=gen)
+        got = F.resample(waves, rate)
+        want = AT.Resample(rate, F.SAMPLE_RATE)(waves)  # what resample computed before its grouped path
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
 def test_mfcc_is_batched_and_shaped_as_the_paper(audio):
     clips = F.to_clips([torch.from_numpy(audio.tone(0.6, 16000, f)) for f in (200, 400, 800)], [16000] * 3)
     batch = F.mfcc(clips)
