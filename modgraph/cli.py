@@ -5,6 +5,9 @@ Nothing heavy is imported at module level so that ``modgraph --help`` answers at
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import json
 import sys
 
@@ -22,7 +25,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except ModgraphError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            from modgraph import launch
+
+            where = f" (rank {launch.rank()})" if launch.under_torchrun() else ""
+            click.echo(f"Error{where}: {exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted; the registry was not changed.", err=True)
@@ -71,10 +77,60 @@ def _common(f):
     return f
 
 
-def _graph(registry, data_root, device, progress=True):
+def _graph(registry, data_root, device, progress=True, precision="fp32"):
     from modgraph.graph import ModGraph
 
-    return ModGraph(registry=registry, data_root=data_root, device=device, progress=progress)
+    return ModGraph(registry=registry, data_root=data_root, device=device, progress=progress, precision=precision)
+
+
+def _command_line(ctx: click.Context) -> list[str]:
+    """The subcommand with the options typed on its command line, ``--nproc`` left out (env values pass as env)."""
+    from click.core import ParameterSource
+
+    options, positional = [ctx.info_name], []
+    for param in ctx.command.params:
+        if param.name == "nproc" or ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        if isinstance(param, click.Argument):
+            positional.extend(value if isinstance(value, (tuple, list)) else [value])
+        elif getattr(param, "is_flag", False):
+            options.extend(param.opts[:1] if value else param.secondary_opts[:1])
+        else:
+            for item in value if param.multiple else [value]:
+                options.extend([param.opts[0], str(item)])
+    return [*options, "--", *positional]
+
+
+def _scale_out(f):
+    """``--precision`` and ``--nproc`` for a training command: ``--nproc N`` reruns it under torchrun.
+
+    Under torchrun only rank 0 prints what the command wrote; the other ranks' output is dropped.
+    """
+
+    @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+                  help="bf16: training forward passes under bf16 autocast (GPUs with bf16, or the CPU, where it "
+                       "is usually slower); weights, losses and stored files stay fp32.")
+    @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+                  help="Train data-parallel in N local processes (launches torchrun: gloo on CPU, nccl on GPUs, "
+                       "one GPU each). --batch-size stays the global batch.")
+    @functools.wraps(f)
+    def command(*args, nproc, **kwargs):
+        if nproc > 1:
+            from modgraph import launch
+            from modgraph.errors import ConfigError
+
+            if launch.under_torchrun():
+                raise ConfigError("--nproc launches torchrun; leave it out when torchrun already started modgraph")
+            return launch.run_torchrun(nproc, _command_line(click.get_current_context()))
+        from modgraph import distributed
+
+        if distributed.is_main():
+            return f(*args, **kwargs)
+        with contextlib.redirect_stdout(io.StringIO()):
+            return f(*args, **kwargs)
+
+    return command
 
 
 def _pct(value) -> str:
@@ -115,10 +171,11 @@ def plugins_cmd():
 @click.option("--exclude", multiple=True, metavar="GROUP=VALUE",
               help="Leave rows out of training, e.g. speaker=jackson (repeatable).")
 @_common
+@_scale_out
 def add_modality_cmd(name, latent_dim, epochs, recognizer_epochs, batch_size, lr, kl_weight, seed, download,
-                     option, options_file, exclude, registry, data_root, device):
+                     option, options_file, exclude, registry, data_root, device, precision):
     """Intra-modal phase: train NAME's VAE and recognizer into the registry."""
-    mg = _graph(registry, data_root, device)
+    mg = _graph(registry, data_root, device, precision=precision)
     report = mg.add_modality(name, latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, lr=lr,
                              kl_weight=kl_weight, recognizer_epochs=recognizer_epochs, seed=seed, download=download,
                              options=_options(option, options_file), exclude=_pairs(exclude, "--exclude"))
@@ -153,10 +210,11 @@ def remove_modality_cmd(name, registry):
 @click.option("--exclude", multiple=True, metavar="GROUP=VALUE", help="Leave rows out of the pairs.")
 @click.option("--one-way", is_flag=True, help="Train only SOURCE->TARGET.")
 @_common
+@_scale_out
 def link_cmd(source, target, pairing, paired_fraction, epochs, batch_size, lr, kl_weight, seed, exclude, one_way,
-             registry, data_root, device):
+             registry, data_root, device, precision):
     """Cross-modal phase: train SOURCE->TARGET and TARGET->SOURCE associators, VAEs frozen."""
-    mg = _graph(registry, data_root, device)
+    mg = _graph(registry, data_root, device, precision=precision)
     report = mg.link(source, target, pairing=pairing, paired_fraction=paired_fraction, epochs=epochs,
                      batch_size=batch_size, lr=lr, kl_weight=kl_weight, seed=seed,
                      exclude=_pairs(exclude, "--exclude"), one_way=one_way)

@@ -13,7 +13,7 @@ from pathlib import Path
 import networkx as nx
 import torch
 
-from modgraph import __version__
+from modgraph import __version__, distributed
 from modgraph.errors import (ConfigError, InputFileError, NotInRegistryError, RegistryCorruptError,
                              UnknownModalityError)
 from modgraph.features import default_cache_dir, default_data_root, fit_statistics, load_split, normalized
@@ -72,11 +72,13 @@ class ModGraph:
 
     def __init__(self, registry: str | Path | None = None, data_root: str | Path | None = None,
                  cache_dir: str | Path | None = None, device: str = "auto", progress: bool = True,
-                 plugins: PluginHost | None = None):
+                 plugins: PluginHost | None = None, precision: str = "fp32"):
+        """``precision``: ``bf16`` trains under bf16 autocast (weights stay fp32); see ``modgraph.precision``."""
         self.registry = Registry(registry)
         self.data_root = Path(data_root) if data_root is not None else default_data_root()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._device_name = device
+        self.precision = precision
         self.progress = progress
         self.plugins = plugins if plugins is not None else PluginHost()
         self._nodes: dict[str, LoadedNode] = {}
@@ -85,7 +87,8 @@ class ModGraph:
 
     @property
     def device(self) -> torch.device:
-        return resolve_device(self._device_name)
+        """The device asked for; under torchrun, a CUDA device is this rank's GPU (``LOCAL_RANK``)."""
+        return distributed.local_device(resolve_device(self._device_name))
 
     # -- plugins and modalities ------------------------------------------------------
     def modality(self, name: str, options: dict | None = None) -> Modality:
@@ -98,8 +101,9 @@ class ModGraph:
     def features(self, modality: Modality, split: str, download: bool = False) -> FeatureSet:
         if split not in ("train", "test"):
             raise ConfigError(f"split must be train or test, not {split!r}")
-        return load_split(modality, self.data_root, split, download=download, cache_dir=self.cache_dir,
-                          progress=self.progress)
+        with distributed.main_process_first():  # under torchrun rank 0 builds the cache, the others read it
+            return load_split(modality, self.data_root, split, download=download, cache_dir=self.cache_dir,
+                              progress=self.progress)
 
     # -- the graph ----------------------------------------------------------------------
     def graph(self) -> nx.DiGraph:
@@ -187,7 +191,7 @@ class ModGraph:
             raise ConfigError(f"--lr must be positive, not {lr}")
         if kl_weight is not None and kl_weight < 0:
             raise ConfigError(f"--kl-weight must be zero or positive, not {kl_weight}")
-        device = self.device
+        device = distributed.setup(self.device)
         train_all = _select(self.features(modality, "train", download), exclude)
         test = _select(self.features(modality, "test", download), exclude).originals()
         if len(train_all) < 2:
@@ -198,13 +202,14 @@ class ModGraph:
         xt, xv, xs = norm(train.x), norm(val.x), norm(test.x)
         settings = TrainSettings(epochs=epochs or d.epochs, batch_size=batch_size or d.batch_size, lr=lr or d.lr,
                                  kl_weight=d.kl_weight if kl_weight is None else kl_weight, seed=seed,
-                                 device=device, progress=self.progress, description=f"{name} VAE")
+                                 device=device, progress=self.progress, description=f"{name} VAE",
+                                 precision=self.precision)
         torch.manual_seed(seed)
         vae = VAE(modality.vae_config(latent_dim))
         vae_log = train_vae(vae, xt, xv, modality.reconstruction_loss, settings, augment=modality.augment_batch)
         rec_settings = TrainSettings(epochs=recognizer_epochs or d.recognizer_epochs, batch_size=settings.batch_size,
                                      lr=2e-3, kl_weight=0.0, seed=seed, device=device, progress=self.progress,
-                                     description=f"{name} recognizer")
+                                     description=f"{name} recognizer", precision=self.precision)
         torch.manual_seed(seed)
         recognizer = Recognizer(modality.recognizer_config())
         rec_log = train_recognizer(recognizer, xt, train.y, xv, val.y, rec_settings, augment=modality.augment_batch)
@@ -228,11 +233,14 @@ class ModGraph:
                      "exclude": exclude or {}},
             "training": {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
                          "kl_weight": settings.kl_weight, "recognizer_epochs": rec_settings.epochs, "seed": seed,
-                         "device": str(device), "history": vae_log["history"]},
+                         "device": str(device), "precision": self.precision,
+                         "processes": distributed.world_size(), "history": vae_log["history"]},
         }
         path = self.registry.node_path(name)
-        with self.registry.lock():
-            self.registry.write(path, tensors, meta)
+        if distributed.is_main():  # under torchrun every rank holds the same weights; one writes them
+            with self.registry.lock():
+                self.registry.write(path, tensors, meta)
+        distributed.barrier()
         self._nodes.pop(name, None)
         return {"name": name, "path": str(path), "metrics": metrics, "latent_dim": latent_dim}
 
@@ -255,7 +263,7 @@ class ModGraph:
                 (target, source): class_map(b.modality, a.modality, pairing)}
         if not 0.0 < paired_fraction <= 1.0:
             raise ConfigError(f"--paired-fraction must be in (0, 1], not {paired_fraction}")
-        device = self.device
+        device = distributed.setup(self.device)
         prepared = {}
         train_sets = {name: self.features(node.modality, "train") for name, node in ((source, a), (target, b))}
         for key in exclude or {}:
@@ -281,7 +289,7 @@ class ModGraph:
             d = dst_node.modality.training_defaults
             settings = TrainSettings(epochs=epochs or d.link_epochs, batch_size=batch_size or d.batch_size,
                                      lr=lr or d.lr, kl_weight=d.kl_weight if kl_weight is None else kl_weight,
-                                     seed=seed,
+                                     seed=seed, precision=self.precision,
                                      device=device, progress=self.progress, description=f"{src} -> {dst}")
             mapping = maps[(src, dst)]
             train_pairs = ClassPairSampler(s["train"].y, t["train"].y, mapping, seed)
@@ -314,6 +322,9 @@ class ModGraph:
             }
             outputs.append((self.registry.edge_path(src, dst), assoc, meta))
             results[f"{src}->{dst}"] = metrics
+        if not distributed.is_main():  # under torchrun rank 0 writes what every rank trained alike
+            distributed.barrier()
+            return {"source": source, "target": target, "paths": [str(p) for p, _, _ in outputs], "metrics": results}
         with self.registry.lock():  # both directions land together, or neither
             # The nodes may have been retrained while we trained: refuse to write a stale edge.
             for n in (source, target):
@@ -322,6 +333,7 @@ class ModGraph:
             for path, assoc, meta in outputs:
                 self.registry.write(path, {f"associator.{k}": v for k, v in assoc.state_dict().items()}, meta)
                 written.append(str(path))
+        distributed.barrier()
         return {"source": source, "target": target, "paths": written, "metrics": results}
 
     def remove_modality(self, name: str) -> list[Path]:

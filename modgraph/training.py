@@ -18,13 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modgraph import distributed
 from modgraph.errors import ConfigError, TrainingDivergedError
 from modgraph.models import (Associator, Recognizer, VAE, kl_to_standard_normal, reconstruction_error,
                              reparameterize)
+from modgraph.precision import check_precision, for_training
 
 
 @dataclass
 class TrainSettings:
+    """How one model trains. ``batch_size`` is global: under torchrun each rank takes its share of each batch."""
+
     epochs: int
     batch_size: int
     lr: float
@@ -34,6 +38,10 @@ class TrainSettings:
     progress: bool = True
     grad_clip: float = 10.0
     description: str = "training"
+    precision: str = "fp32"  # "bf16": forward passes under bf16 autocast, fp32 weights (modgraph.precision)
+
+    def __post_init__(self):
+        check_precision(self.precision, self.device)
 
 
 def resolve_device(name: str | torch.device | None) -> torch.device:
@@ -53,11 +61,12 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
 
 
 def configure_threads() -> None:
-    """Use every core we are allowed (``MODGRAPH_NUM_THREADS`` overrides), once per process."""
+    """Use every core we are allowed, shared among torchrun's local processes (``MODGRAPH_NUM_THREADS`` overrides)."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:
         n = os.cpu_count() or 1
+    n = max(1, n // int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
     n = int(os.environ.get("MODGRAPH_NUM_THREADS") or n)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
@@ -90,6 +99,7 @@ class _EpochLog:
 
 
 def _progress(total: int, desc: str, enabled: bool):
+    enabled = enabled and distributed.is_main()  # one bar, not one per rank
     if enabled and not sys.stderr.isatty():
         return _EpochLog(total, desc)
     from tqdm.auto import tqdm
@@ -107,11 +117,16 @@ def _check_finite(loss: torch.Tensor, what: str, epoch: int, settings: TrainSett
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device):
-    order = torch.randperm(n, generator=generator)
-    for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
+    """This rank's share of each global batch; the order goes to the device once an epoch, not once a step."""
+    order = torch.randperm(n, generator=generator).to(device)
+    for (idx,) in distributed.batch_shares(batch_size, order):
         if len(idx) > 1 or n == 1:  # a batch of one breaks batch-norm statistics
-            yield idx.to(device)
+            yield idx
+
+
+def _for_training(model: nn.Module, settings: TrainSettings) -> nn.Module:
+    """What a training loop calls: bf16 autocast if asked, DDP under torchrun; the weights stay ``model``'s."""
+    return distributed.wrap(for_training(model, settings.precision, settings.device), settings.device)
 
 
 def _step(model: nn.Module, optimizer, loss: torch.Tensor, clip: float) -> None:
@@ -146,27 +161,30 @@ def train_vae(vae: VAE, x_train: torch.Tensor, x_val: torch.Tensor, kind: str, s
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps * settings.epochs + 1,
                                                 pct_start=0.15)
     best, best_state, history = math.inf, copy.deepcopy(vae.state_dict()), []
+    model = _for_training(vae, settings)
     with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
         for epoch in range(settings.epochs):
             vae.train()
             running = 0.0
+            started = time.perf_counter()
             for i, idx in enumerate(_batches(len(x_train), settings.batch_size, gen, device)):
                 target = x_train[idx]
                 inputs = augment(target) if augment is not None else target
-                mu, logvar = vae.encode(inputs)
-                logits = vae.decode_logits(reparameterize(mu, logvar))
+                logits, mu, logvar = model(inputs)  # encode, reparameterise, decode
                 loss = (reconstruction_error(logits, target, kind)
                         + settings.kl_weight * kl_to_standard_normal(mu, logvar)).mean()
                 _check_finite(loss, "VAE training", epoch, settings)
-                _step(vae, opt, loss, settings.grad_clip)
+                _step(model, opt, loss, settings.grad_clip)
                 sched.step()
                 running = loss.item() if i == 0 else 0.9 * running + 0.1 * loss.item()
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch + 1}/{settings.epochs}", loss=f"{running:.2f}")
-            val = vae_loss_eval(vae, x_val, kind, settings.kl_weight) if len(x_val) else running
+            seconds = time.perf_counter() - started
+            distributed.sync_buffers(vae)
+            val = distributed.agree(vae_loss_eval(vae, x_val, kind, settings.kl_weight) if len(x_val) else running)
             if not math.isfinite(val):
                 _check_finite(torch.tensor(val), "VAE validation", epoch, settings)
-            history.append({"epoch": epoch + 1, "train_loss": running, "val_loss": val})
+            history.append({"epoch": epoch + 1, "train_loss": running, "val_loss": val, "seconds": round(seconds, 3)})
             bar.epoch_done(val_loss=f"{val:.2f}")
             if val < best:
                 best, best_state = val, copy.deepcopy(vae.state_dict())
@@ -196,6 +214,7 @@ def train_recognizer(model: Recognizer, x_train: torch.Tensor, y_train: torch.Te
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps * settings.epochs + 1,
                                                 pct_start=0.15)
     best, best_state, history = -1.0, copy.deepcopy(model.state_dict()), []
+    trained = _for_training(model, settings)
     with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
         for epoch in range(settings.epochs):
             model.train()
@@ -203,13 +222,14 @@ def train_recognizer(model: Recognizer, x_train: torch.Tensor, y_train: torch.Te
                 xb = x_train[idx]
                 if augment is not None:
                     xb = augment(xb)
-                loss = F.cross_entropy(model(xb), y_train[idx], label_smoothing=0.05)
+                loss = F.cross_entropy(trained(xb), y_train[idx], label_smoothing=0.05)
                 _check_finite(loss, "recognizer training", epoch, settings)
-                _step(model, opt, loss, settings.grad_clip)
+                _step(trained, opt, loss, settings.grad_clip)
                 sched.step()
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch + 1}/{settings.epochs}", loss=f"{loss.item():.3f}")
-            acc = (predict(model, x_val) == y_val).float().mean().item() if len(x_val) else 0.0
+            distributed.sync_buffers(model)
+            acc = distributed.agree((predict(model, x_val) == y_val).float().mean().item() if len(x_val) else 0.0)
             history.append({"epoch": epoch + 1, "val_accuracy": acc})
             bar.epoch_done(val_accuracy=f"{acc:.4f}")
             if acc > best:
@@ -301,17 +321,17 @@ def train_associator(associator: Associator, source_mu: torch.Tensor, source_log
                                                 pct_start=0.15)
     vsrc, vtgt = val_pairs.draw(limit=min(5000, len(val_pairs)))
     best, best_state, history = math.inf, copy.deepcopy(associator.state_dict()), []
+    model = _for_training(associator, settings)
     with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
         for epoch in range(settings.epochs):
             associator.train()
             src, tgt = train_pairs.draw(limit=per_epoch)
             running = 0.0
-            for i, start in enumerate(range(0, len(src), settings.batch_size)):
-                s, t = src[start:start + settings.batch_size].to(device), tgt[start:start + settings.batch_size].to(device)
+            for i, (s, t) in enumerate(distributed.batch_shares(settings.batch_size, src.to(device), tgt.to(device))):
                 z = reparameterize(source_mu[s], source_logvar[s])  # E_i's sample, as in the paper
-                loss = associator_loss(associator, target_vae, z, target_x[t], kind, settings.kl_weight).mean()
+                loss = associator_loss(model, target_vae, z, target_x[t], kind, settings.kl_weight).mean()
                 _check_finite(loss, "associator training", epoch, settings)
-                _step(associator, opt, loss, settings.grad_clip)
+                _step(model, opt, loss, settings.grad_clip)
                 sched.step()
                 running = loss.item() if i == 0 else 0.9 * running + 0.1 * loss.item()
                 bar.update(1)
@@ -324,7 +344,7 @@ def train_associator(associator: Associator, source_mu: torch.Tensor, source_log
                     val += associator_loss(associator, target_vae, val_source_mu[s].to(device),
                                            val_target_x[t].to(device), kind, settings.kl_weight,
                                            sample=False).sum().item()
-                val = val / max(1, len(vsrc)) if len(vsrc) else running
+                val = distributed.agree(val / max(1, len(vsrc)) if len(vsrc) else running)
             history.append({"epoch": epoch + 1, "train_loss": running, "val_loss": val})
             bar.epoch_done(val_loss=f"{val:.2f}")
             if val < best:

@@ -1,0 +1,51 @@
+"""Starting a modgraph command in N local processes through torchrun (``--nproc N``).
+
+Nothing here imports torch until a launch runs, so ``modgraph --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+
+from modgraph.errors import ModgraphError
+
+
+def under_torchrun() -> bool:
+    """Whether torchrun (or ``--nproc``) started this process as one of several ranks."""
+    return int(os.environ.get("WORLD_SIZE") or 1) > 1
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK") or 0)
+
+
+def torchrun_args(nproc: int, args: list[str]) -> list[str]:
+    """torchrun's arguments for ``modgraph ARGS`` in ``nproc`` processes on this machine."""
+    return ["--standalone", f"--nproc-per-node={nproc}", "-m", "modgraph", *args]
+
+
+def run_torchrun(nproc: int, args: list[str]) -> None:
+    """Run ``modgraph ARGS`` in ``nproc`` local processes and wait for them all.
+
+    Each rank prints its own error; a failure ends in one line here, not in torchrun's report.
+    """
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # ranks share the cores out
+    try:
+        run(parse_args(torchrun_args(nproc, args)))
+    except ChildFailedError as exc:
+        ranks = ", ".join(str(r) for r in sorted(exc.failures))
+        raise ModgraphError(f"rank(s) {ranks} of the {nproc} processes started by --nproc failed; "
+                            f"their messages above say why") from None
+    except SignalException:
+        raise KeyboardInterrupt from None
