@@ -247,13 +247,18 @@ class ModGraph:
     # -- cross-modal phase ---------------------------------------------------------------
     def link(self, source: str, target: str, *, pairing: str = "concept", paired_fraction: float = 1.0,
              epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
-             kl_weight: float | None = None, seed: int = 0,
+             kl_weight: float | None = None, seed: int = 0, candidates: int | None = None,
              exclude: dict[str, list[str]] | None = None, one_way: bool = False) -> dict:
-        """Train both associators between two trained modalities (``one_way``: source->target only), VAEs frozen."""
+        """Train both associators between two trained modalities (``one_way``: source->target only), VAEs frozen.
+
+        ``candidates``: class-matched partners drawn per source sample, the loss taking the
+        closest (1 is the paper's Eq. 7; default: the target modality's ``link_candidates``).
+        """
         if source == target:
             raise ConfigError(f"cannot link {source!r} to itself; a modality's VAE already maps it to itself")
         _positive("epochs", epochs)
         _positive("batch_size", batch_size)
+        _positive("candidates", candidates)
         if lr is not None and not lr > 0:
             raise ConfigError(f"--lr must be positive, not {lr}")
         if kl_weight is not None and kl_weight < 0:
@@ -279,7 +284,9 @@ class ModGraph:
             x_val = normalized(node.modality, val.x, node.stats)
             mu, logvar = encode_all(node.vae, x_train.to(device))
             val_mu, _ = encode_all(node.vae, x_val.to(device))
-            prepared[name] = dict(train=train, val=val, x=x_train, x_val=x_val, mu=mu, logvar=logvar, val_mu=val_mu)
+            prepared[name] = dict(train=train, val=val, x=x_train, x_val=x_val, mu=mu, logvar=logvar, val_mu=val_mu,
+                                  # as a target, rows of the forms the modality asks not to aim at count as no class
+                                  y=_target_labels(train, node.modality), val_y=_target_labels(val, node.modality))
         results = {}
         written = []
         new_edges = {}
@@ -292,8 +299,8 @@ class ModGraph:
                                      seed=seed, precision=self.precision,
                                      device=device, progress=self.progress, description=f"{src} -> {dst}")
             mapping = maps[(src, dst)]
-            train_pairs = ClassPairSampler(s["train"].y, t["train"].y, mapping, seed)
-            val_pairs = ClassPairSampler(s["val"].y, t["val"].y, mapping, seed + 1)
+            train_pairs = ClassPairSampler(s["train"].y, t["y"], mapping, seed)
+            val_pairs = ClassPairSampler(s["val"].y, t["val_y"], mapping, seed + 1)
             if len(train_pairs) == 0:
                 raise ConfigError(f"no training pairs between {src} and {dst} after exclusions and "
                                   f"--paired-fraction {paired_fraction}")
@@ -302,10 +309,10 @@ class ModGraph:
             assoc = Associator(dst_node.modality.associator_config(src_dim, dst_dim))
             log = train_associator(assoc, s["mu"], s["logvar"], train_pairs, val_pairs, s["val_mu"], dst_node.vae,
                                    t["x"], t["x_val"], dst_node.modality.reconstruction_loss, settings,
-                                   pairs_per_epoch=d.link_pairs_per_epoch)
-            new_edges[(src, dst)] = (assoc, log, settings, mapping, len(train_pairs))
+                                   pairs_per_epoch=d.link_pairs_per_epoch, candidates=candidates or d.link_candidates)
+            new_edges[(src, dst)] = (assoc, log, settings, mapping, len(train_pairs), candidates or d.link_candidates)
         outputs = []
-        for (src, dst), (assoc, log, settings, mapping, n_pairs) in new_edges.items():
+        for (src, dst), (assoc, log, settings, mapping, n_pairs, n_candidates) in new_edges.items():
             acc = self._edge_accuracy(src, dst, assoc, mapping, "test")
             metrics = {"accuracy": acc["accuracy"], "test_samples": acc["n"], "val_loss": log["best_val_loss"],
                        "paired_source_rows": n_pairs}
@@ -318,6 +325,8 @@ class ModGraph:
                 "target_node_created": self.node(dst).meta.get("created"),
                 "training": {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
                              "kl_weight": settings.kl_weight, "seed": seed, "exclude": exclude or {},
+                             "candidates": n_candidates,
+                             "target_exclude": self.node(dst).modality.target_exclude,
                              "history": log["history"]},
             }
             outputs.append((self.registry.edge_path(src, dst), assoc, meta))
@@ -503,6 +512,16 @@ def _reconstruction_accuracy(vae: VAE, recognizer: Recognizer, x, y: torch.Tenso
 
 def _accuracy(recognizer: Recognizer, x: torch.Tensor, y: torch.Tensor) -> float:
     return (predict(recognizer, x) == y).float().mean().item() if len(y) else float("nan")
+
+
+def _target_labels(features: FeatureSet, modality: Modality) -> torch.Tensor:
+    """Class labels, -1 on rows whose group value is in ``modality.target_exclude``."""
+    y = features.y.clone()
+    for key, values in modality.target_exclude.items():
+        if key in features.groups:
+            drop = torch.tensor([v in values for v in features.groups[key]], dtype=torch.bool)
+            y[drop] = -1
+    return y
 
 
 def _paired_classes(y: torch.Tensor, mapping: dict[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

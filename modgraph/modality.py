@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, ClassVar, Iterable, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from modgraph.errors import ConfigError, PluginError
 from modgraph.models import AssociatorConfig, RecognizerConfig, VAEConfig
@@ -46,6 +46,9 @@ class TrainingDefaults(BaseModel):
     # Pairs drawn per associator epoch into this modality (None: one pass over the paired
     # source rows). A fixed number keeps the training steps when few samples are paired.
     link_pairs_per_epoch: int | None = None
+    # Class-matched partners drawn per source sample when training an associator into this
+    # modality; the loss takes the closest (1: the paper's Eq. 7 with one random partner).
+    link_candidates: int = Field(1, ge=1)
 
 
 class ModalityOptions(BaseModel):

@@ -268,12 +268,13 @@ class ClassPairSampler:
     def __len__(self) -> int:
         return len(self.source_rows)
 
-    def draw(self, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(self, limit: int | None = None, candidates: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """``limit`` (source row, target row) pairs in a fresh random order and pairing.
 
         Without a limit, every source row once. A limit above the number of source rows
         repeats them (each pass in a new order, each time with a new partner), so a
-        small paired set still gets a full epoch of steps.
+        small paired set still gets a full epoch of steps. With ``candidates`` K > 1,
+        each source row gets K partners of its paired class: target rows shaped (N, K).
         """
         n = len(self.source_rows)
         limit = n if limit is None else limit
@@ -281,31 +282,43 @@ class ClassPairSampler:
         order = torch.cat([torch.randperm(n, generator=self.gen) for _ in range(passes)])[:limit]
         src = self.source_rows[order]
         classes = self.source_target_class[src]
-        tgt = torch.empty_like(src)
+        tgt = torch.empty((len(src), candidates), dtype=torch.long)
         for c, rows in self.target_rows.items():
             sel = classes == c
-            tgt[sel] = rows[torch.randint(len(rows), (int(sel.sum()),), generator=self.gen)]
-        return src, tgt
+            tgt[sel] = rows[torch.randint(len(rows), (int(sel.sum()), candidates), generator=self.gen)]
+        return src, (tgt[:, 0] if candidates == 1 else tgt)
 
 
 def associator_loss(associator: Associator, target_vae: VAE, z_source: torch.Tensor, x_target: torch.Tensor,
                     kind: str, kl_weight: float, sample: bool = True) -> torch.Tensor:
-    """Eq. 7 per sample: ||x_j - D_j(z_ji)||^2 (or the BCE analogue) + kl_weight * KL(q(z_ji|x_i) || N(0, I))."""
+    """Eq. 7 per sample: ||x_j - D_j(z_ji)||^2 (or the BCE analogue) + kl_weight * KL(q(z_ji|x_i) || N(0, I)).
+
+    ``x_target`` holds one partner per source row, or K candidate partners (B, K, ...):
+    then the reconstruction term is that of the closest candidate. One partner is the
+    paper's Eq. 7, whose optimum decodes to the class's pixel average (a blur recognisers
+    misjudge); the closest of K pulls the output to one typical member of the class.
+    """
     mu, logvar = associator(z_source)
     z = reparameterize(mu, logvar) if sample else mu
     logits = target_vae.decode_logits(z)
-    return reconstruction_error(logits, x_target, kind) + kl_weight * kl_to_standard_normal(mu, logvar)
+    if x_target.dim() == logits.dim():
+        rec = reconstruction_error(logits, x_target, kind)
+    else:
+        rec = torch.stack([reconstruction_error(logits, x_target[:, k], kind) for k in range(x_target.shape[1])],
+                          1).min(1).values
+    return rec + kl_weight * kl_to_standard_normal(mu, logvar)
 
 
 def train_associator(associator: Associator, source_mu: torch.Tensor, source_logvar: torch.Tensor,
                      train_pairs: ClassPairSampler, val_pairs: ClassPairSampler, val_source_mu: torch.Tensor,
                      target_vae: VAE, target_x: torch.Tensor, val_target_x: torch.Tensor, kind: str,
-                     settings: TrainSettings, pairs_per_epoch: int | None = None) -> dict:
+                     settings: TrainSettings, pairs_per_epoch: int | None = None, candidates: int = 1) -> dict:
     """Cross-modal phase for one direction, the target VAE frozen (its decoder only passes gradients).
 
     An epoch is ``pairs_per_epoch`` pairs (default: one pass over the paired source
     rows), so a large source does not pay a full pass per epoch and a small one (a few
-    percent paired) still trains for as many steps.
+    percent paired) still trains for as many steps. ``candidates``: partners drawn per
+    source row, the loss taking the closest (see :func:`associator_loss`; 1 is Eq. 7).
     """
     device = settings.device
     associator.to(device)
@@ -319,13 +332,13 @@ def train_associator(associator: Associator, source_mu: torch.Tensor, source_log
     steps = math.ceil(per_epoch / settings.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps * settings.epochs + 1,
                                                 pct_start=0.15)
-    vsrc, vtgt = val_pairs.draw(limit=min(5000, len(val_pairs)))
+    vsrc, vtgt = val_pairs.draw(limit=min(5000, len(val_pairs)), candidates=candidates)
     best, best_state, history = math.inf, copy.deepcopy(associator.state_dict()), []
     model = _for_training(associator, settings)
     with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
         for epoch in range(settings.epochs):
             associator.train()
-            src, tgt = train_pairs.draw(limit=per_epoch)
+            src, tgt = train_pairs.draw(limit=per_epoch, candidates=candidates)
             running = 0.0
             for i, (s, t) in enumerate(distributed.batch_shares(settings.batch_size, src.to(device), tgt.to(device))):
                 z = reparameterize(source_mu[s], source_logvar[s])  # E_i's sample, as in the paper

@@ -65,6 +65,9 @@ class Text(Modality):
                                          link_epochs=10, link_pairs_per_epoch=20000)
     options_model: ClassVar[type[ModalityOptions]] = TextOptions
     needs_data: ClassVar[bool] = False  # generated from a seed: there is no folder to miss
+    # An associator into text aims at the plain word: "7", "seven" and "the number seven"
+    # blended decode to no word at all.
+    target_exclude: ClassVar[dict[str, list[str]]] = {"variant": ["digit", "phrase", "typo"]}
 
     # -- architectures -------------------------------------------------------------------
     def vae_config(self, latent_dim: int) -> VAEConfig:
