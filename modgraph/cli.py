@@ -323,5 +323,20 @@ def graph_cmd(fmt, registry):
                        f"  pairing {e['pairing']}  paired {e['paired_fraction']}{stale}")
 
 
+@main.command("plan")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["json", "commands"]), default="json", show_default=True,
+              help="json: stages of jobs with their reasons; commands: one shell line per job.")
+@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+@click.option("--data-root", envvar="MODGRAPH_DATA", type=click.Path(file_okay=False),
+              help="Named in every command when given [env MODGRAPH_DATA].")
+def plan_cmd(spec, fmt, registry, data_root):
+    """Print the jobs that train the graph in SPEC (TOML or JSON): nodes, then links; up-to-date ones left out."""
+    from modgraph.plan import make_plan, plan_lines, read_spec
+
+    plan = make_plan(_graph(registry, data_root, "cpu", progress=False), read_spec(spec), registry, data_root)
+    click.echo(json.dumps(plan, indent=2) if fmt == "json" else "\n".join(plan_lines(plan)))
+
+
 if __name__ == "__main__":
     main()

@@ -236,6 +236,9 @@ class ShardedRows:
 
     # -- reading ----------------------------------------------------------------------------
     def __getitem__(self, key) -> torch.Tensor:
+        if isinstance(key, tuple):  # x[rows, ...]: read the rows, then index within them
+            rows = self[key[0]]
+            return rows[(slice(None), *key[1:])] if rows.dim() == self.ndim else rows[key[1:]]
         if isinstance(key, (int, np.integer)):
             return self._read_positions(self._positions([int(key)]))[0]
         return self._read_positions(self._positions(key))

@@ -69,6 +69,19 @@ def check_features(modality: Modality, data_root: Path, split: str = "test") -> 
     return feats
 
 
+def check_feature_chunks(modality: Modality, data_root: Path, split: str = "test") -> None:
+    """Chunks, when the modality gives them, hold rows of the declared shape with origins local to each chunk."""
+    chunks = modality.feature_chunks(Path(data_root), split)
+    if chunks is None:
+        return
+    for i, make in enumerate(chunks):
+        part = make()
+        assert tuple(part.x.shape[1:]) == tuple(modality.input_shape), \
+            f"{modality.name}: chunk {i} rows shaped {tuple(part.x.shape[1:])}, declared {modality.input_shape}"
+        assert not len(part) or 0 <= int(part.origin.min()) <= int(part.origin.max()) < len(part), \
+            f"{modality.name}: chunk {i} origins must count rows within the chunk (0..{len(part) - 1})"
+
+
 def check_file_round_trip(modality: Modality, x: torch.Tensor, folder: Path) -> None:
     """An output written to a file reads back (when the modality reads its own output format)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -108,4 +121,5 @@ def check_modality(modality: Modality, tmp_path: Path, data_root: Path | None = 
     check_registry_round_trip(modality, Path(tmp_path) / "registry")
     if data_root is not None:
         feats = check_features(modality, data_root)
+        check_feature_chunks(modality, data_root)
         check_file_round_trip(modality, feats.x[0], Path(tmp_path) / "files")

@@ -75,7 +75,8 @@ def test_lazy_rows_index_like_the_eager_tensor(chunked, toy_data, isolated_env):
     assert isinstance(x, ShardedRows) and isinstance(ref, torch.Tensor)
     assert len(x.shards) == CHUNKS and len(x) == len(ref) and x.shape == ref.shape
     assert torch.equal(x[:], ref) and torch.equal(x[3], ref[3]) and torch.equal(x[-1], ref[-1])
-    assert torch.equal(x[5:40:3], ref[5:40:3])
+    assert torch.equal(x[5:40:3], ref[5:40:3]) and torch.equal(x[2:9, 3:7], ref[2:9, 3:7])
+    assert torch.equal(x[4, :5], ref[4, :5])
     rows = torch.tensor([70, 2, 2, 45, 0, len(ref) - 1, 33])  # unsorted, repeated, across shards
     assert torch.equal(x[rows], ref[rows])
     mask = torch.arange(len(ref)) % 3 == 0
@@ -161,3 +162,23 @@ def test_training_on_lazy_rows_matches_training_in_memory(toy_data, isolated_env
         report = mg.add_modality("toychunks", epochs=2, recognizer_epochs=2)
         results[label] = (report["metrics"], mg.node("toychunks").stats, mg.evaluate("toychunks", "toychunks"))
     assert results["lazy"] == results["eager"]
+
+
+def test_the_conformance_kit_checks_chunks(chunked, toy_data, monkeypatch):
+    from modgraph.testing import check_feature_chunks
+
+    check_feature_chunks(chunked, toy_data, "train")
+    original = ChunkedToyAudio.feature_chunks
+
+    def global_origins(self, root, split, download=False):
+        def shifted(make, offset):
+            part = make()
+            part.origin = part.origin + offset
+            return part
+
+        return [lambda make=make, i=i: shifted(make, 100 * i) for i, make in
+                enumerate(original(self, root, split, download))]
+
+    monkeypatch.setattr(ChunkedToyAudio, "feature_chunks", global_origins)
+    with pytest.raises(AssertionError, match="origins must count rows within the chunk"):
+        check_feature_chunks(chunked, toy_data, "train")
