@@ -43,7 +43,8 @@ class FSDD(SpeechModality):
     # on the official test split.
     # kl_weight 0.1: reconstructions recognised 91.6% of the time (76.8% with 1.0 and fewer epochs).
     training_defaults = TrainingDefaults(epochs=8, batch_size=64, lr=1e-3, kl_weight=0.1,
-                                         recognizer_epochs=4, link_epochs=10, link_pairs_per_epoch=20000)
+                                         recognizer_epochs=4, link_epochs=10,
+                                         link_pairs_per_epoch=20000, link_candidates=8)
     options_model = FSDDOptions
     feature_version = "1"
 

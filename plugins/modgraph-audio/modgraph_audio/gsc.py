@@ -35,7 +35,8 @@ class GSC(SpeechModality):
     classes = [ClassInfo(name=w, concept=w) for w in WORDS]
     # The full v0.02 set has ~54,000 clips of these words: a few epochs go a long way.
     training_defaults = TrainingDefaults(epochs=8, batch_size=128, lr=1e-3, kl_weight=1.0,
-                                         recognizer_epochs=4, link_epochs=5, link_pairs_per_epoch=20000)
+                                         recognizer_epochs=4, link_epochs=5,
+                                         link_pairs_per_epoch=20000, link_candidates=8)
     options_model = GSCOptions
     feature_version = "1"
     options: GSCOptions

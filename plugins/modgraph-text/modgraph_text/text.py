@@ -62,7 +62,7 @@ class Text(Modality):
     input_suffixes = (".txt",)
     output_suffix = ".txt"
     training_defaults = TrainingDefaults(epochs=30, batch_size=128, lr=2e-3, kl_weight=0.5, recognizer_epochs=10,
-                                         link_epochs=10, link_pairs_per_epoch=20000)
+                                         link_epochs=10, link_pairs_per_epoch=20000, link_candidates=8)
     options_model: ClassVar[type[ModalityOptions]] = TextOptions
     needs_data: ClassVar[bool] = False  # generated from a seed: there is no folder to miss
     # An associator into text aims at the plain word: "7", "seven" and "the number seven"

@@ -313,7 +313,7 @@ class GTSRB(Modality):
     # test reconstructions were recognised, against 71.8% with 1.0 (and looked sharper).
     training_defaults = TrainingDefaults(
         epochs=7, batch_size=64, lr=1e-3, kl_weight=0.1, recognizer_epochs=3, link_epochs=5,
-        link_pairs_per_epoch=20000)
+        link_pairs_per_epoch=20000, link_candidates=8)
 
     def __init__(self, options: GTSRBOptions | None = None):
         super().__init__(options)

@@ -122,7 +122,8 @@ class MNIST(_IdxImageModality):
     # link_epochs 20: associators into mnist from a small source (FSDD: ~9,000 rows an epoch)
     # kept improving (fsdd->mnist 94.0% after 12 epochs, 95.2% after 24).
     training_defaults = TrainingDefaults(epochs=8, batch_size=128, lr=1e-3, kl_weight=0.1,
-                                         recognizer_epochs=3, link_epochs=20, link_pairs_per_epoch=20000)
+                                         recognizer_epochs=3, link_epochs=12,
+                                         link_pairs_per_epoch=20000, link_candidates=8)
     torchvision_dataset = "MNIST"
     classes = MNIST_CLASSES
 
@@ -135,6 +136,7 @@ class FashionMNIST(_IdxImageModality):
     # Blur erases what tells a shirt from a coat: reconstruction accuracy was 77.2% with
     # kl_weight 1.0, 80.2% with 0.5, 84.6% with 0.1 (8 epochs) and 86.1% with 0.05 (10 epochs).
     training_defaults = TrainingDefaults(epochs=10, batch_size=128, lr=1e-3, kl_weight=0.05,
-                                         recognizer_epochs=5, link_epochs=10, link_pairs_per_epoch=20000)
+                                         recognizer_epochs=5, link_epochs=10,
+                                         link_pairs_per_epoch=20000, link_candidates=8)
     torchvision_dataset = "FashionMNIST"
     classes = FASHION_MNIST_CLASSES
