@@ -87,7 +87,7 @@ def recipe(args) -> None:
     args.work = work
     fig: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
                  "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                 "modgraph": __version__, "timings_s": {}}
+                 "modgraph": __version__, "command": "python " + " ".join(sys.argv), "timings_s": {}}
     t = fig["timings_s"]
 
     # The recipe with defaults (features cached beforehand, as after a first run).
@@ -156,26 +156,30 @@ def render(args) -> None:
              ("`modgraph --help`", "< 1 s", f"{t['modgraph --help']:.2f} s"),
              ("translate one wav -> PNG, new process", "< 5 s", f"{t['translate one wav -> png (new process)']:.2f} s")]
     table = "| what | bar | measured |\n| --- | --- | --- |\n" + "\n".join(f"| {a} | {b} | {m} |" for a, b, m in rows)
-    (args.out / "core_bars.md").write_text(table + "\n")
     timings = "\n".join(f"| {k} | {v:.1f} |" for k, v in t.items())
-    results_md = args.out.parent / "results.md"
-    results_md.write_text(
-        "# Results\n\n"
-        "Written by `python benchmarks/core_bars.py` (do not edit by hand); raw figures in "
-        "`docs/results/core_bars.json`.\n\n"
-        f"- date: {fig['date']}\n- machine: {fig['machine']}, {fig['cpus']} CPU cores, no GPU\n"
-        f"- torch {fig['torch']}, modgraph {fig['modgraph']}, torch threads per process: {fig.get('threads')}\n"
-        f"- data: `{args.data_root}` (full MNIST and Fashion-MNIST, FSDD 2,500 clips, official splits)\n"
-        "- run as two processes side by side (`--part recipe` and `--part loso`, then `--part render`), "
-        "so the timings are those of a machine running both\n\n"
+    command = fig.get("command", "python benchmarks/core_bars.py --part recipe & "
+                                 "python benchmarks/core_bars.py --part loso; wait; "
+                                 "python benchmarks/core_bars.py --part render")
+    # Only this benchmark's section; render_results assembles docs/results.md from every section.
+    (args.out / "core_bars.md").write_text(
         "## Issue 2's bars, defaults, one seed (0)\n\n"
+        f"`MODGRAPH_DATA={args.data_root} {command}`\n\n"
+        f"{fig['date']} · {fig['machine']}, {fig['cpus']} CPU cores, no GPU · torch {fig['torch']}, "
+        f"modgraph {fig['modgraph']} · torch threads per process: {fig.get('threads')} · raw figures: "
+        "[core_bars.json](core_bars.json), [loso.json](loso.json)\n\n"
+        "Data: full MNIST and Fashion-MNIST, FSDD 2,500 clips, official splits. Run as two processes side by side "
+        "(`--part recipe` and `--part loso`, then `--part render`), so the timings are those of a machine running "
+        "both.\n\n"
         "Recognition accuracy on each test split, in %. The recipe is `add-modality mnist`, "
         "`add-modality fmnist`, `add-modality fsdd`, `link fsdd mnist`, `link fmnist mnist --pairing index`; "
         "the 5% row is `link fsdd mnist --paired-fraction 0.05`; leave-one-speaker-out trains the FSDD VAE and "
         "both associators without one speaker (`--exclude speaker=NAME`) and evaluates on all 500 of that "
         "speaker's clips (`eval --split all --include speaker=NAME`).\n\n"
-        + table + "\n\n## Timings (s)\n\n| step | seconds |\n| --- | --- |\n" + timings + "\n")
+        + table + "\n\n### Timings (s)\n\n| step | seconds |\n| --- | --- |\n" + timings + "\n")
     print(table)
+    from render_results import write  # benchmarks/ is on sys.path when this runs as a script
+
+    print(f"wrote {args.out / 'core_bars.md'} and {write(args.out, args.out.parent / 'results.md')}")
 
 
 if __name__ == "__main__":
