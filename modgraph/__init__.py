@@ -4,7 +4,15 @@ The public API: :class:`ModGraph` (open a registry, add modalities, link, transl
 evaluate), the plugin contract (:class:`Modality`, :data:`hookimpl`) and the errors.
 """
 
+import os
+
 from modgraph.hookspecs import hookimpl
+
+# OpenMP threads that spin while they wait for work (libgomp's default) hold on to a core that
+# another process needs: on a shared 2-core machine torch ran 3 times slower on 2 threads than on
+# 1, and as fast as on 1 when waiting threads sleep. Read when torch loads, so it applies when
+# modgraph is imported first (the command line, our scripts); a value already set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
