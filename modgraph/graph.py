@@ -7,6 +7,7 @@ routes, translates tensors or files, and evaluates; the CLI is a thin layer over
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -412,35 +413,44 @@ class ModGraph:
         written, notes = [], {}
         jobs = [(p.stem, p) for p in items] + [(_slug(t), t) for t in texts]
         stems_seen: dict[str, int] = {}
-        for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start:start + batch_size]
-            files = [p for _, p in chunk if isinstance(p, Path)]
-            parts = []
-            if files:
-                x, file_notes = src.modality.read_files(files)
-                parts.append(x)
-                for f, n in zip(files, file_notes):
-                    if n:
-                        notes[str(f)] = n
-            text_items = [t for _, t in chunk if not isinstance(t, Path)]
-            if text_items:
-                parts.append(torch.stack([src.modality.read_text(t) for t in text_items]))
-            x = torch.cat(parts)
-            xn = src.modality.normalize(x, src.stats)
-            out = self.translate_normalized(path, xn, samples)
-            raw = dst.modality.denormalize(out.flatten(0, 1), dst.stats).view_as(out)
-            for (stem, _), outs in zip(chunk, raw):
-                count = stems_seen.get(stem, 0)
-                stems_seen[stem] = count + 1
-                stem = stem if count == 0 else f"{stem}-{count + 1}"
-                for k, sample in enumerate(outs):
-                    if single_file:
-                        target_path = output
-                    else:
-                        suffix = f"_{k + 1}" if samples > 1 else ""
-                        target_path = output / f"{stem}{suffix}{dst.modality.output_suffix}"
-                    target_path.parent.mkdir(parents=True, exist_ok=True)
-                    written.extend(str(p) for p in dst.modality.write_file(sample, target_path))
+        # One thread writes a batch's files while the next batch is read and translated: writing
+        # is mostly waiting on the file system (on a busy disk, longer than the models take).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modgraph-write") as writer:
+            pending = None
+            for start in range(0, len(jobs), batch_size):
+                chunk = jobs[start:start + batch_size]
+                files = [p for _, p in chunk if isinstance(p, Path)]
+                parts = []
+                if files:
+                    x, file_notes = src.modality.read_files(files)
+                    parts.append(x)
+                    for f, n in zip(files, file_notes):
+                        if n:
+                            notes[str(f)] = n
+                text_items = [t for _, t in chunk if not isinstance(t, Path)]
+                if text_items:
+                    parts.append(torch.stack([src.modality.read_text(t) for t in text_items]))
+                x = torch.cat(parts)
+                xn = src.modality.normalize(x, src.stats)
+                out = self.translate_normalized(path, xn, samples)
+                raw = dst.modality.denormalize(out.flatten(0, 1), dst.stats).view_as(out)
+                outputs = []
+                for (stem, _), outs in zip(chunk, raw):
+                    count = stems_seen.get(stem, 0)
+                    stems_seen[stem] = count + 1
+                    stem = stem if count == 0 else f"{stem}-{count + 1}"
+                    for k, sample in enumerate(outs):
+                        if single_file:
+                            target_path = output
+                        else:
+                            suffix = f"_{k + 1}" if samples > 1 else ""
+                            target_path = output / f"{stem}{suffix}{dst.modality.output_suffix}"
+                        outputs.append((sample, target_path))
+                if pending is not None:
+                    written.extend(pending.result())  # a failed write raises here, before more is written
+                pending = writer.submit(_write_outputs, dst.modality, outputs)
+            if pending is not None:
+                written.extend(pending.result())
         return {"path": path, "written": written, "notes": notes}
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -529,6 +539,15 @@ def _paired_classes(y: torch.Tensor, mapping: dict[int, int]) -> tuple[torch.Ten
     keep = torch.tensor([int(c) in mapping for c in y.tolist()], dtype=torch.bool)
     expected = torch.tensor([mapping[int(c)] for c in y[keep].tolist()], dtype=torch.long)
     return keep, expected
+
+
+def _write_outputs(modality: Modality, outputs: list[tuple[torch.Tensor, Path]]) -> list[str]:
+    """Write translated samples, in order; the paths written (a sample may write companions too)."""
+    written = []
+    for sample, path in outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written.extend(str(p) for p in modality.write_file(sample, path))
+    return written
 
 
 def _slug(text: str) -> str:

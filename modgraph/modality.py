@@ -264,7 +264,11 @@ class Modality(abc.ABC):
 
     @abc.abstractmethod
     def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
-        """Write one raw-feature sample to ``path`` (and companions); return what was written."""
+        """Write one raw-feature sample to ``path`` (and companions); return what was written.
+
+        ``translate_files`` calls it from one writer thread, in order, while the next batch
+        is read and translated: share no unguarded state with ``read_file``/``read_files``.
+        """
 
 
 NORMALIZATION_SAMPLE_BYTES = 256 << 20

@@ -90,6 +90,31 @@ def test_a_folder_input_translates_every_file_it_holds(trained, tmp_path):
         assert recognized(trained, "toyaudio", clip) == label
 
 
+def test_a_folder_in_batches_equals_each_file_alone(trained, tmp_path):
+    folder = tmp_path / "inputs"
+    for i in range(5):
+        wav_file(folder / f"clip{i}.wav", label=i % 3, seed=i)
+    # batches of 2: the writes of one batch overlap the reading and translating of the next
+    report = trained.translate_files("toyaudio", "toyimg", [folder], tmp_path / "batched", batch_size=2)
+    assert report["written"] == [str(tmp_path / "batched" / f"clip{i}.png") for i in range(5)]
+    for i in range(5):
+        alone = trained.translate_files("toyaudio", "toyimg", [folder / f"clip{i}.wav"], tmp_path / "alone")
+        batched, _ = toyplugin.read_png(Path(report["written"][i]))
+        one, _ = toyplugin.read_png(Path(alone["written"][0]))
+        torch.testing.assert_close(batched, one, rtol=0, atol=1 / 255)  # at most one grey level apart
+
+
+def test_a_failed_write_stops_the_translation(trained, tmp_path):
+    folder = tmp_path / "inputs"
+    for name in "abcd":
+        wav_file(folder / f"{name}.wav", label=0)
+    (tmp_path / "out" / "b.png").mkdir(parents=True)  # b's output cannot be written
+    with pytest.raises(IsADirectoryError):
+        trained.translate_files("toyaudio", "toyimg", [folder], tmp_path / "out", batch_size=1)
+    assert (tmp_path / "out" / "a.png").is_file()
+    assert not (tmp_path / "out" / "c.png").exists() and not (tmp_path / "out" / "d.png").exists()
+
+
 def test_same_stem_from_two_folders_is_not_overwritten(trained, tmp_path):
     first = image_file(tmp_path / "x" / "a.png", label=0)
     second = image_file(tmp_path / "y" / "a.png", label=1)
