@@ -20,6 +20,7 @@ from modgraph.errors import ConfigError, DataNotFoundError
 from modgraph.modality import ClassInfo, TrainingDefaults
 from modgraph_audio import features as F
 from modgraph_audio.speech import SpeechModality, SpeechOptions
+from modgraph_audio.speech_profiles import FSDD_PROFILE
 
 RELEASE_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
 CONCEPTS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -46,6 +47,7 @@ class FSDD(SpeechModality):
                                          recognizer_epochs=4, link_epochs=10,
                                          link_pairs_per_epoch=20000, link_candidates=8)
     options_model = FSDDOptions
+    speech_profile = FSDD_PROFILE
     feature_version = "1"
 
     # -- data ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pydantic import Field
 from modgraph.errors import ConfigError, DataNotFoundError
 from modgraph.modality import ClassInfo, TrainingDefaults
 from modgraph_audio.speech import SpeechModality, SpeechOptions
+from modgraph_audio.speech_profiles import GSC_PROFILE
 
 # The paper's 14 words, in its order; each word is its own concept.
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -38,6 +39,7 @@ class GSC(SpeechModality):
                                          recognizer_epochs=4, link_epochs=5,
                                          link_pairs_per_epoch=20000, link_candidates=8)
     options_model = GSCOptions
+    speech_profile = GSC_PROFILE
     feature_version = "1"
     options: GSCOptions
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import zlib
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -58,6 +58,8 @@ class SpeechModality(Modality):
     output_suffix = ".wav"
     options_model = SpeechOptions
     options: SpeechOptions
+    # What the dataset's speech looks like, for write_file (features.restore_speech); None: plain inversion.
+    speech_profile: ClassVar[F.SpeechProfile | None] = None
 
     def vae_config(self, latent_dim: int) -> VAEConfig:
         # [16, 32, 64] rather than [32, 64, 64]: a third of the compute, and in equal CPU time
@@ -187,10 +189,16 @@ class SpeechModality(Modality):
         return F.mfcc(F.to_clips(waves, rates), self.options.mean_norm), all_notes
 
     def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
-        """Write the clip resynthesised from raw MFCCs ``x`` to ``path`` (16 kHz wav) and its picture to ``.png``."""
+        """Write the clip resynthesised from raw MFCCs ``x`` to ``path`` (16 kHz wav) and its picture to ``.png``.
+
+        The wav is made from ``x`` restored to the modality's :attr:`speech_profile` (speech
+        frames, spectral spread and envelope; see ``features.restore_speech``); the picture
+        shows ``x`` as given.
+        """
         path = Path(path)
         x = torch.as_tensor(x, dtype=torch.float32).reshape(self.input_shape)
-        wav = F.write_wav(path, F.mfcc_to_waveform(x)[0])
+        wave = F.mfcc_to_waveform(x, profile=self.speech_profile, mean_norm=self.options.mean_norm)
+        wav = F.write_wav(path, wave[0])
         png = F.write_mfcc_png(path.with_suffix(".png"), x)
         return [wav, png]
 

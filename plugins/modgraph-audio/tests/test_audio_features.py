@@ -76,3 +76,95 @@ def test_png_picture(tmp_path, audio):
 
     with Image.open(path) as image:
         assert image.size == (101 * 4, 40 * 4) and image.mode == "RGB"
+
+
+# -- writing model outputs as speech ---------------------------------------------------------
+
+FLOOR_C0 = -F.TOP_DB * F.N_MELS ** 0.5
+
+
+def _blended(x: torch.Tensor) -> torch.Tensor:
+    """What a model trained with MSE outputs for a word said at varying times: the average of shifted copies."""
+    return torch.stack([torch.roll(x, s, dims=-1) for s in range(-20, 21, 5)]).mean(0)
+
+
+def _profile(envelope: float = 5.0, spread: float = 30.0) -> F.SpeechProfile:
+    return F.SpeechProfile(envelope=(envelope,) * (F.N_MFCC - 1), spread=(spread,) * F.N_MFCC)
+
+
+def test_speech_profile_is_the_removed_mean_and_the_spread_over_sounding_frames():
+    gen = torch.Generator().manual_seed(0)
+    clips = []
+    for a, b in ((1.0, 2.0), (3.0, 6.0)):
+        x = torch.zeros(F.N_MFCC, F.N_FRAMES)
+        x[0] = FLOOR_C0  # silence ...
+        s = torch.randn(40, generator=gen)
+        s = (s - s.mean()) / s.std(unbiased=False)  # zero mean, unit spread over the 40 sounding frames
+        x[:, 30:70] = torch.arange(F.N_MFCC)[:, None] * a + b * s  # ... around 40 frames of sound
+        x[0, 30:70] += 200.0  # coefficient 0 well above the floor
+        clips.append(x)
+    profile = F.speech_profile(torch.stack(clips)[:, None], source="synthetic")
+    assert profile.source == "synthetic"
+    torch.testing.assert_close(torch.tensor(profile.envelope), torch.arange(1, F.N_MFCC) * 2.0, atol=0.01, rtol=0)
+    torch.testing.assert_close(torch.tensor(profile.spread), torch.full((F.N_MFCC,), 4.0), atol=0.01, rtol=0)
+    # what cepstral mean normalisation removes is the envelope
+    removed = torch.stack(clips) - F.cepstral_mean_norm(torch.stack(clips))
+    assert torch.allclose(removed[:, 1:, 30:70].mean(dim=(0, 2)), torch.tensor(profile.envelope), atol=0.01)
+
+
+def test_restore_speech_silences_the_blend_and_restores_spread_and_envelope(audio):
+    x = F.mfcc(F.to_clips([torch.from_numpy(audio.tone(0.4, 8000, 300, 1200))], [8000]), mean_norm=True)[:, 0]
+    blend = _blended(x)
+    assert (blend[0, 0] > FLOOR_C0 + 1).sum() > 70  # the blend never falls silent around the word
+    profile = _profile()
+    restored, speech = F.restore_speech(blend, profile, mean_norm=False)
+    with_envelope, speech_too = F.restore_speech(blend, profile, mean_norm=True)
+    assert torch.equal(speech, speech_too) and speech.shape == (1, F.N_FRAMES)
+    sounding = x[0, 0] > FLOOR_C0 + 1
+    assert speech[0, sounding].all() and speech[0].sum() < 75  # the word, not the blend's long tails
+    silent = ~speech[0]
+    assert torch.all(restored[0, 0, silent] == FLOOR_C0) and torch.all(restored[0, 1:, silent] == 0)
+    spread_before = blend[0][:, speech[0]].std(dim=1, unbiased=False)
+    spread_after = restored[0][:, speech[0]].std(dim=1, unbiased=False)
+    want = torch.minimum(torch.full_like(spread_before, 30.0), F.MAX_SPREAD_GAIN * spread_before)
+    torch.testing.assert_close(spread_after, torch.maximum(spread_before, want), atol=1e-3, rtol=1e-4)
+    # mean-normalised features get the profile's envelope back on their speech frames, and only there
+    diff = with_envelope[0] - restored[0]
+    assert torch.allclose(diff[1:, speech[0]], torch.tensor(5.0)) and torch.all(diff[:, silent] == 0)
+    assert torch.all(diff[0] == 0)
+
+
+def test_restore_speech_leaves_a_real_clip_nearly_as_it_is(audio):
+    x = F.mfcc(F.to_clips([torch.from_numpy(audio.tone(0.4, 8000, 300, 1200))], [8000]), mean_norm=True)[:, 0]
+    speech = F.speech_frames(x)
+    assert speech[0].sum() >= 0.8 * (x[0, 0] > FLOOR_C0 + 1).sum()  # only the quietest edges are cut
+    spread = x[0][:, speech[0]].std(dim=1, unbiased=False)  # a clip as spread as the profile's speech
+    restored, speech = F.restore_speech(x, F.SpeechProfile(envelope=(0.0,) * 39, spread=tuple(spread.tolist())),
+                                        mean_norm=True)
+    assert torch.allclose(restored[0][:, speech[0]], x[0][:, speech[0]], atol=1e-3)
+
+
+def test_speech_gate_is_zero_outside_speech_and_fades_inside_it():
+    speech = torch.zeros(1, F.N_FRAMES, dtype=torch.bool)
+    speech[0, 40:60] = True
+    gate = F.speech_gate(speech)[0]
+    assert gate.shape == (F.CLIP_SAMPLES,)
+    assert torch.all(gate[: 40 * F.HOP_LENGTH - F.HOP_LENGTH // 2] == 0)
+    assert torch.all(gate[60 * F.HOP_LENGTH:] == 0)
+    assert torch.all(gate[45 * F.HOP_LENGTH: 55 * F.HOP_LENGTH] > 1 - 1e-5)
+    assert gate.diff().abs().max() < 0.02  # no click: it opens and closes over a hundred samples or more
+
+
+def test_written_speech_reads_back_silent_around_the_word(audio):
+    x = F.mfcc(F.to_clips([torch.from_numpy(audio.tone(0.4, 8000, 300, 1200))], [8000]), mean_norm=True)[:, 0]
+    blend = _blended(x)
+    plain = F.mfcc(F.mfcc_to_waveform(blend))[:, 0]
+    assert (plain[0, 0] > FLOOR_C0 + 1).all()  # inverted as it is, the blend hums through the whole second
+    wave = F.mfcc_to_waveform(blend, profile=_profile(), mean_norm=True)
+    assert torch.equal(wave, F.mfcc_to_waveform(blend, profile=_profile(), mean_norm=True))  # seeded
+    _, speech = F.restore_speech(blend, _profile())
+    assert torch.all(wave[0][F.speech_gate(speech)[0] == 0] == 0)  # digital silence outside the speech frames
+    again = F.mfcc(wave, mean_norm=True)[:, 0]
+    sounding = again[0, 0] > FLOOR_C0 + 1
+    original = x[0, 0] > FLOOR_C0 + 1
+    assert sounding[original].float().mean() > 0.9 and sounding.sum() <= speech.sum() + 2
