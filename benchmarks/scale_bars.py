@@ -2,13 +2,16 @@
 
     python benchmarks/scale_bars.py [--data-root ../shared/data] [--out docs/results] [--base REGISTRY]
 
-Into a fresh registry holding the mnist, fmnist and fsdd nodes (copied from ``--base``,
-default the recipe registry of ``benchmarks/core_bars.py``; trained here when absent):
-GTSRB and text nodes, text <-> mnist and gtsrb <-> text links (growth without
-retraining: the hashes of every existing file are compared before and after), the
-cascade fsdd -> fmnist -> mnist against direct fsdd -> mnist (Table 4), GTSRB with a
-256-dim latent linked to text (ours-flex), and a smoke run of gsc on the 300-clip
-Speech Commands sample.
+Four independent parts, each in its own registry (the mnist, fmnist and fsdd nodes are
+copied from ``--base``, default the recipe registry of ``benchmarks/core_bars.py``, and
+trained when absent); they may run as parallel processes (``--part NAME``), and
+``--part render`` merges them:
+
+- cascade: fsdd -> fmnist -> mnist against direct fsdd -> mnist (Table 4);
+- signs: GTSRB and text nodes, gtsrb <-> text and text <-> mnist links, and growth
+  without retraining (the hashes of every existing file before and after adding text);
+- flex: GTSRB with a 256-dim latent linked to text (ours-flex);
+- gsc: a smoke run on the 300-clip Speech Commands sample.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ def acc(mg: ModGraph, source: str, target: str, via: list[str] | None = None) ->
     return round(mg.evaluate(source, target, via=via)["accuracy"], 4)
 
 
+PARTS = ("cascade", "signs", "flex", "gsc")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("MODGRAPH_DATA", "../shared/data")))
@@ -51,89 +57,134 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("benchmarks/.work/scale"))
     parser.add_argument("--base", type=Path, default=Path("benchmarks/.work/recipe/registry"),
                         help="a registry whose mnist, fmnist and fsdd nodes are reused")
-    parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--part", choices=("all", "render") + PARTS, default="all",
+                        help="the parts are independent and may run as parallel processes; render merges them")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep a part's registry and skip the links it already holds (resumes a run)")
     args = parser.parse_args()
-    if not args.render_only:
-        run(args)
+    for part in PARTS if args.part == "all" else (args.part,) if args.part != "render" else ():
+        fig = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "timings_s": {}, "accuracy": {}}
+        globals()[part](args, fig, fresh_registry(args, part))
+        args.work.mkdir(parents=True, exist_ok=True)
+        (args.work / f"{part}.json").write_text(json.dumps(fig, indent=2))
+    merge(args)
     render(args)
 
 
-def run(args) -> None:
-    shutil.rmtree(args.work, ignore_errors=True)
-    reg = args.work / "registry"
-    (reg / "nodes").mkdir(parents=True)
-    fig: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
-                 "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                 "modgraph": __version__, "command": "python " + " ".join(sys.argv), "timings_s": {}}
-    t, a = fig["timings_s"], {}
-    fig["accuracy"] = a
-    mg = ModGraph(registry=reg, data_root=args.data_root, device="cpu")
-    for name in ("mnist", "fmnist", "fsdd"):
+def fresh_registry(args, part: str) -> Path:
+    reg = args.work / part
+    if not args.keep:
+        shutil.rmtree(reg, ignore_errors=True)
+    (reg / "nodes").mkdir(parents=True, exist_ok=True)
+    return reg
+
+
+def base_nodes(args, mg: ModGraph, reg: Path, fig: dict, names: tuple[str, ...]) -> None:
+    for name in names:
         base = args.base / "nodes" / f"{name}.safetensors"
+        if (reg / "nodes" / base.name).exists():
+            continue
         if base.exists():
             shutil.copy(base, reg / "nodes" / base.name)
         else:
-            _, t[f"add-modality {name}"] = timed(mg.add_modality, name)
+            _, fig["timings_s"][f"add-modality {name}"] = timed(mg.add_modality, name)
 
-    # Table 4: cascade against direct.
-    _, t["link fsdd mnist"] = timed(mg.link, "fsdd", "mnist")
-    _, t["link fsdd fmnist --pairing index"] = timed(mg.link, "fsdd", "fmnist", pairing="index")
-    _, t["link fmnist mnist --pairing index"] = timed(mg.link, "fmnist", "mnist", pairing="index")
+
+def link(mg: ModGraph, fig: dict, args, source: str, target: str, **kwargs) -> None:
+    """``modgraph link``, timed; with ``--keep``, skipped when both edges are already there."""
+    if args.keep and mg.graph().has_edge(source, target) and mg.graph().has_edge(target, source):
+        return
+    label = f"link {source} {target}" + "".join(f" --{k.replace('_', '-')} {v}" for k, v in kwargs.items())
+    _, fig["timings_s"][label] = timed(mg.link, source, target, **kwargs)
+
+
+def cascade(args, fig: dict, reg: Path) -> None:
+    """Table 4: fsdd -> fmnist -> mnist against direct fsdd -> mnist."""
+    mg = ModGraph(registry=reg, data_root=args.data_root, device="cpu")
+    a = fig["accuracy"]
+    base_nodes(args, mg, reg, fig, ("mnist", "fmnist", "fsdd"))
+    link(mg, fig, args, "fsdd", "mnist")
+    link(mg, fig, args, "fsdd", "fmnist", pairing="index")
+    link(mg, fig, args, "fmnist", "mnist", pairing="index")
     a["fsdd->mnist direct"] = acc(mg, "fsdd", "mnist")
     a["fsdd->fmnist"] = acc(mg, "fsdd", "fmnist")
     a["fmnist->mnist"] = acc(mg, "fmnist", "mnist")
     a["fsdd->fmnist->mnist cascade"] = acc(mg, "fsdd", "mnist", via=["fmnist"])
 
-    # GTSRB, then text grown onto the graph: no existing byte may change.
+
+def signs(args, fig: dict, reg: Path) -> None:
+    """GTSRB, then text grown onto the graph (no existing byte may change), text <-> mnist."""
+    mg = ModGraph(registry=reg, data_root=args.data_root, device="cpu")
+    a, t = fig["accuracy"], fig["timings_s"]
+    base_nodes(args, mg, reg, fig, ("mnist",))
     gt, t["add-modality gtsrb"] = timed(mg.add_modality, "gtsrb")
     a["gtsrb recognizer"] = round(gt["metrics"]["recognizer_accuracy"], 4)
     a["gtsrb reconstruction"] = round(gt["metrics"]["reconstruction_accuracy"], 4)
     before = hashes(reg)
     tx, t["add-modality text"] = timed(mg.add_modality, "text")
     a["text recognizer"] = round(tx["metrics"]["recognizer_accuracy"], 4)
-    _, t["link gtsrb text"] = timed(mg.link, "gtsrb", "text")
+    link(mg, fig, args, "gtsrb", "text")
     after = hashes(reg)
-    changed = sorted(k for k, v in before.items() if after.get(k) != v)
     names = [n for n in mg.graph().nodes if n != "text"]
-    fig["growth"] = {"files_before": len(before), "changed": changed,
+    fig["growth"] = {"files_before": len(before), "changed": sorted(k for k, v in before.items() if after.get(k) != v),
                      "text_reaches": {n: mg.route("text", n) for n in names},
                      "reaches_text": {n: mg.route(n, "text") for n in names}}
     a["gtsrb->text"] = acc(mg, "gtsrb", "text")
     a["text->gtsrb"] = acc(mg, "text", "gtsrb")
-    _, t["link text mnist"] = timed(mg.link, "text", "mnist")
+    link(mg, fig, args, "text", "mnist")
     a["text->mnist"] = acc(mg, "text", "mnist")
     a["mnist->text"] = acc(mg, "mnist", "text")
 
-    # Ours-flex: GTSRB with a 256-dim latent, linked to the same 32-dim text node.
-    flex = args.work / "flex"
-    (flex / "nodes").mkdir(parents=True)
-    shutil.copy(reg / "nodes" / "text.safetensors", flex / "nodes" / "text.safetensors")
-    fm = ModGraph(registry=flex, data_root=args.data_root, device="cpu")
+
+def flex(args, fig: dict, reg: Path) -> None:
+    """Ours-flex: GTSRB with a 256-dim latent linked to a 32-dim text node (same seed as in ``signs``)."""
+    fm = ModGraph(registry=reg, data_root=args.data_root, device="cpu")
+    a, t = fig["accuracy"], fig["timings_s"]
+    _, t["add-modality text"] = timed(fm.add_modality, "text")
     g256, t["add-modality gtsrb --latent-dim 256"] = timed(fm.add_modality, "gtsrb", latent_dim=256)
     a["gtsrb-256 reconstruction"] = round(g256["metrics"]["reconstruction_accuracy"], 4)
-    _, t["link gtsrb text (gtsrb 256-dim)"] = timed(fm.link, "gtsrb", "text")
+    link(fm, fig, args, "gtsrb", "text")
     a["gtsrb-256->text"] = acc(fm, "gtsrb", "text")
     a["text->gtsrb-256"] = acc(fm, "text", "gtsrb")
 
-    # Speech Commands: the 300-clip v0.01 sample only supports a smoke run.
-    gsc = args.work / "gsc"
-    (gsc / "nodes").mkdir(parents=True)
-    shutil.copy(reg / "nodes" / "mnist.safetensors", gsc / "nodes" / "mnist.safetensors")
-    gm = ModGraph(registry=gsc, data_root=args.data_root, device="cpu")
-    gs, t["add-modality gsc --option version=v0.01"] = timed(gm.add_modality, "gsc", options={"version": "v0.01"})
-    _, t["link gsc mnist"] = timed(gm.link, "gsc", "mnist")
+
+def gsc(args, fig: dict, reg: Path) -> None:
+    """Speech Commands: the 300-clip v0.01 sample only supports a smoke run."""
+    gm = ModGraph(registry=reg, data_root=args.data_root, device="cpu")
+    base_nodes(args, gm, reg, fig, ("mnist",))
+    gs, fig["timings_s"]["add-modality gsc --option version=v0.01"] = timed(gm.add_modality, "gsc",
+                                                                            options={"version": "v0.01"})
+    link(gm, fig, args, "gsc", "mnist")
     res = gm.evaluate("gsc", "mnist")
     fig["gsc_sample"] = {"recognizer": round(gs["metrics"]["recognizer_accuracy"], 4),
                          "gsc->mnist": round(res["accuracy"], 4), "n": res["n"]}
+
+
+def merge(args) -> None:
+    """The parts' JSON into docs/results/scale_bars.json."""
+    parts = {p: json.loads((args.work / f"{p}.json").read_text()) for p in PARTS if (args.work / f"{p}.json").exists()}
+    if not parts:
+        return
+    fig = {"date": max(p["date"] for p in parts.values()), "machine": platform.platform(), "cpus": os.cpu_count(),
+           "threads": torch.get_num_threads(), "torch": torch.__version__, "modgraph": __version__,
+           "command": "python benchmarks/scale_bars.py (parts: " + ", ".join(parts) + ")",
+           "timings_s": {}, "accuracy": {}}
+    for part in parts.values():
+        fig["timings_s"].update(part["timings_s"])
+        fig["accuracy"].update(part["accuracy"])
+        fig.update({k: v for k, v in part.items() if k in ("growth", "gsc_sample")})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale_bars.json").write_text(json.dumps(fig, indent=2))
 
 
 def render(args) -> None:
     fig = json.loads((args.out / "scale_bars.json").read_text())
-    a, g = fig["accuracy"], fig["growth"]
-    pct = lambda k: f"{100 * a[k]:.2f}"  # noqa: E731
-    ratio = a["fsdd->fmnist->mnist cascade"] / a["fsdd->mnist direct"]
+    a = fig["accuracy"]
+    g = fig.get("growth", {"files_before": 0, "changed": ["(not run)"], "text_reaches": {}, "reaches_text": {}})
+    gsc_fig = fig.get("gsc_sample", {"recognizer": float("nan"), "gsc->mnist": float("nan"), "n": 0})
+    pct = lambda k: f"{100 * a[k]:.2f}" if k in a else "not run"  # noqa: E731
+    cascade_keys = ("fsdd->fmnist->mnist cascade", "fsdd->mnist direct")
+    ratio = a[cascade_keys[0]] / a[cascade_keys[1]] if all(k in a for k in cascade_keys) else float("nan")
     unreachable = [n for n, p in {**g["text_reaches"], **g["reaches_text"]}.items() if not p]
     rows = [
         ("GTSRB recognizer (10 classes, test)", ">= 98.0", pct("gtsrb recognizer")),
@@ -149,8 +200,8 @@ def render(args) -> None:
          f"{len(g['changed'])} of {g['files_before']} files changed; text reaches and is reached from "
          f"{'every node' if not unreachable else 'all but ' + ', '.join(unreachable)}"),
         ("gsc on the 300-clip sample", "runs to the end, eval reports a figure",
-         f"recognizer {100 * fig['gsc_sample']['recognizer']:.1f}, gsc->mnist "
-         f"{100 * fig['gsc_sample']['gsc->mnist']:.1f} on {fig['gsc_sample']['n']} test clips"),
+         f"recognizer {100 * gsc_fig['recognizer']:.1f}, gsc->mnist "
+         f"{100 * gsc_fig['gsc->mnist']:.1f} on {gsc_fig['n']} test clips"),
     ]
     table = "| what | bar | measured |\n| --- | --- | --- |\n" + "\n".join(f"| {w} | {b} | {m} |" for w, b, m in rows)
     extra = "\n".join(f"| {k} | {100 * v:.2f} |" for k, v in a.items())
@@ -159,7 +210,8 @@ def render(args) -> None:
         "## Issue 3: all the paper's modalities and its scalability claims\n\n"
         f"Command: `{fig['command']}`. {fig['date']}, {fig['machine']}, {fig['cpus']} CPU cores, "
         f"torch {fig['torch']}, modgraph {fig['modgraph']}. Defaults, seed 0; the mnist, fmnist and fsdd nodes "
-        "are the recipe's.\n\n" + table +
+        "are the recipe's; the parts ran as parallel single-threaded processes "
+        "(`--part cascade|signs|flex|gsc`, then `--part render`).\n\n" + table +
         "\n\n| accuracy (test split) | % |\n| --- | --- |\n" + extra +
         "\n\n| step | seconds |\n| --- | --- |\n" + timings + "\n")
     print(table)
