@@ -207,16 +207,20 @@ def remove_modality_cmd(name, registry):
 @click.option("--kl-weight", type=float,
               help="lambda_crs of Eq. 7 [default: the target VAE's lambda_int, so z_ji lives where its decoder was trained].")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--candidates", type=int,
+              help="Partners of the class drawn per sample, the loss taking the closest; 1 is the paper's Eq. 7 "
+                   "[default: the target modality's].")
 @click.option("--exclude", multiple=True, metavar="GROUP=VALUE", help="Leave rows out of the pairs.")
 @click.option("--one-way", is_flag=True, help="Train only SOURCE->TARGET.")
 @_common
 @_scale_out
-def link_cmd(source, target, pairing, paired_fraction, epochs, batch_size, lr, kl_weight, seed, exclude, one_way,
+def link_cmd(source, target, pairing, paired_fraction, epochs, batch_size, lr, kl_weight, seed, candidates, exclude,
+             one_way,
              registry, data_root, device, precision):
     """Cross-modal phase: train SOURCE->TARGET and TARGET->SOURCE associators, VAEs frozen."""
     mg = _graph(registry, data_root, device, precision=precision)
     report = mg.link(source, target, pairing=pairing, paired_fraction=paired_fraction, epochs=epochs,
-                     batch_size=batch_size, lr=lr, kl_weight=kl_weight, seed=seed,
+                     batch_size=batch_size, lr=lr, kl_weight=kl_weight, seed=seed, candidates=candidates,
                      exclude=_pairs(exclude, "--exclude"), one_way=one_way)
     for path in report["paths"]:
         click.echo(f"Wrote {path}")
