@@ -134,6 +134,7 @@ def test_remove_modality_and_unlink(trained, isolated_env):
     (["link", "toyimg", "toyaudio", "--paired-fraction", "2"], "Error: --paired-fraction must be in (0, 1], not 2.0"),
     (["link", "toyimg", "toyaudio", "--paired-fraction", "0"], "Error: --paired-fraction must be in (0, 1]"),
     (["link", "toyimg", "toyaudio", "--pairing", "foo"], "Error: Invalid value for '--pairing': 'foo' is not one of"),
+    (["link", "toyimg", "toyaudio", "--candidates", "0"], "Error: --candidates must be at least 1, not 0"),
     (["link", "toyimg", "toycolor"], "Error: toyimg and toycolor share no concept"),
     (["link", "toyimg", "toyimg"], "Error: cannot link 'toyimg' to itself"),
     (["link", "toyimg", "nothing"], "Error: modality 'nothing' is not in registry"),
