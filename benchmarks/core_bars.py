@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "recipe", "loso", "render"], default="all",
                         help="recipe and loso can run as two processes; render merges their JSON")
     parser.add_argument("--skip-loso", action="store_true")
+    parser.add_argument("--note", help="a sentence about the run (e.g. what else loaded the machine), kept in the JSON")
     parser.add_argument("--speakers", nargs="+", choices=SPEAKERS, default=SPEAKERS,
                         help="leave-one-speaker-out over these speakers only (all five by default)")
     parser.add_argument("--reuse-nodes", type=Path, metavar="REGISTRY",
@@ -51,6 +52,10 @@ def main() -> None:
         loso(args)
     if args.part in ("all", "recipe"):
         recipe(args)
+    if args.note:
+        fig = json.loads((args.out / "core_bars.json").read_text())
+        fig["note"] = args.note
+        (args.out / "core_bars.json").write_text(json.dumps(fig, indent=2))
     if args.part in ("all", "render", "recipe"):
         render(args)
 
@@ -184,9 +189,14 @@ def render(args) -> None:
         f"{fig['date']} · {fig['machine']}, {fig['cpus']} CPU cores, no GPU · torch {fig['torch']}, "
         f"modgraph {fig['modgraph']} · torch threads per process: {fig.get('threads')} · raw figures: "
         "[core_bars.json](core_bars.json), [loso.json](loso.json)\n\n"
-        "Data: full MNIST and Fashion-MNIST, FSDD 2,500 clips, official splits. Run as two processes side by side "
-        "(`--part recipe` and `--part loso`, then `--part render`), so the timings are those of a machine running "
-        "both.\n\n"
+        "Data: full MNIST and Fashion-MNIST, FSDD 2,500 clips, official splits. "
+        + (f"The nodes (and their add-modality times) are those of the run of {fig['nodes_from']['date']}, "
+           "reused with `--reuse-nodes`; the links were retrained. " if "nodes_from" in fig else "")
+        + (f"{fig['note']} " if fig.get("note") else "")
+        + (f"Leave-one-speaker-out is from the run of {fig['loso_date']}"
+           + (f" ({fig['loso_note']}). " if fig.get("loso_note") else ". ") if fig.get("loso_date") else
+           "Leave-one-speaker-out ran as a second process beside the recipe (`--part loso`). ")
+        + "Timings are those of the machine as it was then (see the note), not of an idle one.\n\n"
         "Recognition accuracy on each test split, in %. The recipe is `add-modality mnist`, "
         "`add-modality fmnist`, `add-modality fsdd`, `link fsdd mnist`, `link fmnist mnist --pairing index`; "
         "the 5% row is `link fsdd mnist --paired-fraction 0.05`; leave-one-speaker-out trains the FSDD VAE and "
