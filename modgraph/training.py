@@ -306,8 +306,9 @@ def associator_loss(associator: Associator, target_vae: VAE, z_source: torch.Ten
     if x_target.dim() == logits.dim():
         rec = reconstruction_error(logits, x_target, kind)
     else:
-        rec = torch.stack([reconstruction_error(logits, x_target[:, k], kind) for k in range(x_target.shape[1])],
-                          1).min(1).values
+        # One pass over all K candidates (B*K rows), then the closest per source row.
+        rec = reconstruction_error(logits.unsqueeze(1).expand_as(x_target).flatten(0, 1), x_target.flatten(0, 1),
+                                   kind).view(x_target.shape[:2]).min(1).values
     return rec + kl_weight * kl_to_standard_normal(mu, logvar)
 
 
