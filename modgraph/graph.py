@@ -300,6 +300,7 @@ class ModGraph:
                                      seed=seed, precision=self.precision,
                                      device=device, progress=self.progress, description=f"{src} -> {dst}")
             mapping = maps[(src, dst)]
+            n_candidates = candidates or d.link_candidates
             train_pairs = ClassPairSampler(s["train"].y, t["y"], mapping, seed)
             val_pairs = ClassPairSampler(s["val"].y, t["val_y"], mapping, seed + 1)
             if len(train_pairs) == 0:
@@ -310,8 +311,8 @@ class ModGraph:
             assoc = Associator(dst_node.modality.associator_config(src_dim, dst_dim))
             log = train_associator(assoc, s["mu"], s["logvar"], train_pairs, val_pairs, s["val_mu"], dst_node.vae,
                                    t["x"], t["x_val"], dst_node.modality.reconstruction_loss, settings,
-                                   pairs_per_epoch=d.link_pairs_per_epoch, candidates=candidates or d.link_candidates)
-            new_edges[(src, dst)] = (assoc, log, settings, mapping, len(train_pairs), candidates or d.link_candidates)
+                                   pairs_per_epoch=d.link_pairs_per_epoch, candidates=n_candidates)
+            new_edges[(src, dst)] = (assoc, log, settings, mapping, len(train_pairs), n_candidates)
         outputs = []
         for (src, dst), (assoc, log, settings, mapping, n_pairs, n_candidates) in new_edges.items():
             acc = self._edge_accuracy(src, dst, assoc, mapping, "test")

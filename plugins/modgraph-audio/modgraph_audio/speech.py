@@ -7,6 +7,7 @@ recordings, in chunks that the feature cache writes as shards.
 
 from __future__ import annotations
 
+import abc
 import functools
 import zlib
 from pathlib import Path
@@ -72,10 +73,10 @@ class SpeechModality(Modality):
                                 architecture="conv", channels=[16, 32], hidden=128, dropout=0.3)
 
     # -- data ------------------------------------------------------------------------------
+    @abc.abstractmethod
     def recordings(self, root: Path, split: Literal["train", "test"],
                    download: bool = False) -> tuple[list[Path], list[int], list[str]]:
         """The split's recordings, their class indices and speakers, in a stable order."""
-        raise NotImplementedError
 
     def load_features(self, root: Path, split: Literal["train", "test"], download: bool = False) -> FeatureSet:
         paths, labels, speakers = self.recordings(root, split, download)
