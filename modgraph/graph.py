@@ -24,6 +24,7 @@ from modgraph.pairing import class_map, compose, paired_subset
 from modgraph.plugins import PluginHost
 from modgraph.registry import Registry
 from modgraph.routing import find_route
+from modgraph.targets import faithful_targets
 from modgraph.training import (ClassPairSampler, TrainSettings, configure_threads, encode_all, predict,
                                resolve_device, train_associator, train_recognizer, train_vae)
 
@@ -249,17 +250,23 @@ class ModGraph:
     def link(self, source: str, target: str, *, pairing: str = "concept", paired_fraction: float = 1.0,
              epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
              kl_weight: float | None = None, seed: int = 0, candidates: int | None = None,
-             exclude: dict[str, list[str]] | None = None, one_way: bool = False) -> dict:
+             target_confidence: float | None = None, exclude: dict[str, list[str]] | None = None,
+             one_way: bool = False) -> dict:
         """Train both associators between two trained modalities (``one_way``: source->target only), VAEs frozen.
 
         ``candidates``: class-matched partners drawn per source sample, the loss taking the
         closest (1 is the paper's Eq. 7; default: the target modality's ``link_candidates``).
+        ``target_confidence``: aim only at target samples whose reconstruction the target's
+        recognizer gives at least this probability of their class (:mod:`modgraph.targets`;
+        0 is the paper's protocol; default: the target modality's ``link_target_confidence``).
         """
         if source == target:
             raise ConfigError(f"cannot link {source!r} to itself; a modality's VAE already maps it to itself")
         _positive("epochs", epochs)
         _positive("batch_size", batch_size)
         _positive("candidates", candidates)
+        if target_confidence is not None and not 0.0 <= target_confidence < 1.0:
+            raise ConfigError(f"--target-confidence must be in [0, 1), not {target_confidence}")
         if lr is not None and not lr > 0:
             raise ConfigError(f"--lr must be positive, not {lr}")
         if kl_weight is not None and kl_weight < 0:
@@ -285,9 +292,15 @@ class ModGraph:
             x_val = normalized(node.modality, val.x, node.stats)
             mu, logvar = encode_all(node.vae, x_train.to(device))
             val_mu, _ = encode_all(node.vae, x_val.to(device))
+            # As a target, rows of the forms the modality asks not to aim at count as no class, and
+            # so do those its own recognizer does not confidently see in their reconstruction.
+            confidence = node.modality.training_defaults.link_target_confidence if target_confidence is None \
+                else target_confidence
+            confidence = confidence if name == target or not one_way else 0.0
+            y, val_y = (faithful_targets(node.vae, node.recognizer, xs, _target_labels(f, node.modality), confidence)
+                        for f, xs in ((train, x_train), (val, x_val)))
             prepared[name] = dict(train=train, val=val, x=x_train, x_val=x_val, mu=mu, logvar=logvar, val_mu=val_mu,
-                                  # as a target, rows of the forms the modality asks not to aim at count as no class
-                                  y=_target_labels(train, node.modality), val_y=_target_labels(val, node.modality))
+                                  y=y, val_y=val_y, confidence=confidence, target_rows=int((y >= 0).sum()))
         results = {}
         written = []
         new_edges = {}
@@ -317,7 +330,7 @@ class ModGraph:
         for (src, dst), (assoc, log, settings, mapping, n_pairs, n_candidates) in new_edges.items():
             acc = self._edge_accuracy(src, dst, assoc, mapping, "test")
             metrics = {"accuracy": acc["accuracy"], "test_samples": acc["n"], "val_loss": log["best_val_loss"],
-                       "paired_source_rows": n_pairs}
+                       "paired_source_rows": n_pairs, "target_rows": prepared[dst]["target_rows"]}
             meta = {
                 "kind": "associator", "source": src, "target": dst, "modgraph_version": __version__,
                 "config": {"associator": assoc.config.model_dump(mode="json")},
@@ -327,7 +340,7 @@ class ModGraph:
                 "target_node_created": self.node(dst).meta.get("created"),
                 "training": {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
                              "kl_weight": settings.kl_weight, "seed": seed, "exclude": exclude or {},
-                             "candidates": n_candidates,
+                             "candidates": n_candidates, "target_confidence": prepared[dst]["confidence"],
                              "target_exclude": self.node(dst).modality.target_exclude,
                              "history": log["history"]},
             }
@@ -471,11 +484,12 @@ class ModGraph:
         return {"accuracy": correct / max(1, len(feats)), "n": len(feats)}
 
     def evaluate(self, source: str, target: str, via: list[str] | None = None, split: str = "test",
-                 include: dict[str, list[str]] | None = None) -> dict:
+                 include: dict[str, list[str]] | None = None, judge: Recognizer | None = None) -> dict:
         """Recognition accuracy of translations (``source == target``: VAE reconstruction accuracy).
 
-        The source split is translated along the route, the target's recognizer
-        classifies each output, and the result is compared with the paired class.
+        The source split is translated along the route, the target's recognizer (or
+        ``judge``, any classifier of the target's normalised inputs) classifies each
+        output, and the result is compared with the paired class.
         """
         if split not in ("train", "test", "all"):
             raise ConfigError(f"--split must be test, train or all, not {split!r}")
@@ -497,7 +511,7 @@ class ModGraph:
             x = f.subset(kept).x
             for s in range(0, len(x), 1024):
                 out = self.translate_normalized(path, src.modality.normalize(x[s:s + 1024], src.stats))
-                preds.append(predict(dst.recognizer, out[:, 0]))
+                preds.append(predict(judge or dst.recognizer, out[:, 0]))
         pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
         correct = pred == expected
         per_class = {}

@@ -49,6 +49,11 @@ class TrainingDefaults(BaseModel):
     # Class-matched partners drawn per source sample when training an associator into this
     # modality; the loss takes the closest (1: the paper's Eq. 7 with one random partner).
     link_candidates: int = Field(1, ge=1)
+    # An associator into this modality aims only at training samples whose VAE reconstruction
+    # this modality's recognizer gives at least this probability of their class (modgraph.targets;
+    # 0: every sample, the paper's protocol). Recognizers train with label smoothing 0.05, so
+    # their most confident answer is about 0.955.
+    link_target_confidence: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class ModalityOptions(BaseModel):

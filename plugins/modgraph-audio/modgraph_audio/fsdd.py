@@ -18,6 +18,7 @@ from typing import Literal
 
 from modgraph.errors import ConfigError, DataNotFoundError
 from modgraph.modality import ClassInfo, TrainingDefaults
+from modgraph.targets import FAITHFUL_CONFIDENCE
 from modgraph_audio import features as F
 from modgraph_audio.speech import SpeechModality, SpeechOptions
 from modgraph_audio.speech_profiles import FSDD_PROFILE
@@ -45,7 +46,8 @@ class FSDD(SpeechModality):
     # kl_weight 0.1: reconstructions recognised 91.6% of the time (76.8% with 1.0 and fewer epochs).
     training_defaults = TrainingDefaults(epochs=8, batch_size=64, lr=1e-3, kl_weight=0.1,
                                          recognizer_epochs=4, link_epochs=10,
-                                         link_pairs_per_epoch=20000, link_candidates=8)
+                                         link_pairs_per_epoch=20000, link_candidates=8,
+                                         link_target_confidence=FAITHFUL_CONFIDENCE)
     options_model = FSDDOptions
     speech_profile = FSDD_PROFILE
     feature_version = "1"

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from modgraph.errors import ConfigError, DataNotFoundError
 from modgraph.modality import ClassInfo, TrainingDefaults
+from modgraph.targets import FAITHFUL_CONFIDENCE
 from modgraph_audio.speech import SpeechModality, SpeechOptions
 from modgraph_audio.speech_profiles import GSC_PROFILE
 
@@ -37,7 +38,8 @@ class GSC(SpeechModality):
     # The full v0.02 set has ~54,000 clips of these words: a few epochs go a long way.
     training_defaults = TrainingDefaults(epochs=8, batch_size=128, lr=1e-3, kl_weight=1.0,
                                          recognizer_epochs=4, link_epochs=5,
-                                         link_pairs_per_epoch=20000, link_candidates=8)
+                                         link_pairs_per_epoch=20000, link_candidates=8,
+                                         link_target_confidence=FAITHFUL_CONFIDENCE)
     options_model = GSCOptions
     speech_profile = GSC_PROFILE
     feature_version = "1"

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from modgraph.errors import ConfigError, InputFileError
 from modgraph.modality import ClassInfo, FeatureSet, Modality, ModalityOptions, TrainingDefaults
+from modgraph.targets import FAITHFUL_CONFIDENCE
 from modgraph.models import RecognizerConfig, VAEConfig
 from modgraph_text.encoding import (ALPHABET_DESCRIPTION, ALPHABET_SIZE, MAX_LENGTH, decode, encode, fold,
                                     random_edits, unsupported_characters)
@@ -62,7 +63,8 @@ class Text(Modality):
     input_suffixes = (".txt",)
     output_suffix = ".txt"
     training_defaults = TrainingDefaults(epochs=30, batch_size=128, lr=2e-3, kl_weight=0.5, recognizer_epochs=10,
-                                         link_epochs=10, link_pairs_per_epoch=20000, link_candidates=8)
+                                         link_epochs=10, link_pairs_per_epoch=20000, link_candidates=8,
+                                         link_target_confidence=FAITHFUL_CONFIDENCE)
     options_model: ClassVar[type[ModalityOptions]] = TextOptions
     needs_data: ClassVar[bool] = False  # generated from a seed: there is no folder to miss
     # An associator into text aims at the plain word: "7", "seven" and "the number seven"

@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 
 from modgraph.errors import ConfigError, DataNotFoundError, InputFileError
 from modgraph.modality import ClassInfo, FeatureSet, Modality, ModalityOptions, TrainingDefaults
+from modgraph.targets import FAITHFUL_CONFIDENCE
 from modgraph.models import RecognizerConfig, VAEConfig
 from modgraph_vision.images import IMAGE_SUFFIXES, load_rgb_images, read_rgb_image, write_rgb_png
 
@@ -316,7 +317,8 @@ class GTSRB(Modality):
     # (left and right signs swapped); the class average keeps the arrow where it is.
     training_defaults = TrainingDefaults(
         epochs=7, batch_size=64, lr=1e-3, kl_weight=0.1, recognizer_epochs=3, link_epochs=5,
-        link_pairs_per_epoch=20000, link_candidates=1)
+        link_pairs_per_epoch=20000, link_candidates=1,
+        link_target_confidence=FAITHFUL_CONFIDENCE)
 
     def __init__(self, options: GTSRBOptions | None = None):
         super().__init__(options)
