@@ -181,7 +181,7 @@ def test_selected_class_folder_missing_names_it(tmp_path):
 
 def test_train_origins_are_one_per_track(gtsrb_root):
     root, written = gtsrb_root
-    features = GTSRB().load_features(root, "train")
+    features = GTSRB().with_options({"mirror": False}).load_features(root, "train")
     n = len(written["train"])
     origin_of = {}
     for row, (class_id, track, _) in enumerate(written["train"]):
@@ -198,19 +198,20 @@ def test_train_origins_are_one_per_track(gtsrb_root):
 def test_training_split_gets_seeded_augmented_copies(gtsrb_root):
     root, written = gtsrb_root
     n = len(written["train"])
-    features = GTSRB().load_features(root, "train")
+    unmirrored = GTSRB().with_options({"mirror": False})
+    features = unmirrored.load_features(root, "train")
     assert len(features) == 2 * n and features.augmented.tolist() == [False] * n + [True] * n
     assert torch.equal(features.y[n:], features.y[:n]) and torch.equal(features.origin[n:], features.origin[:n])
     copies = features.x[n:]
     assert copies.min().item() >= 0.0 and copies.max().item() <= 1.0
     assert not torch.allclose(copies, features.x[:n], atol=0.02)  # the lighting changed
-    again = GTSRB().load_features(root, "train")
+    again = unmirrored.load_features(root, "train")
     assert torch.equal(again.x, features.x)  # seeded: the same copies every time
-    other = GTSRB().with_options({"augment_seed": 1, "augment_copies": 2})
+    other = GTSRB().with_options({"augment_seed": 1, "augment_copies": 2, "mirror": False})
     more = other.load_features(root, "train")
     assert len(more) == 3 * n and not torch.equal(more.x[n:2 * n], copies)
-    assert other.cache_key() != GTSRB().cache_key()
-    assert len(GTSRB().with_options({"augment_copies": 0}).load_features(root, "train")) == n
+    assert other.cache_key() != unmirrored.cache_key()
+    assert len(GTSRB().with_options({"augment_copies": 0, "mirror": False}).load_features(root, "train")) == n
     assert not GTSRB().load_features(root, "test").augmented.any()
 
 
@@ -337,3 +338,32 @@ def test_conformance(gtsrb_root, tmp_path):
     modgraph.testing.check_modality(GTSRB(), tmp_path / "check", data_root=root)
     modgraph.testing.check_modality(GTSRB().with_options({"image_size": 17, "class_ids": [1, 2, 3]}),
                                     tmp_path / "check-small")
+
+
+def test_mirrored_signs_swap_sides_and_stay_with_their_track():
+    from modgraph.modality import FeatureSet
+    from modgraph_vision.gtsrb import with_mirrored_signs
+
+    class_ids = [38, 14, 39, 35]  # Keep right, Stop, Keep left, Ahead only
+    x = torch.arange(4 * 3 * 2 * 2, dtype=torch.float32).view(4, 3, 2, 2)  # left and right columns differ
+    features = FeatureSet(x=x, y=torch.tensor([0, 1, 2, 3]), origin=torch.tensor([7, 8, 9, 10]))
+    out = with_mirrored_signs(features, class_ids)
+    assert len(out) == 6  # Keep right and Keep left mirrored; Stop (text) and Ahead only (symmetric) not
+    assert out.y[4:].tolist() == [2, 0]  # Keep right becomes Keep left, and back
+    assert torch.equal(out.x[4], x[0].flip(-1)) and not torch.equal(out.x[4], x[0])
+    assert out.origin[4:].tolist() == [7, 9] and out.augmented.tolist() == [False] * 4 + [True] * 2
+    assert len(with_mirrored_signs(features, [38, 14, 40, 35])) == 4  # Keep left not selected: no pair
+
+
+def test_training_split_gets_mirrored_signs_before_its_copies(gtsrb_root):
+    root, written = gtsrb_root
+    n = len(written["train"])
+    plain = GTSRB().with_options({"mirror": False, "augment_copies": 0}).load_features(root, "train")
+    mirrored = GTSRB().with_options({"augment_copies": 0}).load_features(root, "train")
+    sides = [33, 34, 36, 37, 38, 39]
+    extra = sum(1 for class_id, _, _ in written["train"] if class_id in sides)
+    assert len(plain) == n and len(mirrored) == n + extra
+    assert mirrored.augmented.tolist() == [False] * n + [True] * extra
+    assert len(GTSRB().load_features(root, "train")) == 2 * (n + extra)
+    assert GTSRB().cache_key() != GTSRB().with_options({"mirror": False}).cache_key()
+    assert not GTSRB().load_features(root, "test").augmented.any()
