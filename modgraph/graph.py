@@ -24,7 +24,7 @@ from modgraph.pairing import class_map, compose, paired_subset
 from modgraph.plugins import PluginHost
 from modgraph.registry import Registry
 from modgraph.routing import find_route
-from modgraph.targets import faithful_targets
+from modgraph.targets import cached_confidence, faithful_targets, reconstruction_confidence
 from modgraph.training import (ClassPairSampler, TrainSettings, configure_threads, encode_all, predict,
                                resolve_device, train_associator, train_recognizer, train_vae)
 
@@ -297,8 +297,7 @@ class ModGraph:
             confidence = node.modality.training_defaults.link_target_confidence if target_confidence is None \
                 else target_confidence
             confidence = confidence if name == target or not one_way else 0.0
-            y, val_y = (faithful_targets(node.vae, node.recognizer, xs, _target_labels(f, node.modality), confidence)
-                        for f, xs in ((train, x_train), (val, x_val)))
+            y, val_y = (self._faithful_labels(name, f, xs, confidence) for f, xs in ((train, x_train), (val, x_val)))
             prepared[name] = dict(train=train, val=val, x=x_train, x_val=x_val, mu=mu, logvar=logvar, val_mu=val_mu,
                                   y=y, val_y=val_y, confidence=confidence, target_rows=int((y >= 0).sum()))
         results = {}
@@ -359,6 +358,18 @@ class ModGraph:
                 written.append(str(path))
         distributed.barrier()
         return {"source": source, "target": target, "paths": written, "metrics": results}
+
+    def _faithful_labels(self, name: str, features: FeatureSet, x, min_confidence: float) -> torch.Tensor:
+        """Target labels of ``features`` (see :func:`_target_labels`), -1 where not faithfully reconstructed."""
+        node = self.node(name)
+        y = _target_labels(features, node.modality)
+        if min_confidence == 0.0:
+            return y
+        key = [name, str(node.meta.get("created")), node.modality.cache_key(), features.origin.numpy().tobytes(),
+               features.augmented.numpy().tobytes(), y.numpy().tobytes()]
+        confidence = cached_confidence(self.cache_dir, key,
+                                       lambda: reconstruction_confidence(node.vae, node.recognizer, x, y))
+        return faithful_targets(confidence, y, min_confidence)
 
     def remove_modality(self, name: str) -> list[Path]:
         self._nodes.pop(name, None)
