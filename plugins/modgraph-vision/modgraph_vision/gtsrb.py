@@ -88,6 +88,10 @@ ZOOM_RANGE = (0.9, 1.1)  # < 1 zooms in
 # Signs whose mirror image is another sign. GTSRB has 2,070 Keep right training images
 # and 300 Keep left: mirrored Keep right photos give the rarer side more tracks to learn
 # from (a classic GTSRB augmentation). Symmetric signs are left out (no new class signal).
+# Off by default: on the ten default classes it raised the recognizer from 98.87% to
+# 99.75% and reconstructions from 94.3% to 96.7%, but mirror pairs then sit close in the
+# latent space and the associators mixed up left and right (text->gtsrb 95.8% -> 92.8%,
+# gtsrb->text 94.8% -> 92.9%).
 MIRROR_PAIRS = [(19, 20), (33, 34), (36, 37), (38, 39)]
 SHIFT_RANGE = 0.1  # of half the image side, each axis
 GAIN_RANGE = (0.6, 1.6)
@@ -104,7 +108,7 @@ class GTSRBOptions(ModalityOptions):
         description="augmented copies of each training image (shift, zoom, lighting); 0 turns augmentation off")
     augment_seed: int = Field(0, ge=0, description="seed of the augmented copies (they are cached)")
     mirror: bool = Field(
-        True, description="add mirrored training images of signs whose mirror image is another selected sign "
+        False, description="add mirrored training images of signs whose mirror image is another selected sign "
                           "(Keep right as Keep left, Turn left ahead as Turn right ahead, ...)")
 
     @field_validator("class_ids", mode="before")

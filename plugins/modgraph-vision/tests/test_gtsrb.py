@@ -358,12 +358,12 @@ def test_mirrored_signs_swap_sides_and_stay_with_their_track():
 def test_training_split_gets_mirrored_signs_before_its_copies(gtsrb_root):
     root, written = gtsrb_root
     n = len(written["train"])
-    plain = GTSRB().with_options({"mirror": False, "augment_copies": 0}).load_features(root, "train")
-    mirrored = GTSRB().with_options({"augment_copies": 0}).load_features(root, "train")
+    plain = GTSRB().with_options({"augment_copies": 0}).load_features(root, "train")  # off by default
+    mirrored = GTSRB().with_options({"mirror": True, "augment_copies": 0}).load_features(root, "train")
     sides = [33, 34, 36, 37, 38, 39]
     extra = sum(1 for class_id, _, _ in written["train"] if class_id in sides)
     assert len(plain) == n and len(mirrored) == n + extra
     assert mirrored.augmented.tolist() == [False] * n + [True] * extra
-    assert len(GTSRB().load_features(root, "train")) == 2 * (n + extra)
-    assert GTSRB().cache_key() != GTSRB().with_options({"mirror": False}).cache_key()
+    assert len(GTSRB().with_options({"mirror": True}).load_features(root, "train")) == 2 * (n + extra)
+    assert GTSRB().cache_key() != GTSRB().with_options({"mirror": True}).cache_key()
     assert not GTSRB().load_features(root, "test").augmented.any()
