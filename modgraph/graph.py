@@ -367,7 +367,7 @@ class ModGraph:
             return y
         key = [name, str(node.meta.get("created")), node.modality.cache_key(), features.origin.numpy().tobytes(),
                features.augmented.numpy().tobytes(), y.numpy().tobytes()]
-        confidence = cached_confidence(self.cache_dir, key,
+        confidence = cached_confidence(self.cache_dir, key, len(y),
                                        lambda: reconstruction_confidence(node.vae, node.recognizer, x, y))
         return faithful_targets(confidence, y, min_confidence)
 

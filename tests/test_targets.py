@@ -60,14 +60,17 @@ def test_confidences_are_cached_by_their_key_and_damaged_files_recomputed(tmp_pa
         calls.append(1)
         return torch.tensor([0.25, 0.5])
 
-    first = cached_confidence(tmp_path, ["mnist", b"rows"], compute)
-    again = cached_confidence(tmp_path, ["mnist", b"rows"], compute)
+    first = cached_confidence(tmp_path, ["mnist", b"rows"], 2, compute)
+    again = cached_confidence(tmp_path, ["mnist", b"rows"], 2, compute)
     assert torch.equal(first, again) and len(calls) == 1
-    cached_confidence(tmp_path, ["mnist", b"other rows"], compute)
+    cached_confidence(tmp_path, ["mnist", b"other rows"], 2, compute)
+    assert len(calls) == 2
+    # The file under that key holds 2 values: asked for 3, it is not trusted but scored again.
+    assert torch.equal(cached_confidence(tmp_path, ["mnist", b"rows"], 3, lambda: torch.zeros(3)), torch.zeros(3))
     assert len(calls) == 2
     for path in (tmp_path / "confidence").iterdir():
         path.write_bytes(b"not safetensors")
-    assert torch.equal(cached_confidence(tmp_path, ["mnist", b"rows"], compute), first) and len(calls) == 3
+    assert torch.equal(cached_confidence(tmp_path, ["mnist", b"rows"], 2, compute), first) and len(calls) == 3
 
 
 def test_link_aims_at_the_confident_targets_and_records_it(trained):
