@@ -24,7 +24,8 @@ from modgraph.pairing import class_map, compose, paired_subset
 from modgraph.plugins import PluginHost
 from modgraph.registry import Registry
 from modgraph.routing import find_route
-from modgraph.targets import cached_confidence, faithful_targets, reconstruction_confidence
+from modgraph.targets import (cached_confidence, faithful_targets, reconstruction_confidence,
+                              reconstruction_probabilities)
 from modgraph.training import (ClassPairSampler, TrainSettings, configure_threads, encode_all, predict,
                                resolve_device, train_associator, train_recognizer, train_vae)
 
@@ -534,16 +535,11 @@ class ModGraph:
                 "per_class": per_class}
 
 
-@torch.no_grad()
 def _reconstruction_accuracy(vae: VAE, recognizer: Recognizer, x, y: torch.Tensor) -> float:
-    """How often the recognizer names the class of a reconstruction, batch by batch."""
-    device = next(vae.parameters()).device
-    vae.eval()
-    correct = 0
-    for s in range(0, len(x), 1024):
-        recon = vae.decode(vae.encode(x[s:s + 1024].to(device))[0])
-        correct += int((predict(recognizer, recon).cpu() == y[s:s + 1024]).sum())
-    return correct / len(y) if len(y) else float("nan")
+    """How often the recognizer names the class of a reconstruction (Table 2's metric)."""
+    if not len(y):
+        return float("nan")
+    return (reconstruction_probabilities(vae, recognizer, x).argmax(1) == y).float().mean().item()
 
 
 def _accuracy(recognizer: Recognizer, x: torch.Tensor, y: torch.Tensor) -> float:
