@@ -370,7 +370,12 @@ def main() -> None:
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_one:  # a child: it stores its own result, so nothing is lost if the parent goes
-        result = run_one(json.loads(args.run_one))
+        spec = json.loads(args.run_one)
+        try:
+            result = run_one(spec)
+        except ArithmeticError as exc:  # MultiVae stops on a NaN loss: a finding to report, not a crash
+            result = {**spec, "failed": f"{type(exc).__name__}: {exc}"}
+            print(f"run {_key(spec)} diverged: {result['failed']}", file=sys.stderr, flush=True)
         tmp = args.result.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, indent=2))
         os.replace(tmp, args.result)
@@ -400,10 +405,13 @@ def main() -> None:
                     if code != 0:
                         raise SystemExit(f"run {_key(spec)} failed (exit {code}); see its output above")
                     result = json.loads(path.read_text())
+                    results.append(result)
+                    if "failed" in result:
+                        print(f"    diverged: {result['failed']}", flush=True)
+                        continue
                     print(f"    {result['accuracy']}, reconstruction {result['reconstruction']}, "
                           f"{result['samples_per_second']:.0f} samples/s, "
                           f"peak RSS {result['peak_rss_training_mb']:.0f} MB in training", flush=True)
-                    results.append(result)
     # Earlier runs with the same settings (other models or seeds run before) join the report.
     fixed = {"epochs": args.epochs, "samples_per_epoch": args.samples_per_epoch, "batch_size": args.batch_size,
              "lr": args.lr, "val_pairs": args.val_pairs, "registry": str(args.registry)}
@@ -425,9 +433,15 @@ def report(args, results: list[dict]) -> None:
     for r in results:
         groups.setdefault((r["scenario"], r["fraction"], r["model"]), []).append(r)
     summary = []
-    for (scenario, fraction, model), runs in groups.items():
+    for (scenario, fraction, model), every_run in groups.items():
+        runs = [r for r in every_run if "failed" not in r]
+        diverged = {r["seed"]: r["failed"] for r in every_run if "failed" in r}
         row = {"scenario": scenario, "fraction": fraction, "model": model, "seeds": [r["seed"] for r in runs],
-               "with_singles": runs[0]["with_singles"], "accuracy": {}}
+               "diverged_seeds": sorted(diverged), "diverged": sorted(set(diverged.values())), "accuracy": {}}
+        if not runs:
+            summary.append(row)
+            continue
+        row["with_singles"] = runs[0]["with_singles"]
         for direction in runs[0]["accuracy"]:
             mean, std = _mean_std([r["accuracy"][direction]["accuracy"] for r in runs])
             row["accuracy"][direction] = {"mean": mean, "std": std, "n": runs[0]["accuracy"][direction]["n"],
@@ -462,6 +476,11 @@ def report(args, results: list[dict]) -> None:
                              f"VAEs: all rows; associators: paired rows | {cells[0]} | {cells[1]} | "
                              f"{recon[0]} / {recon[1]} | | | |")
             for row in (r for r in summary if r["scenario"] == scenario and r["fraction"] == fraction):
+                seeds = ",".join(map(str, row["seeds"])) + "".join(
+                    f" (seed {s} diverged: NaN loss)" for s in row["diverged_seeds"]).strip()
+                if not row["seeds"]:
+                    lines.append(f"| {a} <-> {b} | {pct} | {row['model']} | | diverged | diverged | | {seeds} | | |")
+                    continue
                 seen = ("all rows, paired" if fraction >= 1.0 else
                         "paired + unpaired rows (missing-modality support)" if row["with_singles"]
                         else "paired rows only")
@@ -470,7 +489,7 @@ def report(args, results: list[dict]) -> None:
                              f"{fmt(acc[f'{a}->{b}']['mean'], acc[f'{a}->{b}']['std'])} | "
                              f"{fmt(acc[f'{b}->{a}']['mean'], acc[f'{b}->{a}']['std'])} | "
                              f"{fmt(**row['reconstruction'][a])} / {fmt(**row['reconstruction'][b])} | "
-                             f"{','.join(map(str, row['seeds']))} | {row['samples_per_second']['mean']:.0f} | "
+                             f"{seeds} | {row['samples_per_second']['mean']:.0f} | "
                              f"{row['peak_rss_training_mb']['mean']:.0f} |")
     table = "\n".join(lines)
     print(table)

@@ -251,8 +251,8 @@ class ModGraph:
     def link(self, source: str, target: str, *, pairing: str = "concept", paired_fraction: float = 1.0,
              epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
              kl_weight: float | None = None, seed: int = 0, candidates: int | None = None,
-             target_confidence: float | None = None, exclude: dict[str, list[str]] | None = None,
-             one_way: bool = False) -> dict:
+             target_confidence: float | None = None, source_noise: float | None = None,
+             exclude: dict[str, list[str]] | None = None, one_way: bool = False) -> dict:
         """Train both associators between two trained modalities (``one_way``: source->target only), VAEs frozen.
 
         ``candidates``: class-matched partners drawn per source sample, the loss taking the
@@ -260,6 +260,9 @@ class ModGraph:
         ``target_confidence``: aim only at target samples whose reconstruction the target's
         recognizer gives at least this probability of their class (:mod:`modgraph.targets`;
         0 is the paper's protocol; default: the target modality's ``link_target_confidence``).
+        ``source_noise``: the associator trains on mu + source_noise * sigma * eps of the source
+        encoder (1 is the paper's sample, 0 the posterior mean; default: the source modality's
+        ``link_source_noise``).
         """
         if source == target:
             raise ConfigError(f"cannot link {source!r} to itself; a modality's VAE already maps it to itself")
@@ -268,6 +271,8 @@ class ModGraph:
         _positive("candidates", candidates)
         if target_confidence is not None and not 0.0 <= target_confidence < 1.0:
             raise ConfigError(f"--target-confidence must be in [0, 1), not {target_confidence}")
+        if source_noise is not None and not source_noise >= 0:
+            raise ConfigError(f"--source-noise must be zero or positive, not {source_noise}")
         if lr is not None and not lr > 0:
             raise ConfigError(f"--lr must be positive, not {lr}")
         if kl_weight is not None and kl_weight < 0:
@@ -314,6 +319,8 @@ class ModGraph:
                                      device=device, progress=self.progress, description=f"{src} -> {dst}")
             mapping = maps[(src, dst)]
             n_candidates = candidates or d.link_candidates
+            noise = self.node(src).modality.training_defaults.link_source_noise if source_noise is None \
+                else source_noise
             train_pairs = ClassPairSampler(s["train"].y, t["y"], mapping, seed)
             val_pairs = ClassPairSampler(s["val"].y, t["val_y"], mapping, seed + 1)
             if len(train_pairs) == 0:
@@ -324,10 +331,11 @@ class ModGraph:
             assoc = Associator(dst_node.modality.associator_config(src_dim, dst_dim))
             log = train_associator(assoc, s["mu"], s["logvar"], train_pairs, val_pairs, s["val_mu"], dst_node.vae,
                                    t["x"], t["x_val"], dst_node.modality.reconstruction_loss, settings,
-                                   pairs_per_epoch=d.link_pairs_per_epoch, candidates=n_candidates)
-            new_edges[(src, dst)] = (assoc, log, settings, mapping, len(train_pairs), n_candidates)
+                                   pairs_per_epoch=d.link_pairs_per_epoch, candidates=n_candidates,
+                                   source_noise=noise)
+            new_edges[(src, dst)] = (assoc, log, settings, mapping, len(train_pairs), n_candidates, noise)
         outputs = []
-        for (src, dst), (assoc, log, settings, mapping, n_pairs, n_candidates) in new_edges.items():
+        for (src, dst), (assoc, log, settings, mapping, n_pairs, n_candidates, noise) in new_edges.items():
             acc = self._edge_accuracy(src, dst, assoc, mapping, "test")
             metrics = {"accuracy": acc["accuracy"], "test_samples": acc["n"], "val_loss": log["best_val_loss"],
                        "paired_source_rows": n_pairs, "target_rows": prepared[dst]["target_rows"]}
@@ -341,6 +349,7 @@ class ModGraph:
                 "training": {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
                              "kl_weight": settings.kl_weight, "seed": seed, "exclude": exclude or {},
                              "candidates": n_candidates, "target_confidence": prepared[dst]["confidence"],
+                             "source_noise": noise,
                              "target_exclude": self.node(dst).modality.target_exclude,
                              "history": log["history"]},
             }

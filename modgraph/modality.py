@@ -54,6 +54,11 @@ class TrainingDefaults(BaseModel):
     # 0: every sample, the paper's protocol). Recognizers train with label smoothing 0.05, so
     # their most confident answer is about 0.955.
     link_target_confidence: float = Field(0.0, ge=0.0, lt=1.0)
+    # An associator *from* this modality trains on z = mu + link_source_noise * sigma * eps,
+    # drawn from this modality's encoder (1: the paper's sample of q(z|x); 0: the posterior
+    # mean, which is what translate feeds it). Lower it when the VAE's posteriors are wide
+    # against the spread of their means, so that samples of one class land on another.
+    link_source_noise: float = Field(1.0, ge=0.0)
 
 
 class ModalityOptions(BaseModel):

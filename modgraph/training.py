@@ -291,6 +291,13 @@ class ClassPairSampler:
         return src, (tgt[:, 0] if candidates == 1 else tgt)
 
 
+def source_sample(mu: torch.Tensor, logvar: torch.Tensor, noise: float) -> torch.Tensor:
+    """An associator's training input: mu + noise * sigma * eps (1: E_i's sample, as in the paper; 0: mu)."""
+    if noise == 0:
+        return mu
+    return mu + noise * torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
 def associator_loss(associator: Associator, target_vae: VAE, z_source: torch.Tensor, x_target: torch.Tensor,
                     kind: str, kl_weight: float, sample: bool = True) -> torch.Tensor:
     """Eq. 7 per sample: ||x_j - D_j(z_ji)||^2 (or the BCE analogue) + kl_weight * KL(q(z_ji|x_i) || N(0, I)).
@@ -315,7 +322,8 @@ def associator_loss(associator: Associator, target_vae: VAE, z_source: torch.Ten
 def train_associator(associator: Associator, source_mu: torch.Tensor, source_logvar: torch.Tensor,
                      train_pairs: ClassPairSampler, val_pairs: ClassPairSampler, val_source_mu: torch.Tensor,
                      target_vae: VAE, target_x: torch.Tensor, val_target_x: torch.Tensor, kind: str,
-                     settings: TrainSettings, pairs_per_epoch: int | None = None, candidates: int = 1) -> dict:
+                     settings: TrainSettings, pairs_per_epoch: int | None = None, candidates: int = 1,
+                     source_noise: float = 1.0) -> dict:
     """Cross-modal phase for one direction, the target VAE frozen (its decoder only passes gradients).
 
     An epoch is ``pairs_per_epoch`` pairs (default: one pass over the paired source
@@ -344,7 +352,7 @@ def train_associator(associator: Associator, source_mu: torch.Tensor, source_log
             src, tgt = train_pairs.draw(limit=per_epoch, candidates=candidates)
             running = 0.0
             for i, (s, t) in enumerate(distributed.batch_shares(settings.batch_size, src.to(device), tgt.to(device))):
-                z = reparameterize(source_mu[s], source_logvar[s])  # E_i's sample, as in the paper
+                z = source_sample(source_mu[s], source_logvar[s], source_noise)
                 loss = associator_loss(model, target_vae, z, target_x[t], kind, settings.kl_weight).mean()
                 _check_finite(loss, "associator training", epoch, settings)
                 _step(model, opt, loss, settings.grad_clip)
