@@ -118,7 +118,11 @@ def signs(args, fig: dict, reg: Path) -> None:
     a, t = fig["accuracy"], fig["timings_s"]
     base_nodes(args, mg, reg, fig, ("mnist",))
     kept = args.keep and all((reg / "nodes" / f"{n}.safetensors").exists() for n in ("gtsrb", "text"))
-    if kept:  # a resumed run: the nodes stay, the links are retrained, growth is not measured
+    if kept:  # a resumed run: the nodes stay, the links are retrained, growth is the nodes' run's
+        previous = args.work / "signs.json"
+        if previous.exists() and "growth" in json.loads(previous.read_text()):
+            old = json.loads(previous.read_text())
+            fig["growth"] = {**old["growth"], "measured": old["growth"].get("measured", old["date"])}
         for name in ("gtsrb", "text"):
             m = mg.node(name).meta["metrics"]
             a[f"{name} recognizer"] = round(m["recognizer_accuracy"], 4)
@@ -137,7 +141,7 @@ def signs(args, fig: dict, reg: Path) -> None:
         link(mg, fig, args, "gtsrb", "text")
         after = hashes(reg)
         names = [n for n in mg.graph().nodes if n != "gtsrb"]
-        fig["growth"] = {"files_before": len(before),
+        fig["growth"] = {"measured": fig["date"], "files_before": len(before),
                          "changed": sorted(k for k, v in before.items() if after.get(k) != v),
                          "new_reaches": {n: mg.route("gtsrb", n) for n in names},
                          "reaches_new": {n: mg.route(n, "gtsrb") for n in names}}
@@ -214,7 +218,9 @@ def render(args) -> None:
          f"{pct('gtsrb-256->text')} / {pct('text->gtsrb-256')} (64-dim: {pct('gtsrb->text')} / {pct('text->gtsrb')})"),
         ("adding gtsrb to mnist <-> text and linking it to text", "no byte of an existing file changes",
          f"{len(g['changed'])} of {g['files_before']} files changed; gtsrb reaches and is reached from "
-         f"{'every node' if not unreachable else 'all but ' + ', '.join(unreachable)}" if "growth" in fig else
+         f"{'every node' if not unreachable else 'all but ' + ', '.join(unreachable)}"
+         + (f" (measured {g['measured']}, when these nodes were added)" if g.get("measured", fig["date"]) != fig["date"]
+            else "") if "growth" in fig else
          "not measured in this run (the signs part was resumed with its nodes kept); tests/test_growth.py "
          "compares the hashes"),
         ("gsc on the 300-clip sample", "runs to the end, eval reports a figure",
