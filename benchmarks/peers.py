@@ -331,6 +331,10 @@ def modgraph_figures(out: Path) -> tuple[dict, str]:
             for node, metrics in (payload.get("nodes") or {}).items():
                 if isinstance(metrics, dict) and isinstance(metrics.get("reconstruction_accuracy"), (int, float)):
                     figures[f"{node}->{node}"] = (float(metrics["reconstruction_accuracy"]), None)
+            for key, a in (payload.get("aggregate") or {}).items():  # paper_tables.json: % over seeds
+                node, _, what = key.partition(" ")
+                if what == "reconstruction" and isinstance(a, dict) and a.get("mean") is not None:
+                    figures[f"{node}->{node}"] = (a["mean"] / 100, None if a.get("std") is None else a["std"] / 100)
             for key, value in cross.items():
                 if isinstance(value, dict) and "mean" in value:
                     figures[key] = (value["mean"], value.get("std"))
