@@ -480,8 +480,8 @@ def report(args, results: list[dict]) -> None:
                              f"VAEs: all rows; associators: paired rows | {cells[0]} | {cells[1]} | "
                              f"{recon[0]} / {recon[1]} | | | |")
             for row in (r for r in summary if r["scenario"] == scenario and r["fraction"] == fraction):
-                seeds = ",".join(map(str, row["seeds"])) + "".join(
-                    f" (seed {s} diverged: NaN loss)" for s in row["diverged_seeds"]).strip()
+                seeds = (",".join(map(str, row["seeds"])) + "".join(
+                    f" (seed {s} diverged: NaN loss)" for s in row["diverged_seeds"])).strip()
                 if not row["seeds"]:
                     lines.append(f"| {a} <-> {b} | {pct} | {row['model']} | | diverged | diverged | | {seeds} | | |")
                     continue
