@@ -76,6 +76,10 @@ def main() -> None:
     parser.add_argument("--skip-gtsrb-text", action="store_true", help="leave out gtsrb, text and their link")
     parser.add_argument("--resume", action="store_true",
                         help="keep each seed's saved figures and registry; run only the steps missing")
+    parser.add_argument("--note", default="", help="a paragraph for paper_tables.md (for example what a run cut)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the tables from each seed's saved figures, training nothing (a seed's missing "
+                             "steps show as not measured, or with fewer seeds)")
     parser.add_argument("--redo", nargs="+", default=[], choices=[f"{a}-{b}" for a, b, _ in LINKS],
                         help="with --resume: train these Table 1 links again (and the figures built on them), "
                              "for example after a change of their defaults")
@@ -86,7 +90,10 @@ def main() -> None:
         parser.error("--redo retrains links of a resumed run; add --resume")
     if any(not 0 < f <= 1 for f in args.fractions):
         parser.error("--fractions must each be in (0, 1]")
-    args.command = "python " + " ".join(sys.argv)
+    argv = list(sys.argv)
+    if "--note" in argv:  # the note is printed below the command, not inside it
+        argv[argv.index("--note") + 1] = "..."
+    args.command = "python " + " ".join(argv)
     shout_if_quick(args.budget)
     available = ModGraph(data_root=args.data_root, progress=False).available_modalities()
     extras = [] if args.skip_gtsrb_text else [m for m in EXTRA_MODALITIES if m in available]
@@ -96,8 +103,16 @@ def main() -> None:
     modalities = BASE_MODALITIES + extras
     parts = {}
     for seed in args.seeds:
+        if args.report_only:
+            path = args.work / f"seed{seed}.json"
+            if not path.exists():
+                sys.exit(f"{path}: no saved figures for seed {seed}; run without --report-only first")
+            parts[seed] = json.loads(path.read_text())
+            continue
         parts[seed] = run_seed(args, seed, modalities)
         write_outputs(args, parts, modalities)  # after every seed, so a long run leaves figures as it goes
+    if args.report_only:
+        write_outputs(args, parts, modalities)
     shout_if_quick(args.budget)
     print(f"wrote {args.out / 'paper_tables.json'}, {args.out / 'paper_tables.md'}, {args.out / 'paper_fig6.png'}; "
           "docs/results.md: python benchmarks/render_results.py")
@@ -227,7 +242,10 @@ def cell(agg: dict, key: str) -> str:
     if key not in agg:
         return "not measured"
     a = agg[key]
-    return f"{a['mean']:.2f} ± {a['std']:.2f}" if a["std"] is not None else f"{a['mean']:.2f} (1 seed)"
+    fewer = a["n"] < max(v["n"] for v in agg.values())  # a seed that did not measure it (a cut run)
+    if a["std"] is None:
+        return f"{a['mean']:.2f} (1 seed)"
+    return f"{a['mean']:.2f} ± {a['std']:.2f}" + (f" ({a['n']} seeds)" if fewer else "")
 
 
 def bar_cell(agg: dict, key: str) -> str:
@@ -364,7 +382,7 @@ def write_outputs(args, parts: dict[int, dict], modalities: list[str]) -> None:
         "the paper's GSC figures are shown beside our FSDD ones, and its GTSRB <-> GSC figures beside our "
         "GTSRB <-> text. The paper's Figure 6 plots F-MNIST -> MNIST, MNIST -> GSC and F-MNIST -> GSC and gives "
         "no numbers in its text, so it has no paper column here. Bars: issue 2's (issue 3's where marked), "
-        "compared with the mean.\n\n" + body + "\n![Figure 6: FSDD <-> MNIST against the paired fraction]"
+        "compared with the mean.\n\n" + (f"{args.note}\n\n" if args.note else "") + body + "\n![Figure 6: FSDD <-> MNIST against the paired fraction]"
         "(paper_fig6.png)\n")
     print(body, flush=True)
 
