@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 
 from modgraph.errors import ConfigError, DataNotFoundError, InputFileError
 from modgraph.modality import ClassInfo, FeatureSet, Modality, ModalityOptions, TrainingDefaults
+from modgraph.targets import FAITHFUL_CONFIDENCE
 from modgraph.models import RecognizerConfig, VAEConfig
 from modgraph_vision.images import IMAGE_SUFFIXES, load_rgb_images, read_rgb_image, write_rgb_png
 
@@ -344,14 +345,11 @@ class GTSRB(Modality):
     # by lighting and background, not by the arrow (left and right signs swapped). With faithful
     # targets (0.93), text->gtsrb on one node: 90.1% with one partner, 95.8% with 3, 71.3% with 8;
     # on a second node trained alike: 89.7% with one, 60.6% with 3. One is the safe choice.
-    # Targets: every training photo (0, the paper's), not only the faithfully reconstructed ones.
-    # Once text's associators learned from its encoder's mean, text->gtsrb on two nodes was
-    # 99.7% and 76.0% with 0.93 (Go straight or left 4%: its few faithful photos), 99.5% and
-    # 99.5% with 0.
     # Recognizer: 3 epochs gave 98.87% and 97.08% test accuracy on two runs; 5 give it room.
     training_defaults = TrainingDefaults(
         epochs=7, batch_size=64, lr=1e-3, kl_weight=0.1, recognizer_epochs=5, link_epochs=5,
-        link_pairs_per_epoch=20000, link_candidates=1, link_target_confidence=0.0)
+        link_pairs_per_epoch=20000, link_candidates=1,
+        link_target_confidence=FAITHFUL_CONFIDENCE)
 
     def __init__(self, options: GTSRBOptions | None = None):
         super().__init__(options)
