@@ -120,8 +120,8 @@ def signs(args, fig: dict, reg: Path) -> None:
     kept = args.keep and all((reg / "nodes" / f"{n}.safetensors").exists() for n in ("gtsrb", "text"))
     if kept:  # a resumed run: the nodes stay, the links are retrained, growth is the nodes' run's
         previous = args.work / "signs.json"
-        if previous.exists() and "growth" in json.loads(previous.read_text()):
-            old = json.loads(previous.read_text())
+        old = json.loads(previous.read_text()) if previous.exists() else {}
+        if "growth" in old:
             fig["growth"] = {**old["growth"], "measured": old["growth"].get("measured", old["date"])}
         for name in ("gtsrb", "text"):
             m = mg.node(name).meta["metrics"]
