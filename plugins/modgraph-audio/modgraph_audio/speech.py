@@ -21,6 +21,7 @@ from modgraph.errors import ConfigError
 from modgraph.modality import FeatureSet, Modality, ModalityOptions
 from modgraph.models import RecognizerConfig, VAEConfig
 from modgraph_audio import features as F
+from modgraph_audio.speech_profiles import GSC_PROFILE
 
 # Waveform augmentation of the training split (chosen with a leave-one-speaker-out experiment).
 SPEED_RANGE = (0.85, 1.15)  # resampling factor: tempo and pitch move together, like another voice
@@ -47,6 +48,10 @@ class SpeechOptions(ModalityOptions):
         description="augmented copies of each training clip (speed, shift, noise); 0 turns augmentation off")
     augment_seed: int = Field(0, ge=0, description="seed of the augmented copies (they are cached)")
     mean_norm: bool = Field(True, description="per-utterance cepstral mean normalisation (removes channel tilt)")
+    var_norm: bool = Field(False, description="per-utterance cepstral variance normalisation (after the mean's)")
+    trim_db: float = Field(0.0, ge=0.0, le=80.0,
+                           description="cut leading and trailing frames this many dB below the loudest before "
+                                       "centring the word in the second (0: keep the recording as it is)")
 
 
 class SpeechModality(Modality):
@@ -99,9 +104,9 @@ class SpeechModality(Modality):
         waves, rates = [], []
         for path in paths:
             wave, rate, _notes = F.read_audio(path)
-            waves.append(torch.from_numpy(wave))
+            waves.append(self._trimmed(torch.from_numpy(wave), rate))
             rates.append(rate)
-        x = F.mfcc(F.to_clips(waves, rates), self.options.mean_norm)
+        x = self._mfcc(F.to_clips(waves, rates))
         y = torch.tensor(labels, dtype=torch.long)
         copies = self.options.augment_copies if augment else 0
         if copies == 0:
@@ -113,13 +118,24 @@ class SpeechModality(Modality):
                 aug_waves.append(augment_waveform(wave, rate, rng))  # already one second long
                 aug_rates.append(rate)
                 origin.append(row)
-        x_aug = F.mfcc(F.to_clips(aug_waves, aug_rates), self.options.mean_norm)
+        x_aug = self._mfcc(F.to_clips(aug_waves, aug_rates))
         n = len(paths)
         origin_t = torch.cat([torch.arange(n), torch.tensor(origin, dtype=torch.long)])
         return FeatureSet(
             x=torch.cat([x, x_aug]), y=y[origin_t], origin=origin_t,
             augmented=torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(len(origin), dtype=torch.bool)]),
             groups={"speaker": [speakers[i] for i in origin_t.tolist()]})
+
+    def _trimmed(self, wave: torch.Tensor, rate: int, notes: list[str] | None = None) -> torch.Tensor:
+        if not self.options.trim_db:
+            return wave
+        trimmed = F.trim_silence(wave, rate, self.options.trim_db)
+        if notes is not None and len(trimmed) < len(wave):
+            notes.append(f"cut {(len(wave) - len(trimmed)) / rate:.2f} s of silence around the speech")
+        return trimmed
+
+    def _mfcc(self, clips: torch.Tensor) -> torch.Tensor:
+        return F.mfcc(clips, self.options.mean_norm, self.options.var_norm)
 
     def fit_normalization(self, x: torch.Tensor) -> dict[str, list[float]]:
         """Mean and standard deviation of each MFCC coefficient over clips and frames."""
@@ -181,23 +197,28 @@ class SpeechModality(Modality):
             wave, rate, notes = F.read_audio(Path(path))
             if rate != F.SAMPLE_RATE:
                 notes.append(f"resampled {rate} Hz to {F.SAMPLE_RATE} Hz")
+            wave = self._trimmed(torch.from_numpy(wave), rate, notes)
             length = F.length_note(len(wave), rate)
             if length:
                 notes.append(length)
-            waves.append(torch.from_numpy(wave))
+            waves.append(wave)
             rates.append(rate)
             all_notes.append(notes)
-        return F.mfcc(F.to_clips(waves, rates), self.options.mean_norm), all_notes
+        return self._mfcc(F.to_clips(waves, rates)), all_notes
 
     def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
         """Write the clip resynthesised from raw MFCCs ``x`` to ``path`` (16 kHz wav) and its picture to ``.png``.
 
         The wav is made from ``x`` restored to the modality's :attr:`speech_profile` (speech
         frames, spectral spread and envelope; see ``features.restore_speech``); the picture
-        shows ``x`` as given.
+        shows ``x`` as given (with ``var_norm``, after coefficients 1-39 got the profile's spread back:
+        see ``features.undo_variance_norm``).
         """
         path = Path(path)
         x = torch.as_tensor(x, dtype=torch.float32).reshape(self.input_shape)
+        if self.options.var_norm:
+            spread = (self.speech_profile or GSC_PROFILE).spread[1:]  # GSC's: speech recorded at 16 kHz
+            x = F.undo_variance_norm(x, torch.tensor(spread)).reshape(self.input_shape)
         wave = F.mfcc_to_waveform(x, profile=self.speech_profile, mean_norm=self.options.mean_norm)
         wav = F.write_wav(path, wave[0])
         png = F.write_mfcc_png(path.with_suffix(".png"), x)

@@ -168,3 +168,16 @@ def test_written_speech_reads_back_silent_around_the_word(audio):
     sounding = again[0, 0] > FLOOR_C0 + 1
     original = x[0, 0] > FLOOR_C0 + 1
     assert sounding[original].float().mean() > 0.9 and sounding.sum() <= speech.sum() + 2
+
+
+def test_trim_silence_cuts_to_the_sound(audio):
+    rate = 8000
+    word = torch.from_numpy(audio.tone(0.3, rate, 300))
+    wave = torch.cat([torch.zeros(2000), 1e-4 * torch.randn(1000), word, torch.zeros(3000)])
+    cut = F.trim_silence(wave, rate, 30.0)
+    assert abs(len(cut) - len(word)) <= 2 * rate // 100  # within a frame at each end
+    assert cut.abs().max() == word.abs().max()
+    assert len(F.trim_silence(wave, rate, 80.0)) > len(cut)  # a lower threshold keeps the faint noise
+    silence = torch.zeros(rate)
+    assert torch.equal(F.trim_silence(silence, rate, 30.0), silence)
+    assert torch.equal(F.trim_silence(word[:5], rate, 30.0), word[:5])

@@ -172,6 +172,7 @@ def test_write_file_writes_a_16k_wav_and_a_png(fsdd, tmp_path, wav_8k):
 
 
 def test_resynthesised_wav_has_correlated_mfcc(fsdd, tmp_path, wav_8k):
+    fsdd = fsdd.with_options({"trim_db": 0})  # frame by frame: reading back must not re-centre the word
     x, _ = fsdd.read_file(wav_8k)
     wav, _ = fsdd.write_file(x, tmp_path / "again.wav")
     y, _ = fsdd.read_file(wav)
@@ -225,6 +226,52 @@ def test_cepstral_mean_normalisation_is_the_default_and_optional(tmp_path, wav_8
     assert raw[0, 1:, sounding].mean(dim=1).abs().max() > 1.0
     assert torch.equal(x[0, 0], raw[0, 0])  # level and padding untouched
     assert torch.equal(x[0, 1:, ~sounding], raw[0, 1:, ~sounding])
+
+
+def test_cepstral_variance_normalisation_gives_each_coefficient_unit_spread(tmp_path, wav_8k, audio):
+    x, _ = FSDD().read_file(wav_8k)
+    vn = FSDD().with_options({"var_norm": True})
+    y, _ = vn.read_file(wav_8k)
+    sounding = x[0, 0] > -640 + 1
+    assert (~sounding).any()  # the fixture is padded: silent frames must stay silent
+    torch.testing.assert_close(y[0, 1:].pow(2).mean(dim=1), torch.ones(39), atol=2e-3, rtol=0)
+    assert torch.equal(y[0, 0], x[0, 0])  # the level is kept
+    assert y[0, 1:, ~sounding].abs().max() < 1e-3  # silence stays (numerically) zero
+    # a louder and a quieter speaker alike: the spread is gone, the shape over time stays
+    torch.testing.assert_close(y[0, 1:], x[0, 1:] / x[0, 1:].pow(2).mean(dim=1, keepdim=True).sqrt(),
+                               atol=1e-2, rtol=1e-3)
+    assert "var_norm" in vn.cache_key() and vn.cache_key() != FSDD().cache_key()
+
+
+def test_variance_normalised_outputs_are_written_with_a_speech_spread(tmp_path, wav_8k):
+    vn = FSDD().with_options({"var_norm": True, "trim_db": 0})  # frame by frame, as written
+    x, _ = vn.read_file(wav_8k)
+    wav, png = vn.write_file(x, tmp_path / "vn.wav")
+    assert soundfile.info(str(wav)).frames == 16000 and png.exists()
+    back = F.undo_variance_norm(x, torch.tensor(FSDD_PROFILE.spread[1:]))
+    speech = F.speech_frames(back)[0]
+    spread = back[0, 1:, speech].std(dim=1, unbiased=False)
+    # the profile's spread over the speech frames, within the clip's own variation
+    ratio = spread / torch.tensor(FSDD_PROFILE.spread[1:])
+    assert 0.5 < ratio.median() < 2.0
+    again, _ = vn.read_file(wav)  # what was written reads back close to what went in
+    assert torch.corrcoef(torch.stack([x[0, 1:].flatten(), again[0, 1:].flatten()]))[0, 1] > 0.6
+
+
+def test_trimming_centres_the_word_whenever_it_was_said(tmp_path, audio):
+    word = audio.tone(0.3, 8000, 300, 900)
+    early = audio.write_wav(tmp_path / "early.wav", np.concatenate([np.zeros(400), word, np.zeros(4000)]), 8000)
+    late = audio.write_wav(tmp_path / "late.wav", np.concatenate([np.zeros(4000), word, np.zeros(400)]), 8000)
+    plain = FSDD().with_options({"trim_db": 0})
+    (a, b), _ = plain.read_files([early, late])
+    assert (a - b).abs().max() > 10  # as recorded: the word sits at different frames
+    trim = FSDD()
+    assert trim.options.trim_db == 30  # fsdd's default (gsc's clips are kept as recorded)
+    assert GSC().options.trim_db == 0
+    (a, b), notes = trim.read_files([early, late])
+    torch.testing.assert_close(a, b, atol=1e-2, rtol=1e-3)  # cut and centred: the same clip
+    assert any(n.startswith("cut 0.5") and "silence" in n for n in notes[0])
+    assert trim.cache_key() != plain.cache_key()
 
 
 def test_download_extracts_only_the_recordings(tmp_path, wav_8k):
