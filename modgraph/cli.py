@@ -164,6 +164,8 @@ def plugins_cmd():
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option("--kl-weight", type=float, help="lambda_int of Eq. 6.")
+@click.option("--vae-target", type=click.Choice(["input", "original"]),
+              help="What an augmented copy reconstructs: itself (Eq. 6) or its original [default: the modality's].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--download", is_flag=True, help="Download the dataset if it is not under the data root.")
 @click.option("--option", "option", multiple=True, metavar="KEY=VALUE", help="A modality option (repeatable).")
@@ -172,13 +174,14 @@ def plugins_cmd():
               help="Leave rows out of training, e.g. speaker=jackson (repeatable).")
 @_common
 @_scale_out
-def add_modality_cmd(name, latent_dim, epochs, recognizer_epochs, batch_size, lr, kl_weight, seed, download,
-                     option, options_file, exclude, registry, data_root, device, precision):
+def add_modality_cmd(name, latent_dim, epochs, recognizer_epochs, batch_size, lr, kl_weight, vae_target, seed,
+                     download, option, options_file, exclude, registry, data_root, device, precision):
     """Intra-modal phase: train NAME's VAE and recognizer into the registry."""
     mg = _graph(registry, data_root, device, precision=precision)
     report = mg.add_modality(name, latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, lr=lr,
                              kl_weight=kl_weight, recognizer_epochs=recognizer_epochs, seed=seed, download=download,
-                             options=_options(option, options_file), exclude=_pairs(exclude, "--exclude"))
+                             options=_options(option, options_file), exclude=_pairs(exclude, "--exclude"),
+                             vae_target=vae_target)
     m = report["metrics"]
     click.echo(f"Wrote {report['path']} (latent {report['latent_dim']})")
     click.echo(f"  recognizer test accuracy:      {_pct(m['recognizer_accuracy'])}")

@@ -27,7 +27,7 @@ from modgraph.routing import find_route
 from modgraph.targets import (cached_confidence, faithful_targets, reconstruction_confidence,
                               reconstruction_probabilities)
 from modgraph.training import (ClassPairSampler, TrainSettings, configure_threads, encode_all, predict,
-                               resolve_device, train_associator, train_recognizer, train_vae)
+                               original_rows, resolve_device, train_associator, train_recognizer, train_vae)
 
 VAL_FRACTION = 0.1
 
@@ -134,7 +134,10 @@ class ModGraph:
         if cached is not None and cached.meta.get("created") == meta.get("created"):
             return cached
         try:
-            modality = self.modality(name, meta.get("options") or None)
+            options = meta.get("options")
+            if options is not None:  # fields added since the node was trained keep the behaviour it had
+                options = {**self.modality(name).options_model.legacy, **options}
+            modality = self.modality(name, options or None)
         except UnknownModalityError as exc:
             raise UnknownModalityError(f"registry node {name!r} was made by plugin {meta.get('plugin')!r}, "
                                        f"which is not installed here: {exc}") from None
@@ -178,11 +181,14 @@ class ModGraph:
     def add_modality(self, name: str, *, latent_dim: int | None = None, epochs: int | None = None,
                      batch_size: int | None = None, lr: float | None = None, kl_weight: float | None = None,
                      recognizer_epochs: int | None = None, seed: int = 0, download: bool = False,
-                     options: dict | None = None, exclude: dict[str, list[str]] | None = None) -> dict:
+                     options: dict | None = None, exclude: dict[str, list[str]] | None = None,
+                     vae_target: str | None = None) -> dict:
         """Train a modality's VAE and recognizer and store them as a registry node.
 
         The node replaces an existing one only after training succeeded; associators
-        linked to the old node become stale and must be re-linked.
+        linked to the old node become stale and must be re-linked. ``vae_target``:
+        ``"input"`` (Eq. 6) or ``"original"`` (augmented copies reconstruct their original;
+        see :class:`~modgraph.modality.TrainingDefaults`); default the modality's.
         """
         modality = self.modality(name, options)
         d = modality.training_defaults
@@ -194,6 +200,9 @@ class ModGraph:
             raise ConfigError(f"--lr must be positive, not {lr}")
         if kl_weight is not None and kl_weight < 0:
             raise ConfigError(f"--kl-weight must be zero or positive, not {kl_weight}")
+        vae_target = vae_target or d.vae_target
+        if vae_target not in ("input", "original"):
+            raise ConfigError(f"--vae-target must be 'input' or 'original', not {vae_target!r}")
         device = distributed.setup(self.device)
         train_all = _select(self.features(modality, "train", download), exclude)
         test = _select(self.features(modality, "test", download), exclude).originals()
@@ -209,7 +218,9 @@ class ModGraph:
                                  precision=self.precision)
         torch.manual_seed(seed)
         vae = VAE(modality.vae_config(latent_dim))
-        vae_log = train_vae(vae, xt, xv, modality.reconstruction_loss, settings, augment=modality.augment_batch)
+        target_rows = original_rows(train.origin, train.augmented) if vae_target == "original" else None
+        vae_log = train_vae(vae, xt, xv, modality.reconstruction_loss, settings, augment=modality.augment_batch,
+                            target_rows=target_rows)
         rec_settings = TrainSettings(epochs=recognizer_epochs or d.recognizer_epochs, batch_size=settings.batch_size,
                                      lr=2e-3, kl_weight=0.0, seed=seed, device=device, progress=self.progress,
                                      description=f"{name} recognizer", precision=self.precision)
@@ -236,6 +247,7 @@ class ModGraph:
                      "exclude": exclude or {}},
             "training": {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
                          "kl_weight": settings.kl_weight, "recognizer_epochs": rec_settings.epochs, "seed": seed,
+                         "vae_target": vae_target,
                          "device": str(device), "precision": self.precision,
                          "processes": distributed.world_size(), "history": vae_log["history"]},
         }

@@ -10,7 +10,7 @@ import abc
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Iterable, Literal, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Literal, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,12 +59,23 @@ class TrainingDefaults(BaseModel):
     # mean, which is what translate feeds it). Lower it when the VAE's posteriors are wide
     # against the spread of their means, so that samples of one class land on another.
     link_source_noise: float = Field(1.0, ge=0.0)
+    # What the VAE reconstructs from an augmented training copy: the copy itself ("input",
+    # Eq. 6 as written) or the original it was made from ("original": a denoising VAE, whose
+    # encoder learns to give a copy its original's latent, so the latent keeps what the
+    # augmentation leaves alone). Rows that are not augmented copies always reconstruct themselves.
+    vae_target: Literal["input", "original"] = "input"
 
 
 class ModalityOptions(BaseModel):
-    """Options a modality accepts (``--option key=value``); subclass to add fields."""
+    """Options a modality accepts (``--option key=value``); subclass to add fields.
+
+    ``legacy``: for a field added after nodes were trained, the value that reproduces what
+    those nodes were trained with, when it is not the new default. A stored node whose
+    options lack the field is rebuilt with this value, so its inputs are prepared as before.
+    """
 
     model_config = ConfigDict(extra="forbid")
+    legacy: ClassVar[dict[str, Any]] = {}
 
 
 @dataclass

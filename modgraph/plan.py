@@ -28,6 +28,7 @@ class ModalitySpec(BaseModel):
     batch_size: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0)
     kl_weight: float | None = Field(None, ge=0)
+    vae_target: Literal["input", "original"] | None = None
     seed: int = 0
     options: dict[str, Any] = Field(default_factory=dict, description="modality options (--option key=value)")
     exclude: dict[str, list[str]] = Field(default_factory=dict, description="rows left out, e.g. speaker")
@@ -131,7 +132,8 @@ def node_argv(name: str, spec: ModalitySpec) -> list[str]:
     argv = ["modgraph", "add-modality", name]
     argv += _flags([("--latent-dim", spec.latent_dim), ("--epochs", spec.epochs),
                     ("--recognizer-epochs", spec.recognizer_epochs), ("--batch-size", spec.batch_size),
-                    ("--lr", spec.lr), ("--kl-weight", spec.kl_weight), ("--seed", spec.seed or None)])
+                    ("--lr", spec.lr), ("--kl-weight", spec.kl_weight), ("--vae-target", spec.vae_target),
+                    ("--seed", spec.seed or None)])
     for key, value in spec.options.items():
         argv += ["--option", f"{key}={_option_value(value)}"]
     return argv + _excludes(spec.exclude)
@@ -176,12 +178,14 @@ def node_changes(mg, name: str, spec: ModalitySpec) -> list[str]:
     recorded = {"latent_dim": ((meta.get("config") or {}).get("vae") or {}).get("latent_dim"),
                 **{k: training.get(k) for k in ("epochs", "recognizer_epochs", "batch_size", "lr", "kl_weight",
                                                   "seed")},
+                "vae_target": training.get("vae_target", "input"),  # nodes from before the setting: Eq. 6
                 "options": meta.get("options") or {},
                 "exclude": _sorted_groups((meta.get("data") or {}).get("exclude"))}
     wanted = {"latent_dim": spec.latent_dim or modality.default_latent_dim, "epochs": spec.epochs or d.epochs,
               "recognizer_epochs": spec.recognizer_epochs or d.recognizer_epochs,
               "batch_size": spec.batch_size or d.batch_size, "lr": spec.lr or d.lr,
               "kl_weight": d.kl_weight if spec.kl_weight is None else spec.kl_weight, "seed": spec.seed,
+              "vae_target": spec.vae_target or d.vae_target,
               "options": modality.options.model_dump(mode="json"), "exclude": _sorted_groups(spec.exclude)}
     return _differences(recorded, wanted)
 

@@ -152,11 +152,19 @@ def vae_loss_eval(vae: VAE, x: torch.Tensor, kind: str, kl_weight: float, batch_
 
 
 def train_vae(vae: VAE, x_train: torch.Tensor, x_val: torch.Tensor, kind: str, settings: TrainSettings,
-              augment=None) -> dict:
-    """Eq. 6: reconstruction error + kl_weight * KL(q(z|x) || N(0, I)); keeps the best validation state."""
+              augment=None, target_rows: torch.Tensor | None = None) -> dict:
+    """Eq. 6: reconstruction error + kl_weight * KL(q(z|x) || N(0, I)); keeps the best validation state.
+
+    ``target_rows[i]``: the row that row i's reconstruction is compared with (default: row i
+    itself); :func:`original_rows` makes augmented copies reconstruct their originals.
+    """
     device = settings.device
     vae.to(device)
     x_train, x_val = x_train.to(device), x_val.to(device)
+    if target_rows is not None:
+        if target_rows.shape != (len(x_train),):
+            raise ConfigError(f"target_rows must hold one row index per training row ({len(x_train)})")
+        target_rows = target_rows.to(device)
     gen = torch.Generator().manual_seed(settings.seed)
     opt = torch.optim.Adam(vae.parameters(), lr=settings.lr, fused=True)  # see _step
     steps = math.ceil(len(x_train) / settings.batch_size)
@@ -170,8 +178,10 @@ def train_vae(vae: VAE, x_train: torch.Tensor, x_val: torch.Tensor, kind: str, s
             running = 0.0
             started = time.perf_counter()
             for i, idx in enumerate(_batches(len(x_train), settings.batch_size, gen, device)):
-                target = x_train[idx]
-                inputs = augment(target) if augment is not None else target
+                inputs = x_train[idx]
+                target = x_train[target_rows[idx]] if target_rows is not None else inputs
+                if augment is not None:
+                    inputs = augment(inputs)
                 logits, mu, logvar = model(inputs)  # encode, reparameterise, decode
                 loss = (reconstruction_error(logits, target, kind)
                         + settings.kl_weight * kl_to_standard_normal(mu, logvar)).mean()
@@ -193,6 +203,17 @@ def train_vae(vae: VAE, x_train: torch.Tensor, x_val: torch.Tensor, kind: str, s
     vae.load_state_dict(best_state)
     vae.eval()
     return {"best_val_loss": best, "history": history}
+
+
+def original_rows(origin: torch.Tensor, augmented: torch.Tensor) -> torch.Tensor:
+    """For each row, the position of the original (non-augmented) row of its ``origin``.
+
+    An augmented copy whose original is not among the rows (left out) keeps its own position.
+    """
+    position = torch.arange(len(origin))
+    originals = ~augmented
+    lookup = dict(zip(origin[originals].tolist(), position[originals].tolist()))
+    return torch.tensor([lookup.get(o, i) for i, o in enumerate(origin.tolist())], dtype=torch.long)
 
 
 @torch.no_grad()
