@@ -52,6 +52,8 @@ class SpeechOptions(ModalityOptions):
     trim_db: float = Field(0.0, ge=0.0, le=80.0,
                            description="cut leading and trailing frames this many dB below the loudest before "
                                        "centring the word in the second (0: keep the recording as it is)")
+    # Nodes trained before these options existed read their inputs without them.
+    legacy: ClassVar[dict] = {"var_norm": False, "trim_db": 0.0}
 
 
 class SpeechModality(Modality):

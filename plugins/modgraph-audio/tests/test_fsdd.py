@@ -268,6 +268,7 @@ def test_trimming_centres_the_word_whenever_it_was_said(tmp_path, audio):
     trim = FSDD()
     assert trim.options.trim_db == 30  # fsdd's default (gsc's clips are kept as recorded)
     assert GSC().options.trim_db == 0
+    assert FSDD.options_model.legacy["trim_db"] == 0  # nodes trained before trimming read files as they did
     (a, b), notes = trim.read_files([early, late])
     torch.testing.assert_close(a, b, atol=1e-2, rtol=1e-3)  # cut and centred: the same clip
     assert any(n.startswith("cut 0.5") and "silence" in n for n in notes[0])
