@@ -274,8 +274,8 @@ def cepstral_variance_norm(features: torch.Tensor) -> torch.Tensor:
 
     After :func:`cepstral_mean_norm` that is the coefficient's spread over the second, so
     every clip's spectral detail has the same size whoever speaks and however loudly
-    (on FSDD it took nearest-neighbour accuracy with 5% of the clips labelled from 46% to
-    75%). Silent frames stay zero and coefficient 0 (the level) is kept.
+    (nearest neighbour on FSDD's features with 5% of the clips labelled: 48.7% -> 63.5%).
+    Silent frames stay zero and coefficient 0 (the level) is kept.
     """
     x = features.clone()
     rms = x[..., 1:, :].pow(2).mean(dim=-1, keepdim=True).sqrt()
