@@ -448,6 +448,8 @@ def render(fig: dict) -> tuple[str, str]:
     for key, label in (("vae mnist", "VAE phase, MNIST"), ("vae fsdd", "VAE phase, FSDD"),
                        ("associator fsdd->mnist", "associator phase, fsdd -> mnist")):
         r = t[key]
+        if r.get("kept_from"):  # a section not re-run by --only: say when it was measured
+            label = f"{label} (measured {r['kept_from']}, with its registry)"
         k = f", {r['candidates']} candidates" if r.get("candidates", 1) > 1 else ""
         rows.append((f"{label}: samples/s, modgraph / bare loop ({r['steps']} steps of {r['batch_size']}{k})",
                      ">= 0.9 of bare", f"{fmt(r['ours']['samples_per_s'])} / {fmt(r['bare']['samples_per_s'])} "
