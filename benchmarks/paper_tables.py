@@ -13,7 +13,8 @@ step by step; ``--resume`` keeps those and runs only the steps missing. Writes
 ``--out``/paper_tables.{json,md} and paper_fig6.png; then ``python benchmarks/render_results.py``.
 Seeds can run as parallel processes (``--seeds 0``, ``--seeds 1``, ...), and one
 ``--seeds 0 1 2 --resume`` afterwards writes the figures over all of them. ``--resume --redo
-gtsrb-text`` trains a scenario's links again (after a change of their defaults), keeping the rest.
+gtsrb-text`` trains a scenario's links again (after a change of their defaults), keeping the rest;
+``--resume --redo-node fsdd`` trains a node again with every link and figure that uses it.
 """
 
 from __future__ import annotations
@@ -83,11 +84,13 @@ def main() -> None:
     parser.add_argument("--redo", nargs="+", default=[], choices=[f"{a}-{b}" for a, b, _ in LINKS],
                         help="with --resume: train these Table 1 links again (and the figures built on them), "
                              "for example after a change of their defaults")
+    parser.add_argument("--redo-node", nargs="+", default=[], choices=BASE_MODALITIES + EXTRA_MODALITIES,
+                        help="with --resume: train these nodes again, and every link and figure that uses them")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     parser.add_argument("--work", type=Path, default=Path("benchmarks/.work/paper"))
     args = parser.parse_args()
-    if args.redo and not args.resume:
-        parser.error("--redo retrains links of a resumed run; add --resume")
+    if (args.redo or args.redo_node) and not args.resume:
+        parser.error("--redo and --redo-node retrain parts of a resumed run; add --resume")
     if any(not 0 < f <= 1 for f in args.fractions):
         parser.error("--fractions must each be in (0, 1]")
     argv = list(sys.argv)
@@ -138,6 +141,11 @@ def run_seed(args, seed: int, modalities: list[str]) -> dict:
         part = {"seed": seed, "budget": args.budget, "nodes": {}, "cross": {}, "cascade": {}, "fractions": {},
                 "seconds": {}}
     part["data_root"] = str(args.data_root)
+    for name in args.redo_node:  # the node, then every scenario that uses it
+        part["nodes"].pop(name, None)
+        args.redo = sorted(set(args.redo) | {f"{a}-{b}" for a, b, _ in LINKS if name in (a, b)})
+        if name in ("fsdd", "mnist"):
+            part["fractions"] = {}
     for scenario in args.redo:
         a, b = scenario.split("-")
         for key in (f"{a}->{b}", f"{b}->{a}"):

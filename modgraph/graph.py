@@ -22,6 +22,7 @@ from modgraph.modality import FeatureSet, Modality
 from modgraph.models import Associator, AssociatorConfig, Recognizer, RecognizerConfig, VAE, VAEConfig
 from modgraph.pairing import class_map, compose, paired_subset
 from modgraph.plugins import PluginHost
+from modgraph.pseudo_labels import spread_labels
 from modgraph.registry import Registry
 from modgraph.routing import find_route
 from modgraph.targets import (cached_confidence, faithful_targets, reconstruction_confidence,
@@ -264,7 +265,8 @@ class ModGraph:
              epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
              kl_weight: float | None = None, seed: int = 0, candidates: int | None = None,
              target_confidence: float | None = None, source_noise: float | None = None,
-             exclude: dict[str, list[str]] | None = None, one_way: bool = False) -> dict:
+             exclude: dict[str, list[str]] | None = None, one_way: bool = False,
+             pseudo_label_confidence: float | None = None) -> dict:
         """Train both associators between two trained modalities (``one_way``: source->target only), VAEs frozen.
 
         ``candidates``: class-matched partners drawn per source sample, the loss taking the
@@ -275,6 +277,10 @@ class ModGraph:
         ``source_noise``: the associator trains on mu + source_noise * sigma * eps of the source
         encoder (1 is the paper's sample, 0 the posterior mean; default: the source modality's
         ``link_source_noise``).
+        ``pseudo_label_confidence``: with a paired fraction below 1, unpaired source rows to
+        which the paired rows' classes spread with at least this confidence join the sources
+        (:mod:`modgraph.pseudo_labels`; 1 turns it off, the paper's protocol; default: the
+        source modality's ``link_pseudo_label_confidence``).
         """
         if source == target:
             raise ConfigError(f"cannot link {source!r} to itself; a modality's VAE already maps it to itself")
@@ -285,6 +291,8 @@ class ModGraph:
             raise ConfigError(f"--target-confidence must be in [0, 1), not {target_confidence}")
         if source_noise is not None and not source_noise >= 0:
             raise ConfigError(f"--source-noise must be zero or positive, not {source_noise}")
+        if pseudo_label_confidence is not None and not 0.0 < pseudo_label_confidence <= 1.0:
+            raise ConfigError(f"--pseudo-label-confidence must be in (0, 1], not {pseudo_label_confidence}")
         if lr is not None and not lr > 0:
             raise ConfigError(f"--lr must be positive, not {lr}")
         if kl_weight is not None and kl_weight < 0:
@@ -304,12 +312,31 @@ class ModGraph:
             feats = train_sets[name]
             # An exclusion applies to the modality whose data have that grouping (speakers: the audio side).
             feats = _select(feats, {k: v for k, v in (exclude or {}).items() if k in feats.groups})
-            train, val = split_validation(feats, seed)
-            train = train.subset(paired_subset(train, paired_fraction, seed))
+            everything, val = split_validation(feats, seed)
+            paired = paired_subset(everything, paired_fraction, seed)
+            train = everything.subset(paired)
             x_train = normalized(node.modality, train.x, node.stats)
             x_val = normalized(node.modality, val.x, node.stats)
             mu, logvar = encode_all(node.vae, x_train.to(device))
             val_mu, _ = encode_all(node.vae, x_val.to(device))
+            # As a source, unpaired rows whose class the paired ones' labels spread to confidently
+            # join the paired rows (modgraph.pseudo_labels); as a target, only paired rows count.
+            source_y, spread = train.y, None
+            threshold = node.modality.training_defaults.link_pseudo_label_confidence \
+                if pseudo_label_confidence is None else pseudo_label_confidence
+            if threshold < 1.0 and not bool(paired.all()) and not (one_way and name == target):
+                rest = everything.subset(~paired)
+                rest_mu, rest_logvar = encode_all(node.vae, normalized(node.modality, rest.x, node.stats).to(device))
+                known = torch.cat([torch.ones(len(train), dtype=torch.bool), torch.zeros(len(rest), dtype=torch.bool)])
+                classes, conf = spread_labels(torch.cat([mu, rest_mu]).cpu(), known, torch.cat([train.y, rest.y]),
+                                              len(node.modality.classes))
+                keep = conf[len(train):] >= threshold
+                guessed = classes[len(train):][keep]
+                mu, logvar = torch.cat([mu, rest_mu[keep.to(mu.device)]]), torch.cat([logvar, rest_logvar[keep.to(mu.device)]])
+                source_y = torch.cat([train.y, guessed])
+                # Measured against labels the training never read, for the record.
+                spread = {"confidence": threshold, "rows": int(keep.sum()), "unpaired_rows": len(rest),
+                          "accuracy": float((guessed == rest.y[keep]).float().mean()) if len(guessed) else None}
             # As a target, rows of the forms the modality asks not to aim at count as no class, and
             # so do those its own recognizer does not confidently see in their reconstruction.
             confidence = node.modality.training_defaults.link_target_confidence if target_confidence is None \
@@ -317,7 +344,8 @@ class ModGraph:
             confidence = confidence if name == target or not one_way else 0.0
             y, val_y = (self._faithful_labels(name, f, xs, confidence) for f, xs in ((train, x_train), (val, x_val)))
             prepared[name] = dict(train=train, val=val, x=x_train, x_val=x_val, mu=mu, logvar=logvar, val_mu=val_mu,
-                                  y=y, val_y=val_y, confidence=confidence, target_rows=int((y >= 0).sum()))
+                                  y=y, val_y=val_y, confidence=confidence, target_rows=int((y >= 0).sum()),
+                                  source_y=source_y, spread=spread)
         results = {}
         written = []
         new_edges = {}
@@ -333,7 +361,7 @@ class ModGraph:
             n_candidates = candidates or d.link_candidates
             noise = self.node(src).modality.training_defaults.link_source_noise if source_noise is None \
                 else source_noise
-            train_pairs = ClassPairSampler(s["train"].y, t["y"], mapping, seed)
+            train_pairs = ClassPairSampler(s["source_y"], t["y"], mapping, seed)
             val_pairs = ClassPairSampler(s["val"].y, t["val_y"], mapping, seed + 1)
             if len(train_pairs) == 0:
                 raise ConfigError(f"no training pairs between {src} and {dst} after exclusions and "
@@ -345,12 +373,15 @@ class ModGraph:
                                    t["x"], t["x_val"], dst_node.modality.reconstruction_loss, settings,
                                    pairs_per_epoch=d.link_pairs_per_epoch, candidates=n_candidates,
                                    source_noise=noise)
-            new_edges[(src, dst)] = (assoc, log, settings, mapping, len(train_pairs), n_candidates, noise)
+            n_paired = len(train_pairs) - (s["spread"]["rows"] if s["spread"] else 0)
+            new_edges[(src, dst)] = (assoc, log, settings, mapping, n_paired, n_candidates, noise)
         outputs = []
         for (src, dst), (assoc, log, settings, mapping, n_pairs, n_candidates, noise) in new_edges.items():
             acc = self._edge_accuracy(src, dst, assoc, mapping, "test")
             metrics = {"accuracy": acc["accuracy"], "test_samples": acc["n"], "val_loss": log["best_val_loss"],
                        "paired_source_rows": n_pairs, "target_rows": prepared[dst]["target_rows"]}
+            if prepared[src]["spread"]:
+                metrics["pseudo_labels"] = prepared[src]["spread"]
             meta = {
                 "kind": "associator", "source": src, "target": dst, "modgraph_version": __version__,
                 "config": {"associator": assoc.config.model_dump(mode="json")},
@@ -362,6 +393,8 @@ class ModGraph:
                              "kl_weight": settings.kl_weight, "seed": seed, "exclude": exclude or {},
                              "candidates": n_candidates, "target_confidence": prepared[dst]["confidence"],
                              "source_noise": noise,
+                             "pseudo_label_confidence": prepared[src]["spread"]["confidence"]
+                             if prepared[src]["spread"] else None,
                              "target_exclude": self.node(dst).modality.target_exclude,
                              "history": log["history"]},
             }

@@ -59,6 +59,10 @@ class TrainingDefaults(BaseModel):
     # mean, which is what translate feeds it). Lower it when the VAE's posteriors are wide
     # against the spread of their means, so that samples of one class land on another.
     link_source_noise: float = Field(1.0, ge=0.0)
+    # With a paired fraction below 1, an associator *from* this modality also trains on
+    # unpaired samples to which label spreading in this modality's latent space gives a class
+    # with at least this confidence (modgraph.pseudo_labels; 1: paired samples only, the paper's).
+    link_pseudo_label_confidence: float = Field(0.5, gt=0.0, le=1.0)
     # What the VAE reconstructs from an augmented training copy: the copy itself ("input",
     # Eq. 6 as written) or the original it was made from ("original": a denoising VAE, whose
     # encoder learns to give a copy its original's latent, so the latent keeps what the
