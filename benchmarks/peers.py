@@ -476,8 +476,9 @@ def report(args, results: list[dict]) -> None:
             if any(mine):
                 cells = [fmt(*m) if m else "not measured" for m in mine]
                 recon = [fmt(*ours[f"{m}->{m}"]) if f"{m}->{m}" in ours else "" for m in (a, b)]
+                spread = "" if fraction >= 1.0 else " as targets; as sources also unpaired rows labelled by spreading"
                 lines.append(f"| {a} <-> {b} | {pct} | **modgraph** (associators; {source}) | "
-                             f"VAEs: all rows; associators: paired rows | {cells[0]} | {cells[1]} | "
+                             f"VAEs: all rows; associators: paired rows{spread} | {cells[0]} | {cells[1]} | "
                              f"{recon[0]} / {recon[1]} | | | |")
             for row in (r for r in summary if r["scenario"] == scenario and r["fraction"] == fraction):
                 seeds = (",".join(map(str, row["seeds"])) + "".join(
