@@ -468,11 +468,13 @@ def render(fig: dict) -> tuple[str, str]:
     rows.append(("recipe wall time (3 add-modality + 2 link, defaults)", "",
                  f"{recipe['seconds']:.0f} s (from core_bars.json, {recipe['date']}, not re-run)" if recipe
                  else "not measured (no docs/results/core_bars.json)"))
+    when = f" (measured {tr['kept_from']}, with its registry)" if tr.get("kept_from") else ""
     one = tr["one_file_new_process"]
-    rows.append(("translate one wav -> PNG, new process", "", f"{fmt(one['seconds'], 2)} s, "
+    rows.append((f"translate one wav -> PNG, new process{when}", "", f"{fmt(one['seconds'], 2)} s, "
                  f"peak RSS {fmt(one['peak_rss_mib'])} MiB"))
     fin = tr["folder_in_process"]
-    rows.append((f"translate a folder of {tr['files']} wavs -> PNGs, in process (start excluded)", ">= 200 files/s",
+    rows.append((f"translate a folder of {tr['files']} wavs -> PNGs, in process (start excluded){when}",
+                 ">= 200 files/s",
                  f"**{fmt(fin['files_per_s'])} files/s**, peak RSS {fmt(fin['peak_rss_mib'])} MiB"))
     spin = fig.get("translate_spinning")
     if spin:
