@@ -22,7 +22,7 @@ from modgraph.modality import FeatureSet, Modality
 from modgraph.models import Associator, AssociatorConfig, Recognizer, RecognizerConfig, VAE, VAEConfig
 from modgraph.pairing import class_map, compose, paired_subset
 from modgraph.plugins import PluginHost
-from modgraph.pseudo_labels import spread_labels
+from modgraph.pseudo_labels import join_confident
 from modgraph.registry import Registry
 from modgraph.routing import find_route
 from modgraph.targets import (cached_confidence, faithful_targets, reconstruction_confidence,
@@ -327,16 +327,8 @@ class ModGraph:
             if threshold < 1.0 and not bool(paired.all()) and not (one_way and name == target):
                 rest = everything.subset(~paired)
                 rest_mu, rest_logvar = encode_all(node.vae, normalized(node.modality, rest.x, node.stats).to(device))
-                known = torch.cat([torch.ones(len(train), dtype=torch.bool), torch.zeros(len(rest), dtype=torch.bool)])
-                classes, conf = spread_labels(torch.cat([mu, rest_mu]).cpu(), known, torch.cat([train.y, rest.y]),
-                                              len(node.modality.classes))
-                keep = conf[len(train):] >= threshold
-                guessed = classes[len(train):][keep]
-                mu, logvar = torch.cat([mu, rest_mu[keep.to(mu.device)]]), torch.cat([logvar, rest_logvar[keep.to(mu.device)]])
-                source_y = torch.cat([train.y, guessed])
-                # Measured against labels the training never read, for the record.
-                spread = {"confidence": threshold, "rows": int(keep.sum()), "unpaired_rows": len(rest),
-                          "accuracy": float((guessed == rest.y[keep]).float().mean()) if len(guessed) else None}
+                mu, logvar, source_y, spread = join_confident(mu, logvar, train.y, rest_mu, rest_logvar, rest.y,
+                                                              len(node.modality.classes), threshold)
             # As a target, rows of the forms the modality asks not to aim at count as no class, and
             # so do those its own recognizer does not confidently see in their reconstruction.
             confidence = node.modality.training_defaults.link_target_confidence if target_confidence is None \
@@ -373,7 +365,7 @@ class ModGraph:
                                    t["x"], t["x_val"], dst_node.modality.reconstruction_loss, settings,
                                    pairs_per_epoch=d.link_pairs_per_epoch, candidates=n_candidates,
                                    source_noise=noise)
-            n_paired = len(train_pairs) - (s["spread"]["rows"] if s["spread"] else 0)
+            n_paired = int((train_pairs.source_rows < len(s["train"])).sum())  # joined rows come after
             new_edges[(src, dst)] = (assoc, log, settings, mapping, n_paired, n_candidates, noise)
         outputs = []
         for (src, dst), (assoc, log, settings, mapping, n_pairs, n_candidates, noise) in new_edges.items():

@@ -63,3 +63,24 @@ def spread_labels(z: torch.Tensor, known: torch.Tensor, labels: torch.Tensor, nu
     confidence, classes = scores.max(1)
     confidence = torch.where(total > 0, confidence / total.clamp_min(1e-12), torch.zeros_like(confidence))
     return classes, confidence
+
+
+def join_confident(mu: torch.Tensor, logvar: torch.Tensor, labels: torch.Tensor, rest_mu: torch.Tensor,
+                   rest_logvar: torch.Tensor, withheld: torch.Tensor, num_classes: int,
+                   threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """An associator's sources: the paired rows, then the unpaired rows labels spread to with >= ``threshold``.
+
+    Returns latent means, log-variances and classes of the joined rows, and a record for the
+    edge: rows added, unpaired rows, the threshold, and the share of the added rows whose
+    ``withheld`` (true) label the spreading got right; nothing else reads ``withheld``.
+    """
+    known = torch.cat([torch.ones(len(mu), dtype=torch.bool), torch.zeros(len(rest_mu), dtype=torch.bool)])
+    classes, confidence = spread_labels(torch.cat([mu, rest_mu]).cpu(), known,
+                                        torch.cat([labels, torch.zeros_like(withheld)]), num_classes)
+    keep = confidence[len(mu):] >= threshold
+    guessed = classes[len(mu):][keep]
+    on_device = keep.to(mu.device)
+    record = {"confidence": threshold, "rows": int(keep.sum()), "unpaired_rows": len(rest_mu),
+              "accuracy": float((guessed == withheld[keep]).float().mean()) if len(guessed) else None}
+    return (torch.cat([mu, rest_mu[on_device]]), torch.cat([logvar, rest_logvar[on_device]]),
+            torch.cat([labels, guessed]), record)

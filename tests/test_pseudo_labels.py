@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from modgraph.errors import ConfigError
-from modgraph.pseudo_labels import knn, spread_labels
+from modgraph.pseudo_labels import join_confident, knn, spread_labels
 
 
 def _clusters(centres, per_cluster=30, spread=0.3, seed=0):
@@ -42,6 +42,23 @@ def test_a_cluster_no_label_reaches_gets_no_confidence():
     classes, confidence = spread_labels(z, known, y, 3, neighbours=5)
     assert torch.equal(classes[:60], y[:60])
     assert bool((confidence[60:] == 0).all())
+
+
+def test_joined_sources_are_the_paired_rows_then_the_confident_unpaired_ones():
+    z, y = _clusters([[0.0, 0.0], [6.0, 0.0], [60.0, 60.0]])
+    paired = torch.tensor([0, 1, 30, 31])
+    rest = torch.tensor([i for i in range(len(z)) if i not in set(paired.tolist())])
+    logvar = -torch.ones_like(z)
+    right = join_confident(z[paired], logvar[paired], y[paired], z[rest], logvar[rest], y[rest], 3, 0.5)
+    wrong = join_confident(z[paired], logvar[paired], y[paired], z[rest], logvar[rest], (y[rest] + 1) % 3, 3, 0.5)
+    mu, lv, classes, record = right
+    assert torch.equal(mu[:4], z[paired]) and torch.equal(classes[:4], y[paired])
+    # The two clusters with paired rows join (56 rows); the far one, which no label reaches, does not.
+    assert record["rows"] == 56 == len(mu) - 4 == len(lv) - 4 and record["unpaired_rows"] == 86
+    assert bool((classes[4:] < 2).all())
+    # The withheld labels only score the guesses: the sources are the same either way.
+    assert all(torch.equal(a, b) for a, b in zip(right[:3], wrong[:3]))
+    assert record["accuracy"] == 1.0 and wrong[3]["accuracy"] == 0.0
 
 
 def test_a_link_with_few_pairs_adds_confident_unpaired_sources_and_records_them(trained):
