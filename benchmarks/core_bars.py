@@ -148,8 +148,11 @@ def recipe(args) -> None:
     print(json.dumps(fig["timings_s"]))
 
 
-def semi_link(registry: Path, work: Path, data_root: Path) -> dict[str, float]:
-    """Semi-supervised: 5% of each modality's training samples in pairs, in a copy of the registry's nodes."""
+def semi_link(registry: Path, work: Path, data_root: Path) -> dict:
+    """Semi-supervised: 5% of each modality's training samples in pairs, in a copy of the registry's nodes.
+
+    Both directions' accuracies, and what label spreading added to fsdd's sources (or None).
+    """
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(registry, work, ignore=shutil.ignore_patterns("edges", ".lock"))
     r = ModGraph(registry=work, data_root=data_root, device="cpu").link("fsdd", "mnist", paired_fraction=0.05)
