@@ -93,6 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     if (args.redo or args.redo_node) and not args.resume:
         parser.error("--redo and --redo-node retrain parts of a resumed run; add --resume")
+    args.redo = sorted(set(args.redo) | {f"{a}-{b}" for a, b, _ in LINKS if {a, b} & set(args.redo_node)})
     if any(not 0 < f <= 1 for f in args.fractions):
         parser.error("--fractions must each be in (0, 1]")
     argv = list(sys.argv)
@@ -143,9 +144,8 @@ def run_seed(args, seed: int, modalities: list[str]) -> dict:
         part = {"seed": seed, "budget": args.budget, "nodes": {}, "cross": {}, "cascade": {}, "fractions": {},
                 "seconds": {}}
     part["data_root"] = str(args.data_root)
-    for name in args.redo_node:  # the node, then every scenario that uses it
+    for name in args.redo_node:  # the node; main() added the scenarios that use it to --redo
         part["nodes"].pop(name, None)
-        args.redo = sorted(set(args.redo) | {f"{a}-{b}" for a, b, _ in LINKS if name in (a, b)})
         if name in ("fsdd", "mnist"):
             part["fractions"] = {}
     for scenario in args.redo:

@@ -245,7 +245,7 @@ def link_cmd(source, target, pairing, paired_fraction, epochs, batch_size, lr, k
             p = m["pseudo_labels"]
             click.echo(f"    sources: {m['paired_source_rows']} paired rows and {p['rows']} of {p['unpaired_rows']} "
                        f"unpaired ones, labelled by spreading (confidence >= {p['confidence']:g}; "
-                       f"{_pct(p['accuracy']) if p['accuracy'] is not None else '-'} right by their withheld labels)")
+                       f"{_pct(p['accuracy'])} right by their withheld labels)")
 
 
 @main.command("unlink")
