@@ -34,6 +34,7 @@ TOP_DB = 80.0  # dynamic range kept below each clip's loudest mel bin
 VAR_NORM_EPS = 1e-3  # added to a coefficient's spread before dividing by it (a silent clip's is zero)
 FEATURE_SHAPE = (1, N_MFCC, N_FRAMES)
 GRIFFIN_LIM_ITERATIONS = 64
+VTLP_BOUNDARY_HZ = 4800.0  # Jaitly and Hinton's: formants below it move, the top of the band is squeezed
 _CHUNK = 256  # clips per STFT call: bounds memory, not speed
 
 EXPECTED = "expected an audio file (wav, flac or ogg) holding at least one sample"
@@ -201,9 +202,34 @@ def to_clips(waves: list[torch.Tensor], rates: list[int], offsets: list[int] | N
 # -- MFCC and its inverse ------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
-def _mel_filterbank() -> torch.Tensor:  # (n_freqs, n_mels)
-    return AF.melscale_fbanks(N_FFT // 2 + 1, F_MIN, F_MAX, N_MELS, SAMPLE_RATE, norm=None, mel_scale="htk")
+@functools.lru_cache(maxsize=64)
+def _mel_filterbank(warp: float = 1.0) -> torch.Tensor:  # (n_freqs, n_mels)
+    """The mel filterbank; with ``warp`` != 1, evaluated at :func:`vtlp_frequencies` (a longer or shorter vocal tract)."""
+    if warp == 1.0:
+        return AF.melscale_fbanks(N_FFT // 2 + 1, F_MIN, F_MAX, N_MELS, SAMPLE_RATE, norm=None, mel_scale="htk")
+    freqs = vtlp_frequencies(torch.linspace(0, SAMPLE_RATE // 2, N_FFT // 2 + 1), warp)
+    mels = torch.linspace(_hz_to_mel(F_MIN), _hz_to_mel(F_MAX), N_MELS + 2)
+    edges = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)  # htk mel back to Hz
+    width = edges[1:] - edges[:-1]
+    offset = edges[None, :] - freqs[:, None]  # (n_freqs, n_mels + 2)
+    rising, falling = -offset[:, :-2] / width[:-1], offset[:, 2:] / width[1:]
+    return torch.clamp(torch.minimum(rising, falling), min=0.0)
+
+
+def _hz_to_mel(hz: float) -> float:
+    return 2595.0 * math.log10(1.0 + hz / 700.0)
+
+
+def vtlp_frequencies(freqs: torch.Tensor, warp: float) -> torch.Tensor:
+    """Vocal tract length perturbation (Jaitly and Hinton 2013): where each frequency lands.
+
+    Frequencies scale by ``warp`` up to a boundary (VTLP_BOUNDARY_HZ, moved down for warp > 1 so
+    nothing passes the Nyquist frequency); above it a straight line joins the boundary to Nyquist.
+    """
+    nyquist = SAMPLE_RATE / 2
+    boundary = VTLP_BOUNDARY_HZ * min(warp, 1.0) / warp
+    upper = nyquist - (nyquist - VTLP_BOUNDARY_HZ * min(warp, 1.0)) / (nyquist - boundary) * (nyquist - freqs)
+    return torch.where(freqs <= boundary, freqs * warp, upper)
 
 
 @functools.lru_cache(maxsize=1)
@@ -221,13 +247,14 @@ def _window() -> torch.Tensor:
     return torch.hann_window(WIN_LENGTH)
 
 
-def mel_db(waves: torch.Tensor) -> torch.Tensor:
+def mel_db(waves: torch.Tensor, warp: float = 1.0) -> torch.Tensor:
     """Log-mel power ``(B, 64, 101)`` in dB below each clip's loudest bin, floored at -80 dB.
 
     Relative to the clip's own maximum, so the features do not depend on recording level.
+    ``warp``: the frequency axis is warped as by another vocal tract (:func:`vtlp_frequencies`).
     """
     waves = torch.as_tensor(waves, dtype=torch.float32).reshape(-1, CLIP_SAMPLES)
-    fb = _mel_filterbank()
+    fb = _mel_filterbank(float(warp))
     parts = []
     with torch.no_grad():
         for chunk in waves.split(_CHUNK):
@@ -239,12 +266,13 @@ def mel_db(waves: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts) if parts else torch.zeros(0, N_MELS, N_FRAMES)
 
 
-def mfcc(waves: torch.Tensor, mean_norm: bool = False, var_norm: bool = False) -> torch.Tensor:
+def mfcc(waves: torch.Tensor, mean_norm: bool = False, var_norm: bool = False, warp: float = 1.0) -> torch.Tensor:
     """MFCCs ``(B, 1, 40, 101)`` of one-second 16 kHz clips ``(B, 16000)``: an orthonormal DCT of :func:`mel_db`.
 
-    ``mean_norm`` applies :func:`cepstral_mean_norm`, then ``var_norm`` :func:`cepstral_variance_norm`.
+    ``mean_norm`` applies :func:`cepstral_mean_norm`, then ``var_norm`` :func:`cepstral_variance_norm`;
+    ``warp`` goes to :func:`mel_db`.
     """
-    features = torch.matmul(_dct().T, mel_db(waves))
+    features = torch.matmul(_dct().T, mel_db(waves, warp))
     if mean_norm:
         features = cepstral_mean_norm(features)
     if var_norm:

@@ -30,6 +30,8 @@ MAX_SHIFT_S = 0.15  # the clip moves at most this far from the centre (less when
 NOISE_PROBABILITY = 0.8
 SNR_RANGE_DB = (15.0, 45.0)  # white noise at the recording's own rate, over the recording, not the padding
 
+VTLP_STEP = 0.01  # warp factors are quantised like the speed factors
+
 # Splits of up to this many recordings are computed in one go; larger ones in chunks of
 # about CHUNK_ROWS rows (recordings and their augmented copies, ~66 MB of MFCCs).
 SINGLE_CHUNK_RECORDINGS = 5000
@@ -47,13 +49,17 @@ class SpeechOptions(ModalityOptions):
         4, ge=0, le=50,
         description="augmented copies of each training clip (speed, shift, noise); 0 turns augmentation off")
     augment_seed: int = Field(0, ge=0, description="seed of the augmented copies (they are cached)")
+    vtlp: float = Field(
+        0.0, ge=0.0, le=0.3,
+        description="vocal tract length perturbation of the augmented copies: each copy's frequency axis is "
+                    "warped by a factor within 1 +- this (0: off)")
     mean_norm: bool = Field(True, description="per-utterance cepstral mean normalisation (removes channel tilt)")
     var_norm: bool = Field(False, description="per-utterance cepstral variance normalisation (after the mean's)")
     trim_db: float = Field(0.0, ge=0.0, le=80.0,
                            description="cut leading and trailing frames this many dB below the loudest before "
                                        "centring the word in the second (0: keep the recording as it is)")
     # Nodes trained before these options existed read their inputs without them.
-    legacy: ClassVar[dict] = {"var_norm": False, "trim_db": 0.0}
+    legacy: ClassVar[dict] = {"var_norm": False, "trim_db": 0.0, "vtlp": 0.0}
 
 
 class SpeechModality(Modality):
@@ -113,14 +119,15 @@ class SpeechModality(Modality):
         copies = self.options.augment_copies if augment else 0
         if copies == 0:
             return FeatureSet(x=x, y=y, groups={"speaker": list(speakers)})
-        aug_waves, aug_rates, origin = [], [], []
+        aug_waves, aug_rates, origin, warps = [], [], [], []
         for row, (path, wave, rate) in enumerate(zip(paths, waves, rates)):
             rng = np.random.default_rng([self.options.augment_seed, zlib.crc32(Path(path).name.encode())])
             for _ in range(copies):
                 aug_waves.append(augment_waveform(wave, rate, rng))  # already one second long
                 aug_rates.append(rate)
                 origin.append(row)
-        x_aug = self._mfcc(F.to_clips(aug_waves, aug_rates))
+                warps.append(vtlp_factor(rng, self.options.vtlp))
+        x_aug = self._warped_mfcc(F.to_clips(aug_waves, aug_rates), torch.tensor(warps))
         n = len(paths)
         origin_t = torch.cat([torch.arange(n), torch.tensor(origin, dtype=torch.long)])
         return FeatureSet(
@@ -138,6 +145,14 @@ class SpeechModality(Modality):
 
     def _mfcc(self, clips: torch.Tensor) -> torch.Tensor:
         return F.mfcc(clips, self.options.mean_norm, self.options.var_norm)
+
+    def _warped_mfcc(self, clips: torch.Tensor, warps: torch.Tensor) -> torch.Tensor:
+        """MFCCs of ``clips``, each with its own VTLP factor (clips sharing a factor in one batch)."""
+        out = torch.empty(len(clips), *F.FEATURE_SHAPE)
+        for warp in warps.unique().tolist():
+            rows = (warps == warp).nonzero().flatten()
+            out[rows] = F.mfcc(clips[rows], self.options.mean_norm, self.options.var_norm, warp)
+        return out
 
     def fit_normalization(self, x: torch.Tensor) -> dict[str, list[float]]:
         """Mean and standard deviation of each MFCC coefficient over clips and frames."""
@@ -248,6 +263,13 @@ def augment_waveform(wave: torch.Tensor, rate: int, rng: np.random.Generator) ->
     offset = int(round(rng.uniform(-max_shift, max_shift) * rate))
     clip = F.fit_length(stretched, rate, offset)
     return clip
+
+
+def vtlp_factor(rng: np.random.Generator, spread: float) -> float:
+    """A VTLP warp factor within 1 +- ``spread``, quantised (one filterbank serves many copies); 1 draws nothing."""
+    if not spread:
+        return 1.0  # no draw: copies made without VTLP stay as they were
+    return round(rng.uniform(1.0 - spread, 1.0 + spread) / VTLP_STEP) * VTLP_STEP
 
 
 def _stats(stats: dict[str, list[float]], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -181,3 +181,23 @@ def test_trim_silence_cuts_to_the_sound(audio):
     silence = torch.zeros(rate)
     assert torch.equal(F.trim_silence(silence, rate, 30.0), silence)
     assert torch.equal(F.trim_silence(word[:5], rate, 30.0), word[:5])
+
+
+def test_vtlp_warp_scales_low_frequencies_and_keeps_the_band():
+    freqs = torch.linspace(0, F.SAMPLE_RATE / 2, 257)
+    assert torch.equal(F.vtlp_frequencies(freqs, 1.0), freqs)
+    for warp in (0.85, 1.15):
+        warped = F.vtlp_frequencies(freqs, warp)
+        assert warped[0] == 0 and abs(float(warped[-1]) - F.SAMPLE_RATE / 2) < 1e-3  # the band stays the band
+        assert bool((warped[1:] > warped[:-1]).all())  # no two frequencies swap
+        low = freqs < 3000
+        assert torch.allclose(warped[low], freqs[low] * warp)
+
+
+def test_warped_filterbank_moves_a_tone_as_a_longer_vocal_tract_would(audio):
+    assert torch.allclose(F._mel_filterbank(1.0 + 1e-9), F._mel_filterbank(1.0), atol=1e-4)  # same filters at 1
+    tone = F.to_clips([torch.from_numpy(audio.tone(0.8, 16000, 1000))], [16000])
+    higher = F.to_clips([torch.from_numpy(audio.tone(0.8, 16000, 1200))], [16000])
+    peak = lambda mel: int(mel[0, :, 50].argmax())  # noqa: E731 (the loudest mel band mid-clip)
+    assert peak(F.mel_db(tone, warp=1.2)) == peak(F.mel_db(higher))
+    assert peak(F.mel_db(tone)) < peak(F.mel_db(tone, warp=1.2))

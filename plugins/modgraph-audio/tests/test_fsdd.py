@@ -72,6 +72,18 @@ def test_train_split_adds_seeded_augmented_copies(fsdd_root, audio):
     assert not torch.equal(train.x[copies], other_seed.x[copies])
 
 
+def test_vtlp_warps_only_the_copies_and_off_leaves_them_as_they_were(fsdd_root, audio):
+    plain = FSDD().with_options({"augment_copies": 2, "vtlp": 0}).load_features(fsdd_root, "train")
+    warped = FSDD().with_options({"augment_copies": 2, "vtlp": 0.2}).load_features(fsdd_root, "train")
+    originals, copies = ~plain.augmented, plain.augmented
+    assert torch.equal(warped.x[originals], plain.x[originals])
+    assert not torch.allclose(warped.x[copies], plain.x[copies])
+    assert FSDD().with_options({"vtlp": 0}).cache_key() != FSDD().cache_key()
+    assert FSDD().options.vtlp == 0.2 and GSC().options.vtlp == 0  # gsc's 300-clip sample cannot measure it
+    with pytest.raises(ConfigError, match="vtlp"):
+        FSDD().with_options({"vtlp": 0.5})
+
+
 def test_augment_copies_option_is_validated_and_zero_turns_augmentation_off(fsdd_root, audio):
     train = FSDD().with_options({"augment_copies": 0}).load_features(fsdd_root, "train")
     assert not train.augmented.any() and len(train) == len(audio.speakers) * len(audio.digits) * 2
