@@ -181,7 +181,7 @@ def test_selected_class_folder_missing_names_it(tmp_path):
 
 def test_train_origins_are_one_per_track(gtsrb_root):
     root, written = gtsrb_root
-    features = GTSRB().with_options({"mirror": False}).load_features(root, "train")
+    features = GTSRB().with_options({"mirror": False, "augment_copies": 1}).load_features(root, "train")
     n = len(written["train"])
     origin_of = {}
     for row, (class_id, track, _) in enumerate(written["train"]):
@@ -198,11 +198,12 @@ def test_train_origins_are_one_per_track(gtsrb_root):
 def test_training_split_gets_seeded_augmented_copies(gtsrb_root):
     root, written = gtsrb_root
     n = len(written["train"])
-    unmirrored = GTSRB().with_options({"mirror": False})
+    unmirrored = GTSRB().with_options({"mirror": False})  # three copies by default
     features = unmirrored.load_features(root, "train")
-    assert len(features) == 2 * n and features.augmented.tolist() == [False] * n + [True] * n
-    assert torch.equal(features.y[n:], features.y[:n]) and torch.equal(features.origin[n:], features.origin[:n])
-    copies = features.x[n:]
+    assert len(features) == 4 * n and features.augmented.tolist() == [False] * n + [True] * 3 * n
+    assert torch.equal(features.y[n:], features.y[:n].repeat(3))
+    assert torch.equal(features.origin[n:], features.origin[:n].repeat(3))
+    copies = features.x[n:2 * n]
     assert copies.min().item() >= 0.0 and copies.max().item() <= 1.0
     assert not torch.allclose(copies, features.x[:n], atol=0.02)  # the lighting changed
     again = unmirrored.load_features(root, "train")
@@ -364,6 +365,6 @@ def test_training_split_gets_mirrored_signs_before_its_copies(gtsrb_root):
     extra = sum(1 for class_id, _, _ in written["train"] if class_id in sides)
     assert len(plain) == n and len(mirrored) == n + extra
     assert mirrored.augmented.tolist() == [False] * n + [True] * extra
-    assert len(GTSRB().with_options({"mirror": True}).load_features(root, "train")) == 2 * (n + extra)
+    assert len(GTSRB().with_options({"mirror": True}).load_features(root, "train")) == 4 * (n + extra)
     assert GTSRB().cache_key() != GTSRB().with_options({"mirror": True}).cache_key()
     assert not GTSRB().load_features(root, "test").augmented.any()
