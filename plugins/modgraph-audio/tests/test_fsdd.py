@@ -72,7 +72,7 @@ def test_train_split_adds_seeded_augmented_copies(fsdd_root, audio):
     assert not torch.equal(train.x[copies], other_seed.x[copies])
 
 
-def test_vtlp_warps_only_the_copies_and_off_leaves_them_as_they_were(fsdd_root, audio):
+def test_vtlp_warps_only_the_copies_and_is_part_of_the_cache_key(fsdd_root, audio):
     plain = FSDD().with_options({"augment_copies": 2, "vtlp": 0}).load_features(fsdd_root, "train")
     warped = FSDD().with_options({"augment_copies": 2, "vtlp": 0.2}).load_features(fsdd_root, "train")
     originals, copies = ~plain.augmented, plain.augmented
