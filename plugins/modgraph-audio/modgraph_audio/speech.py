@@ -127,7 +127,7 @@ class SpeechModality(Modality):
                 aug_rates.append(rate)
                 origin.append(row)
                 warps.append(vtlp_factor(rng, self.options.vtlp))
-        x_aug = self._warped_mfcc(F.to_clips(aug_waves, aug_rates), torch.tensor(warps))
+        x_aug = self._mfcc(F.to_clips(aug_waves, aug_rates), torch.tensor(warps))
         n = len(paths)
         origin_t = torch.cat([torch.arange(n), torch.tensor(origin, dtype=torch.long)])
         return FeatureSet(
@@ -143,11 +143,10 @@ class SpeechModality(Modality):
             notes.append(f"cut {(len(wave) - len(trimmed)) / rate:.2f} s of silence around the speech")
         return trimmed
 
-    def _mfcc(self, clips: torch.Tensor) -> torch.Tensor:
-        return F.mfcc(clips, self.options.mean_norm, self.options.var_norm)
-
-    def _warped_mfcc(self, clips: torch.Tensor, warps: torch.Tensor) -> torch.Tensor:
-        """MFCCs of ``clips``, each with its own VTLP factor (clips sharing a factor in one batch)."""
+    def _mfcc(self, clips: torch.Tensor, warps: torch.Tensor | None = None) -> torch.Tensor:
+        """MFCCs of ``clips``; with ``warps``, each with its own VTLP factor (clips sharing one in one batch)."""
+        if warps is None:
+            return F.mfcc(clips, self.options.mean_norm, self.options.var_norm)
         out = torch.empty(len(clips), *F.FEATURE_SHAPE)
         for warp in warps.unique().tolist():
             rows = (warps == warp).nonzero().flatten()
