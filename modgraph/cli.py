@@ -223,24 +223,28 @@ def remove_modality_cmd(name, registry):
               help="With --paired-fraction below 1: unpaired source samples whose class label spreading in the "
                    "latent space gives at least this confidence join the sources; 1 uses the paired samples only, as "
                    "the paper [default: the source modality's].")
+@click.option("--select", type=click.Choice(["loss", "accuracy"]),
+              help="Keep the epoch of lowest validation loss, or of best validation translation accuracy as the "
+                   "target's recognizer reads it [default: the target modality's].")
 @click.option("--exclude", multiple=True, metavar="GROUP=VALUE", help="Leave rows out of the pairs.")
 @click.option("--one-way", is_flag=True, help="Train only SOURCE->TARGET.")
 @_common
 @_scale_out
 def link_cmd(source, target, pairing, paired_fraction, epochs, batch_size, lr, kl_weight, seed, candidates,
-             target_confidence, source_noise, pseudo_label_confidence, exclude, one_way,
+             target_confidence, source_noise, pseudo_label_confidence, select, exclude, one_way,
              registry, data_root, device, precision):
     """Cross-modal phase: train SOURCE->TARGET and TARGET->SOURCE associators, VAEs frozen."""
     mg = _graph(registry, data_root, device, precision=precision)
     report = mg.link(source, target, pairing=pairing, paired_fraction=paired_fraction, epochs=epochs,
                      batch_size=batch_size, lr=lr, kl_weight=kl_weight, seed=seed, candidates=candidates,
                      target_confidence=target_confidence, source_noise=source_noise,
-                     pseudo_label_confidence=pseudo_label_confidence,
+                     pseudo_label_confidence=pseudo_label_confidence, select=select,
                      exclude=_pairs(exclude, "--exclude"), one_way=one_way)
     for path in report["paths"]:
         click.echo(f"Wrote {path}")
     for direction, m in report["metrics"].items():
-        click.echo(f"  {direction}: test accuracy {_pct(m['accuracy'])} (n={m['test_samples']})")
+        click.echo(f"  {direction}: test accuracy {_pct(m['accuracy'])} (n={m['test_samples']}; "
+                   f"validation {_pct(m['val_accuracy'])} of {m['val_samples']})")
         if "pseudo_labels" in m:
             p = m["pseudo_labels"]
             click.echo(f"    sources: {m['paired_source_rows']} paired rows and {p['rows']} of {p['unpaired_rows']} "

@@ -266,7 +266,7 @@ class ModGraph:
              kl_weight: float | None = None, seed: int = 0, candidates: int | None = None,
              target_confidence: float | None = None, source_noise: float | None = None,
              exclude: dict[str, list[str]] | None = None, one_way: bool = False,
-             pseudo_label_confidence: float | None = None) -> dict:
+             pseudo_label_confidence: float | None = None, select: str | None = None) -> dict:
         """Train both associators between two trained modalities (``one_way``: source->target only), VAEs frozen.
 
         ``candidates``: class-matched partners drawn per source sample, the loss taking the
@@ -281,6 +281,9 @@ class ModGraph:
         which the paired rows' classes spread with at least this confidence join the sources
         (:mod:`modgraph.pseudo_labels`; 1 turns it off, the paper's protocol; default: the
         source modality's ``link_pseudo_label_confidence``).
+        ``select``: the epoch kept, by validation ``loss`` or by validation translation
+        ``accuracy`` as the target's recognizer reads it (default: the target modality's
+        ``link_select``); each epoch's validation accuracy is recorded either way.
         """
         if source == target:
             raise ConfigError(f"cannot link {source!r} to itself; a modality's VAE already maps it to itself")
@@ -295,6 +298,8 @@ class ModGraph:
             raise ConfigError(f"--pseudo-label-confidence must be in (0, 1], not {pseudo_label_confidence}")
         if lr is not None and not lr > 0:
             raise ConfigError(f"--lr must be positive, not {lr}")
+        if select not in (None, "loss", "accuracy"):
+            raise ConfigError(f"--select must be loss or accuracy, not {select!r}")
         if kl_weight is not None and kl_weight < 0:
             raise ConfigError(f"--kl-weight must be zero or positive, not {kl_weight}")
         a, b = self.node(source), self.node(target)
@@ -314,6 +319,8 @@ class ModGraph:
             feats = _select(feats, {k: v for k, v in (exclude or {}).items() if k in feats.groups})
             everything, val = split_validation(feats, seed)
             paired = paired_subset(everything, paired_fraction, seed)
+            # Validation pairs are pairs too: with a paired fraction, the same share of the held-out rows.
+            val = val.subset(paired_subset(val, paired_fraction, seed))
             train = everything.subset(paired)
             x_train = normalized(node.modality, train.x, node.stats)
             x_val = normalized(node.modality, val.x, node.stats)
@@ -361,16 +368,18 @@ class ModGraph:
             torch.manual_seed(seed)
             src_dim, dst_dim = self.node(src).vae.latent_dim, dst_node.vae.latent_dim
             assoc = Associator(dst_node.modality.associator_config(src_dim, dst_dim))
+            judge = _translation_judge(s["val_mu"], s["val"].y, mapping, dst_node, seed)
             log = train_associator(assoc, s["mu"], s["logvar"], train_pairs, val_pairs, s["val_mu"], dst_node.vae,
                                    t["x"], t["x_val"], dst_node.modality.reconstruction_loss, settings,
                                    pairs_per_epoch=d.link_pairs_per_epoch, candidates=n_candidates,
-                                   source_noise=noise)
+                                   source_noise=noise, judge=judge, select=select or d.link_select)
             n_paired = int((train_pairs.source_rows < len(s["train"])).sum())  # joined rows come after
             new_edges[(src, dst)] = (assoc, log, settings, mapping, n_paired, n_candidates, noise)
         outputs = []
         for (src, dst), (assoc, log, settings, mapping, n_pairs, n_candidates, noise) in new_edges.items():
             acc = self._edge_accuracy(src, dst, assoc, mapping, "test")
             metrics = {"accuracy": acc["accuracy"], "test_samples": acc["n"], "val_loss": log["best_val_loss"],
+                       "val_accuracy": log["val_accuracy"], "val_samples": len(prepared[src]["val"]),
                        "paired_source_rows": n_pairs, "target_rows": prepared[dst]["target_rows"]}
             if prepared[src]["spread"]:
                 metrics["pseudo_labels"] = prepared[src]["spread"]
@@ -384,7 +393,7 @@ class ModGraph:
                 "training": {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
                              "kl_weight": settings.kl_weight, "seed": seed, "exclude": exclude or {},
                              "candidates": n_candidates, "target_confidence": prepared[dst]["confidence"],
-                             "source_noise": noise,
+                             "source_noise": noise, "select": log["select"], "epoch_kept": log["epoch_kept"],
                              "pseudo_label_confidence": prepared[src]["spread"]["confidence"]
                              if prepared[src]["spread"] else None,
                              "target_exclude": self.node(dst).modality.target_exclude,
@@ -600,6 +609,25 @@ def _target_labels(features: FeatureSet, modality: Modality) -> torch.Tensor:
             drop = torch.tensor([v in values for v in features.groups[key]], dtype=torch.bool)
             y[drop] = -1
     return y
+
+
+def _translation_judge(val_mu: torch.Tensor, val_y: torch.Tensor, mapping: dict[int, int], target: LoadedNode,
+                       seed: int, limit: int = 5000):
+    """A function of an associator: the share of (up to ``limit``, drawn with ``seed``) validation
+    sources whose translation the target's recognizer reads as the paired class."""
+    keep, expected = _paired_classes(val_y, mapping)
+    rows = keep.nonzero().flatten()
+    pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:limit]
+    mu, expected = val_mu[rows[pick].to(val_mu.device)], expected[pick]
+
+    @torch.no_grad()
+    def judge(assoc: Associator) -> float:
+        if not len(mu):
+            return 0.0
+        preds = [predict(target.recognizer, target.vae.decode(assoc(mu[s:s + 1024])[0]))
+                 for s in range(0, len(mu), 1024)]
+        return float((torch.cat(preds).cpu() == expected).float().mean())
+    return judge
 
 
 def _paired_classes(y: torch.Tensor, mapping: dict[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -344,13 +345,18 @@ def train_associator(associator: Associator, source_mu: torch.Tensor, source_log
                      train_pairs: ClassPairSampler, val_pairs: ClassPairSampler, val_source_mu: torch.Tensor,
                      target_vae: VAE, target_x: torch.Tensor, val_target_x: torch.Tensor, kind: str,
                      settings: TrainSettings, pairs_per_epoch: int | None = None, candidates: int = 1,
-                     source_noise: float = 1.0) -> dict:
+                     source_noise: float = 1.0, judge: Callable[[Associator], float] | None = None,
+                     select: str = "loss") -> dict:
     """Cross-modal phase for one direction, the target VAE frozen (its decoder only passes gradients).
 
     An epoch is ``pairs_per_epoch`` pairs (default: one pass over the paired source
     rows), so a large source does not pay a full pass per epoch and a small one (a few
     percent paired) still trains for as many steps. ``candidates``: partners drawn per
     source row, the loss taking the closest (see :func:`associator_loss`; 1 is Eq. 7).
+    ``judge``: the share of validation sources whose translation the target's recognizer
+    reads as the paired class, recorded each epoch. ``select``: the epoch kept is the one of
+    lowest validation loss (``loss``) or the one the judge rates best (``accuracy``; ties:
+    the lower validation loss).
     """
     device = settings.device
     associator.to(device)
@@ -365,7 +371,7 @@ def train_associator(associator: Associator, source_mu: torch.Tensor, source_log
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps * settings.epochs + 1,
                                                 pct_start=0.15)
     vsrc, vtgt = val_pairs.draw(limit=min(5000, len(val_pairs)), candidates=candidates)
-    best, best_state, history = math.inf, copy.deepcopy(associator.state_dict()), []
+    best, best_state, history, kept = (-math.inf, math.inf), copy.deepcopy(associator.state_dict()), [], {}
     model = _for_training(associator, settings)
     with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
         for epoch in range(settings.epochs):
@@ -390,12 +396,16 @@ def train_associator(associator: Associator, source_mu: torch.Tensor, source_log
                                            val_target_x[t].to(device), kind, settings.kl_weight,
                                            sample=False).sum().item()
                 val = distributed.agree(val / max(1, len(vsrc)) if len(vsrc) else running)
-            history.append({"epoch": epoch + 1, "train_loss": running, "val_loss": val})
-            bar.epoch_done(val_loss=f"{val:.2f}")
-            if val < best:
-                best, best_state = val, copy.deepcopy(associator.state_dict())
+                accuracy = distributed.agree(judge(associator)) if judge is not None else None
+            history.append({"epoch": epoch + 1, "train_loss": running, "val_loss": val}
+                           | ({"val_accuracy": accuracy} if judge is not None else {}))
+            bar.epoch_done(val_loss=f"{val:.2f}", **({"val_accuracy": f"{accuracy:.4f}"} if judge is not None else {}))
+            score = (accuracy if select == "accuracy" and judge is not None else 0.0, -val)
+            if score > best:
+                best, best_state, kept = score, copy.deepcopy(associator.state_dict()), history[-1]
     for p in target_vae.parameters():
         p.requires_grad_(True)
     associator.load_state_dict(best_state)
     associator.eval()
-    return {"best_val_loss": best, "history": history}
+    return {"best_val_loss": -best[1], "val_accuracy": kept.get("val_accuracy"), "epoch_kept": kept.get("epoch"),
+            "select": select, "history": history}
