@@ -220,7 +220,7 @@ def render(args) -> None:
         + (f"Leave-one-speaker-out is from the run of {fig['loso_date']}"
            + (f" ({fig['loso_note']}). " if fig.get("loso_note") else ". ") if fig.get("loso_date") else
            "Leave-one-speaker-out ran as a second process beside the recipe (`--part loso`). ")
-        + "Timings are those of the machine as it was then (see the note), not of an idle one. "
+        + "Timings are those of the machine as it was then (see the note). "
         + (f"The 5%-paired row was measured again on {fig['semi']['date']} on the same nodes with "
            f"`{fig['semi']['command']}` ({fig['semi']['threads']} torch thread(s)){': ' + fig['semi']['note'] if fig['semi']['note'] else ''}. "
            if "semi" in fig else "")

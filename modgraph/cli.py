@@ -224,8 +224,9 @@ def remove_modality_cmd(name, registry):
                    "latent space gives at least this confidence join the sources; 1 uses the paired samples only, as "
                    "the paper [default: the source modality's].")
 @click.option("--select", type=click.Choice(["loss", "accuracy"]),
-              help="Keep the epoch of lowest validation loss, or of best validation translation accuracy as the "
-                   "target's recognizer reads it [default: the target modality's].")
+              help="Keep the epoch of lowest validation loss, or the lowest-loss epoch among those whose validation "
+                   "translation accuracy (as the target's recognizer reads it) is within one standard error of the "
+                   "best [default: the target modality's].")
 @click.option("--exclude", multiple=True, metavar="GROUP=VALUE", help="Leave rows out of the pairs.")
 @click.option("--one-way", is_flag=True, help="Train only SOURCE->TARGET.")
 @_common

@@ -282,8 +282,9 @@ class ModGraph:
         (:mod:`modgraph.pseudo_labels`; 1 turns it off, the paper's protocol; default: the
         source modality's ``link_pseudo_label_confidence``).
         ``select``: the epoch kept, by validation ``loss`` or by validation translation
-        ``accuracy`` as the target's recognizer reads it (default: the target modality's
-        ``link_select``); each epoch's validation accuracy is recorded either way.
+        ``accuracy`` as the target's recognizer reads it, within one standard error
+        (:func:`~modgraph.training.kept_epoch`; default: the target modality's ``link_select``);
+        each epoch's validation accuracy is recorded either way.
         """
         if source == target:
             raise ConfigError(f"cannot link {source!r} to itself; a modality's VAE already maps it to itself")
@@ -373,6 +374,7 @@ class ModGraph:
                                    t["x"], t["x_val"], dst_node.modality.reconstruction_loss, settings,
                                    pairs_per_epoch=d.link_pairs_per_epoch, candidates=n_candidates,
                                    source_noise=noise, judge=judge, select=select or d.link_select)
+            log["val_judged"] = judge.samples
             n_paired = int((train_pairs.source_rows < len(s["train"])).sum())  # joined rows come after
             new_edges[(src, dst)] = (assoc, log, settings, mapping, n_paired, n_candidates, noise)
         outputs = []
@@ -380,6 +382,7 @@ class ModGraph:
             acc = self._edge_accuracy(src, dst, assoc, mapping, "test")
             metrics = {"accuracy": acc["accuracy"], "test_samples": acc["n"], "val_loss": log["best_val_loss"],
                        "val_accuracy": log["val_accuracy"], "val_samples": len(prepared[src]["val"]),
+                       "val_judged": log["val_judged"],
                        "paired_source_rows": n_pairs, "target_rows": prepared[dst]["target_rows"]}
             if prepared[src]["spread"]:
                 metrics["pseudo_labels"] = prepared[src]["spread"]
@@ -626,7 +629,8 @@ def _translation_judge(val_mu: torch.Tensor, val_y: torch.Tensor, mapping: dict[
             return 0.0
         preds = [predict(target.recognizer, target.vae.decode(assoc(mu[s:s + 1024])[0]))
                  for s in range(0, len(mu), 1024)]
-        return float((torch.cat(preds).cpu() == expected).float().mean())
+        return int((torch.cat(preds).cpu() == expected).sum()) / len(expected)
+    judge.samples = len(mu)
     return judge
 
 

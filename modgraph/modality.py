@@ -69,8 +69,9 @@ class TrainingDefaults(BaseModel):
     # augmentation leaves alone). Rows that are not augmented copies always reconstruct themselves.
     vae_target: Literal["input", "original"] = "input"
     # Which epoch of an associator *into* this modality is kept: the lowest validation loss
-    # ("loss"), or the best validation translation accuracy as this modality's recognizer reads
-    # it ("accuracy"; ties: the lower loss). Both are measured on the validation split only.
+    # ("loss"), or the lowest loss among the epochs whose validation translation accuracy, as
+    # this modality's recognizer reads it, is within one standard error of the best ("accuracy";
+    # modgraph.training.kept_epoch). Both are measured on the validation split only.
     # The loss can be lowest while the outputs are a class average the recognizer misreads
     # (text -> gtsrb, seed 2: epoch 1 kept by loss, 82% of validation sources read right).
     link_select: Literal["loss", "accuracy"] = "accuracy"

@@ -10,7 +10,7 @@ import torch
 import toyplugin
 from modgraph.errors import ConfigError
 from modgraph.models import VAE, Associator
-from modgraph.training import ClassPairSampler, TrainSettings, train_associator
+from modgraph.training import ClassPairSampler, TrainSettings, kept_epoch, train_associator
 
 
 def _train(select: str, ratings: list[float]):
@@ -63,10 +63,11 @@ def test_a_link_records_its_validation_accuracy_and_what_it_kept(trained):
     report = trained.link("toyimg", "toyaudio", epochs=3, select="accuracy")
     edge = trained.graph().edges["toyimg", "toyaudio"]
     ratings = [h["val_accuracy"] for h in edge["training"]["history"]]
-    assert edge["training"]["select"] == "accuracy"
-    assert ratings[edge["training"]["epoch_kept"] - 1] == max(ratings)
     metrics = report["metrics"]["toyimg->toyaudio"]
-    assert metrics["val_accuracy"] == max(ratings) and 0.5 < metrics["val_accuracy"] <= 1.0
+    assert edge["training"]["select"] == "accuracy" and 0 < metrics["val_judged"] <= metrics["val_samples"]
+    kept = kept_epoch(edge["training"]["history"], "accuracy", metrics["val_judged"])
+    assert edge["training"]["epoch_kept"] == kept + 1 and metrics["val_accuracy"] == ratings[kept]
+    assert 0.5 < metrics["val_accuracy"] <= 1.0
     with pytest.raises(ConfigError, match="--select must be loss or accuracy"):
         trained.link("toyimg", "toyaudio", select="best")
 
@@ -77,3 +78,17 @@ def test_with_few_pairs_validation_uses_the_same_share_of_held_out_rows(trained)
     n_few = few["metrics"]["toyimg->toyaudio"]["val_samples"]
     n_full = full["metrics"]["toyimg->toyaudio"]["val_samples"]
     assert 1 <= n_few < n_full
+
+
+def test_accuracies_within_one_standard_error_of_the_best_count_as_equal():
+    history = [{"val_loss": loss, "val_accuracy": acc} for loss, acc in
+               [(5.0, 0.82), (9.0, 0.990), (6.0, 0.985), (7.0, 0.995)]]
+    # 1,000 judged sources: the best (0.995) is good to 0.0022, so 0.990 and 0.985 are worse...
+    assert kept_epoch(history, "accuracy", 1000) == 3
+    # ...while on 100 the margin is 1/100 and 0.985, of lower loss, ties with the best.
+    assert kept_epoch(history, "accuracy", 100) == 2
+    assert kept_epoch(history, "loss") == 0
+    assert kept_epoch(history, "accuracy") == 3  # no count known: the best rating itself
+    # One source fewer than a perfect score is within the margin of one source: the lower loss wins.
+    assert kept_epoch([{"val_loss": 2.0, "val_accuracy": 1.0}, {"val_loss": 1.0, "val_accuracy": 179 / 180}],
+                      "accuracy", 180) == 1
