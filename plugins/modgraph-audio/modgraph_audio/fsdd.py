@@ -42,7 +42,7 @@ class FSDDOptions(SpeechOptions):
     Five speakers are few, so each augmented copy also gets another vocal tract length
     (VTLP, frequency axis warped by 0.8-1.2): leaving one speaker out, FSDD -> MNIST on
     george, jackson, lucas, nicolas and yweweler went from 65.2 / 67.4 / 70.0 / 77.0 / 78.0
-    (mean 71.5) to 69.8 / 65.4 / 75.2 / 82.4 / 78.2 (mean 74.2; ``docs/tuning.md``).
+    (mean 71.5) to 71.2 / 68.0 / 75.8 / 80.8 / 79.2 (mean 75.0; ``docs/tuning.md``).
     """
 
     trim_db: float = Field(30.0, ge=0.0, le=80.0, description=SpeechOptions.model_fields["trim_db"].description)
