@@ -245,7 +245,7 @@ def link_cmd(source, target, pairing, paired_fraction, epochs, batch_size, lr, k
         click.echo(f"Wrote {path}")
     for direction, m in report["metrics"].items():
         click.echo(f"  {direction}: test accuracy {_pct(m['accuracy'])} (n={m['test_samples']}; "
-                   f"validation {_pct(m['val_accuracy'])} of {m['val_samples']})")
+                   f"validation {_pct(m['val_accuracy'])} of {m['val_judged']})")
         if "pseudo_labels" in m:
             p = m["pseudo_labels"]
             click.echo(f"    sources: {m['paired_source_rows']} paired rows and {p['rows']} of {p['unpaired_rows']} "

@@ -374,7 +374,6 @@ class ModGraph:
                                    t["x"], t["x_val"], dst_node.modality.reconstruction_loss, settings,
                                    pairs_per_epoch=d.link_pairs_per_epoch, candidates=n_candidates,
                                    source_noise=noise, judge=judge, select=select or d.link_select)
-            log["val_judged"] = judge.samples
             n_paired = int((train_pairs.source_rows < len(s["train"])).sum())  # joined rows come after
             new_edges[(src, dst)] = (assoc, log, settings, mapping, n_paired, n_candidates, noise)
         outputs = []

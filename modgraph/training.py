@@ -400,13 +400,14 @@ def train_associator(associator: Associator, source_mu: torch.Tensor, source_log
                            | ({"val_accuracy": accuracy} if judge is not None else {}))
             bar.epoch_done(val_loss=f"{val:.2f}", **({"val_accuracy": f"{accuracy:.4f}"} if judge is not None else {}))
             states.append({k: v.detach().to("cpu", copy=True) for k, v in associator.state_dict().items()})
-    kept = history[kept_epoch(history, select, getattr(judge, "samples", None))]
+    judged = getattr(judge, "samples", None)
+    kept = history[kept_epoch(history, select, judged)]
     for p in target_vae.parameters():
         p.requires_grad_(True)
     associator.load_state_dict(states[kept["epoch"] - 1])
     associator.eval()
     return {"best_val_loss": kept["val_loss"], "val_accuracy": kept.get("val_accuracy"), "epoch_kept": kept["epoch"],
-            "select": select, "history": history}
+            "val_judged": judged, "select": select, "history": history}
 
 
 def kept_epoch(history: list[dict], select: str, samples: int | None = None) -> int:
