@@ -42,6 +42,14 @@ class LoadedNode:
     meta: dict
 
 
+def _group_ids(features, key: str | None) -> torch.Tensor | None:
+    """A group id per row for grouping ``key`` of ``features``; None without one (or no such grouping)."""
+    if key is None or key not in features.groups:
+        return None
+    names = {name: i for i, name in enumerate(sorted(set(features.groups[key])))}
+    return torch.tensor([names[v] for v in features.groups[key]], dtype=torch.long)
+
+
 def _select(features: FeatureSet, exclude: dict[str, list[str]] | None = None,
             include: dict[str, list[str]] | None = None) -> FeatureSet:
     """Rows whose group values are not excluded (and are included, when ``include`` is given)."""
@@ -335,8 +343,12 @@ class ModGraph:
             if threshold < 1.0 and not bool(paired.all()) and not (one_way and name == target):
                 rest = everything.subset(~paired)
                 rest_mu, rest_logvar = encode_all(node.vae, normalized(node.modality, rest.x, node.stats).to(device))
-                mu, logvar, source_y, spread = join_confident(mu, logvar, train.y, rest_mu, rest_logvar, rest.y,
-                                                              len(node.modality.classes), threshold)
+                key = node.modality.training_defaults.link_spread_balance
+                ids = _group_ids(everything, key)
+                mu, logvar, source_y, spread = join_confident(
+                    mu, logvar, train.y, rest_mu, rest_logvar, rest.y, len(node.modality.classes), threshold,
+                    groups=None if ids is None else ids[paired], rest_groups=None if ids is None else ids[~paired])
+                spread["balanced_within"] = key if ids is not None else None
             # As a target, rows of the forms the modality asks not to aim at count as no class, and
             # so do those its own recognizer does not confidently see in their reconstruction.
             confidence = node.modality.training_defaults.link_target_confidence if target_confidence is None \

@@ -63,6 +63,10 @@ class TrainingDefaults(BaseModel):
     # unpaired samples to which label spreading in this modality's latent space gives a class
     # with at least this confidence (modgraph.pseudo_labels; 1: paired samples only, the paper's).
     link_pseudo_label_confidence: float = Field(0.5, gt=0.0, le=1.0)
+    # A grouping of this modality's rows (a key of its dataset's groups, e.g. "speaker") within
+    # which every class comes in about the same proportions: the spread classes are then
+    # balanced within each group (modgraph.pseudo_labels.balance_within). None: not balanced.
+    link_spread_balance: str | None = None
     # What the VAE reconstructs from an augmented training copy: the copy itself ("input",
     # Eq. 6 as written) or the original it was made from ("original": a denoising VAE, whose
     # encoder learns to give a copy its original's latent, so the latent keeps what the

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from modgraph.errors import ConfigError
-from modgraph.pseudo_labels import join_confident, knn, spread_labels
+from modgraph.pseudo_labels import balance_within, join_confident, knn, spread_labels
 
 
 def _clusters(centres, per_cluster=30, spread=0.3, seed=0):
@@ -44,6 +44,32 @@ def test_a_cluster_no_label_reaches_gets_no_confidence():
     assert bool((confidence[60:] == 0).all())
 
 
+def test_balancing_gives_each_group_the_prior_class_totals_and_keeps_the_rows_order():
+    p = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4], [0.0, 0.0], [0.2, 0.8], [0.1, 0.9]])
+    groups = torch.tensor([0, 0, 0, 0, 0, 1, 1])
+    q = balance_within(p, groups, torch.tensor([0.5, 0.5]))
+    assert torch.allclose(q[:4].sum(0), torch.tensor([2.0, 2.0]), atol=1e-3)
+    assert torch.allclose(q[5:].sum(0), torch.tensor([1.0, 1.0]), atol=1e-3)
+    assert q[:4].argmax(1).tolist() == [0, 0, 1, 1] and q[5:].argmax(1).tolist() == [0, 1]
+    assert torch.allclose(q[[0, 1, 2, 3, 5, 6]].sum(1), torch.ones(6))
+    assert q[4].tolist() == [0.0, 0.0]  # a row no label reached stays without mass
+
+
+def test_balancing_within_a_group_labels_a_cluster_of_a_class_the_group_has_no_label_for():
+    # Two speakers saying two words; the second speaker's word 1 sits nearer its word 0 than
+    # the first speaker's word 1, and has no label. Every class is in every group equally often.
+    z, cluster = _clusters([[0.0, 0.0], [0.0, 3.0], [2.5, 0.0], [3.0, 2.5]], spread=0.7, seed=1)
+    y, groups = cluster % 2, (cluster >= 2).long()
+    known = torch.zeros(len(z), dtype=torch.bool)
+    known[[0, 30, 31, 60]] = True  # both words of speaker 0, word 0 of speaker 1: a 50/50 prior
+    plain, _ = spread_labels(z, known, y, 2, neighbours=10)
+    balanced, _ = spread_labels(z, known, y, 2, neighbours=10, groups=groups)
+    word1 = cluster == 3
+    assert float((plain[word1] == 1).float().mean()) < 0.1
+    assert float((balanced[word1] == 1).float().mean()) > 0.9
+    assert float((balanced == y).float().mean()) > 0.9
+
+
 def test_joined_sources_are_the_paired_rows_then_the_confident_unpaired_ones():
     z, y = _clusters([[0.0, 0.0], [6.0, 0.0], [60.0, 60.0]])
     paired = torch.tensor([0, 1, 30, 31])
@@ -76,6 +102,25 @@ def test_a_link_with_few_pairs_adds_confident_unpaired_sources_and_records_them(
     assert "pseudo_labels" not in edge["metrics"] and edge["training"]["pseudo_label_confidence"] is None
     paired_only = load_file(trained.registry.edge_path("toyimg", "toyaudio"))
     assert any(not torch.equal(with_spread[k], paired_only[k]) for k in with_spread)
+
+
+def test_a_modality_can_balance_its_spread_classes_within_a_grouping(trained, monkeypatch):
+    audio = type(trained.node("toyaudio").modality)
+    trained.link("toyaudio", "toyimg", epochs=1, one_way=True, paired_fraction=0.25)
+    spread = trained.graph().edges["toyaudio", "toyimg"]["metrics"]["pseudo_labels"]
+    assert spread["balanced_within"] is None and spread["balanced_groups"] is None
+    monkeypatch.setattr(audio, "training_defaults",
+                        audio.training_defaults.model_copy(update={"link_spread_balance": "speaker"}))
+    trained.link("toyaudio", "toyimg", epochs=1, one_way=True, paired_fraction=0.25)
+    spread = trained.graph().edges["toyaudio", "toyimg"]["metrics"]["pseudo_labels"]
+    assert spread["balanced_within"] == "speaker" and spread["balanced_groups"] == 2
+    assert spread["accuracy"] >= 0.8
+    # A grouping the data do not have balances nothing, and the record says so.
+    monkeypatch.setattr(audio, "training_defaults",
+                        audio.training_defaults.model_copy(update={"link_spread_balance": "room"}))
+    trained.link("toyaudio", "toyimg", epochs=1, one_way=True, paired_fraction=0.25)
+    spread = trained.graph().edges["toyaudio", "toyimg"]["metrics"]["pseudo_labels"]
+    assert spread["balanced_within"] is None and spread["balanced_groups"] is None
 
 
 def test_full_pairing_has_nothing_to_spread(trained):
