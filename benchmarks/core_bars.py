@@ -189,8 +189,10 @@ def render(args) -> None:
          f"{100 * c['fmnist->mnist']:.2f} / {100 * c['mnist->fmnist']:.2f}"),
         ("FSDD -> MNIST, paired fraction 0.05" + (f" ({fig['semi']['date'][:10]}, see below)" if "semi" in fig else ""),
          ">= 93.0", f"{100 * c['fsdd->mnist 5%']:.2f}"
-         + (f" (sources: the paired rows and {c['5% pseudo labels']['rows']} labelled by spreading, "
-            f"{100 * c['5% pseudo labels']['accuracy']:.1f}% of them right)" if c.get("5% pseudo labels") else "")),
+         + (f" (sources: the paired rows and {c['5% pseudo labels']['rows']} labelled by spreading"
+            + (f" balanced within each {c['5% pseudo labels']['balanced_within']}"
+               if c['5% pseudo labels'].get("balanced_within") else "")
+            + f", {100 * c['5% pseudo labels']['accuracy']:.1f}% of them right)" if c.get("5% pseudo labels") else "")),
     ]
     if "loso" in fig:
         held_out = len(fig["loso"])
