@@ -249,7 +249,9 @@ def link_cmd(source, target, pairing, paired_fraction, epochs, batch_size, lr, k
         if "pseudo_labels" in m:
             p = m["pseudo_labels"]
             click.echo(f"    sources: {m['paired_source_rows']} paired rows and {p['rows']} of {p['unpaired_rows']} "
-                       f"unpaired ones, labelled by spreading (confidence >= {p['confidence']:g}; "
+                       f"unpaired ones, labelled by spreading"
+                       + (f" balanced within each {p['balanced_within']}" if p.get("balanced_within") else "")
+                       + f" (confidence >= {p['confidence']:g}; "
                        f"{_pct(p['accuracy'])} right by their withheld labels)")
 
 

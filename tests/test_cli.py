@@ -105,6 +105,16 @@ def test_stale_edges_show_in_graph_and_route(trained):
     assert result.exit_code == 1 and "stale" in result.output and "modgraph link toyimg toycolor" in result.output
 
 
+def test_link_with_few_pairs_says_how_its_sources_were_labelled(trained, monkeypatch):
+    out = run("link", "toyaudio", "toyimg", "--one-way", "--paired-fraction", "0.25", "--epochs", "1").output
+    assert "unpaired ones, labelled by spreading (confidence >= 0.5;" in out
+    audio = type(trained.node("toyaudio").modality)
+    monkeypatch.setattr(audio, "training_defaults",
+                        audio.training_defaults.model_copy(update={"link_spread_balance": "speaker"}))
+    out = run("link", "toyaudio", "toyimg", "--one-way", "--paired-fraction", "0.25", "--epochs", "1").output
+    assert "labelled by spreading balanced within each speaker (confidence >= 0.5;" in out
+
+
 def test_remove_modality_and_unlink(trained, isolated_env):
     edges = isolated_env["registry"] / "edges"
     result = run("unlink", "toyimg", "toyaudio", "--one-way")
