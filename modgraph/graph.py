@@ -42,7 +42,7 @@ class LoadedNode:
     meta: dict
 
 
-def _group_ids(features, key: str | None) -> torch.Tensor | None:
+def _group_ids(features: FeatureSet, key: str | None) -> torch.Tensor | None:
     """A group id per row for grouping ``key`` of ``features``; None without one (or no such grouping)."""
     if key is None or key not in features.groups:
         return None
