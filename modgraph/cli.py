@@ -14,6 +14,8 @@ import sys
 import click
 
 from modgraph import __version__
+from modgraph.cli_options import settings_from_cli, settings_options
+from modgraph.settings import LinkSettings, NodeSettings
 
 
 class _Group(click.Group):
@@ -36,35 +38,9 @@ class _Group(click.Group):
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not key=value", param_hint=what)
-        out.setdefault(key.strip(), []).extend(v.strip() for v in value.split(","))
-    return out
+    from modgraph.cli_options import pairs
 
-
-def _options(values: tuple[str, ...], options_file: str | None) -> dict:
-    """``--option key=value`` (values parsed as JSON where they can be) over a TOML file."""
-    merged: dict = {}
-    if options_file:
-        import tomllib
-
-        try:
-            with open(options_file, "rb") as fh:
-                merged.update(tomllib.load(fh))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise click.BadParameter(f"cannot read {options_file}: {exc}", param_hint="--options-file")
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--option")
-        try:
-            merged[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            merged[key.strip()] = value
-    return merged
+    return pairs(values, what)
 
 
 def _common(f):
@@ -158,30 +134,15 @@ def plugins_cmd():
 
 @main.command("add-modality")
 @click.argument("name")
-@click.option("--latent-dim", type=int, help="Latent size [default: the modality's, 64].")
-@click.option("--epochs", type=int, help="VAE epochs [default: the modality's].")
-@click.option("--recognizer-epochs", type=int, help="Recognizer epochs [default: the modality's].")
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float, help="Learning rate.")
-@click.option("--kl-weight", type=float, help="lambda_int of Eq. 6.")
-@click.option("--vae-target", type=click.Choice(["input", "original"]),
-              help="What an augmented copy reconstructs: itself (Eq. 6) or its original [default: the modality's].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@settings_options(NodeSettings)
 @click.option("--download", is_flag=True, help="Download the dataset if it is not under the data root.")
-@click.option("--option", "option", multiple=True, metavar="KEY=VALUE", help="A modality option (repeatable).")
-@click.option("--options-file", type=click.Path(dir_okay=False), help="Modality options from a TOML file.")
-@click.option("--exclude", multiple=True, metavar="GROUP=VALUE",
-              help="Leave rows out of training, e.g. speaker=jackson (repeatable).")
 @_common
 @_scale_out
-def add_modality_cmd(name, latent_dim, epochs, recognizer_epochs, batch_size, lr, kl_weight, vae_target, seed,
-                     download, option, options_file, exclude, registry, data_root, device, precision):
+def add_modality_cmd(name, download, registry, data_root, device, precision, **given):
     """Intra-modal phase: train NAME's VAE and recognizer into the registry."""
+    settings = settings_from_cli(NodeSettings, given)
     mg = _graph(registry, data_root, device, precision=precision)
-    report = mg.add_modality(name, latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, lr=lr,
-                             kl_weight=kl_weight, recognizer_epochs=recognizer_epochs, seed=seed, download=download,
-                             options=_options(option, options_file), exclude=_pairs(exclude, "--exclude"),
-                             vae_target=vae_target)
+    report = mg.add_modality(name, settings, download=download)
     m = report["metrics"]
     click.echo(f"Wrote {report['path']} (latent {report['latent_dim']})")
     click.echo(f"  recognizer test accuracy:      {_pct(m['recognizer_accuracy'])}")
@@ -200,47 +161,14 @@ def remove_modality_cmd(name, registry):
 @main.command("link")
 @click.argument("source")
 @click.argument("target")
-@click.option("--pairing", type=click.Choice(["concept", "index"]), default="concept", show_default=True,
-              help="concept: classes with the same concept; index: class k with class k.")
-@click.option("--paired-fraction", type=float, default=1.0, show_default=True,
-              help="Fraction of each modality's training samples that may appear in pairs.")
-@click.option("--epochs", type=int, help="Associator epochs [default: the target modality's].")
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float)
-@click.option("--kl-weight", type=float,
-              help="lambda_crs of Eq. 7 [default: the target VAE's lambda_int, so z_ji lives where its decoder was trained].")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--candidates", type=int,
-              help="Partners of the class drawn per sample, the loss taking the closest; 1 is the paper's Eq. 7 "
-                   "[default: the target modality's].")
-@click.option("--target-confidence", type=float,
-              help="Aim only at target samples whose reconstruction the target's recognizer gives at least this "
-                   "probability of their class; 0 aims at all, as the paper [default: the target modality's].")
-@click.option("--source-noise", type=float,
-              help="Train on mu + S * sigma * eps of the source encoder; 1 samples q(z|x) as the paper, 0 takes "
-                   "the mean, as translate does [default: the source modality's].")
-@click.option("--pseudo-label-confidence", type=float,
-              help="With --paired-fraction below 1: unpaired source samples whose class label spreading in the "
-                   "latent space gives at least this confidence join the sources; 1 uses the paired samples only, as "
-                   "the paper [default: the source modality's].")
-@click.option("--select", type=click.Choice(["loss", "accuracy"]),
-              help="Keep the epoch of lowest validation loss, or the lowest-loss epoch among those whose validation "
-                   "translation accuracy (as the target's recognizer reads it) is within one standard error of the "
-                   "best [default: the target modality's].")
-@click.option("--exclude", multiple=True, metavar="GROUP=VALUE", help="Leave rows out of the pairs.")
-@click.option("--one-way", is_flag=True, help="Train only SOURCE->TARGET.")
+@settings_options(LinkSettings)
 @_common
 @_scale_out
-def link_cmd(source, target, pairing, paired_fraction, epochs, batch_size, lr, kl_weight, seed, candidates,
-             target_confidence, source_noise, pseudo_label_confidence, select, exclude, one_way,
-             registry, data_root, device, precision):
+def link_cmd(source, target, registry, data_root, device, precision, **given):
     """Cross-modal phase: train SOURCE->TARGET and TARGET->SOURCE associators, VAEs frozen."""
+    settings = settings_from_cli(LinkSettings, given)
     mg = _graph(registry, data_root, device, precision=precision)
-    report = mg.link(source, target, pairing=pairing, paired_fraction=paired_fraction, epochs=epochs,
-                     batch_size=batch_size, lr=lr, kl_weight=kl_weight, seed=seed, candidates=candidates,
-                     target_confidence=target_confidence, source_noise=source_noise,
-                     pseudo_label_confidence=pseudo_label_confidence, select=select,
-                     exclude=_pairs(exclude, "--exclude"), one_way=one_way)
+    report = mg.link(source, target, settings)
     for path in report["paths"]:
         click.echo(f"Wrote {path}")
     for direction, m in report["metrics"].items():

@@ -57,3 +57,23 @@ class PairingError(ModgraphError):
 
 class TrainingDivergedError(ModgraphError):
     """Training produced NaN or infinite values; nothing was saved."""
+
+
+def validation_message(what: str, exc, known=None) -> str:
+    """A pydantic ``ValidationError`` as one line: "invalid WHAT: field: message; ...".
+
+    Unknown fields name the known ones, so the line says what to type instead.
+    """
+    known = ", ".join(known or ())
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "value"
+        if err.get("type") == "extra_forbidden":
+            msg = "not a known setting" + (f" (known: {known})" if known else "")
+        else:
+            msg = err.get("msg", "invalid")
+            if err.get("input") is not None and err.get("type") not in ("missing",):
+                msg += f", got {str(err['input'])[:40]!r}" if isinstance(err["input"], str) else \
+                    f", got {str(err['input'])[:40]}"
+        parts.append(f"{loc}: {msg}")
+    return f"invalid {what}: " + "; ".join(parts)

@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar, Iterable, Literal, Sequence
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from modgraph.errors import ConfigError, PluginError
+from modgraph.errors import ConfigError, PluginError, validation_message
 from modgraph.models import AssociatorConfig, RecognizerConfig, VAEConfig
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -192,7 +192,7 @@ class Modality(abc.ABC):
         try:
             options = self.options_model(**values)
         except ValidationError as exc:
-            raise ConfigError(_validation_message(f"options for {self.name!r}", exc)) from None
+            raise ConfigError(validation_message(f"options for {self.name!r}", exc, list(self.options_model.model_fields))) from None
         clone = type(self)(options)
         clone.distribution = self.distribution
         clone.distribution_version = self.distribution_version
@@ -330,11 +330,3 @@ def sample_rows(chunks: Iterable[torch.Tensor], max_bytes: int, seed: int = 0) -
     if kept is None:
         raise ValueError("no rows to sample")
     return kept
-
-
-def _validation_message(what: str, exc) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "value"
-        parts.append(f"{loc}: {err.get('msg')}")
-    return f"invalid {what}: " + "; ".join(parts)

@@ -10,64 +10,22 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Any, Literal
+
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from modgraph.errors import ConfigError, NotInRegistryError
-from modgraph.modality import _validation_message
+from modgraph.cli_options import settings_argv
+from modgraph.errors import ConfigError, NotInRegistryError, validation_message
+from modgraph.settings import LinkSpec, NodeSpec
 
-
-class ModalitySpec(BaseModel):
-    """One node: the settings of ``modgraph add-modality NAME`` (unset: the modality's default)."""
-
-    model_config = ConfigDict(extra="forbid")
-    latent_dim: int | None = Field(None, ge=1)
-    epochs: int | None = Field(None, ge=1)
-    recognizer_epochs: int | None = Field(None, ge=1)
-    batch_size: int | None = Field(None, ge=1)
-    lr: float | None = Field(None, gt=0)
-    kl_weight: float | None = Field(None, ge=0)
-    vae_target: Literal["input", "original"] | None = None
-    seed: int = 0
-    options: dict[str, Any] = Field(default_factory=dict, description="modality options (--option key=value)")
-    exclude: dict[str, list[str]] = Field(default_factory=dict, description="rows left out, e.g. speaker")
-    args: list[str] = Field(default_factory=list, description="more command-line arguments, passed as they are")
-
-
-class LinkSpec(BaseModel):
-    """One link: the settings of ``modgraph link SOURCE TARGET``."""
-
-    model_config = ConfigDict(extra="forbid")
-    source: str
-    target: str
-    pairing: Literal["concept", "index"] = "concept"
-    paired_fraction: float = Field(1.0, gt=0, le=1)
-    one_way: bool = False
-    epochs: int | None = Field(None, ge=1)
-    batch_size: int | None = Field(None, ge=1)
-    lr: float | None = Field(None, gt=0)
-    kl_weight: float | None = Field(None, ge=0)
-    seed: int = 0
-    exclude: dict[str, list[str]] = Field(default_factory=dict)
-    args: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _two_modalities(self):
-        if self.source == self.target:
-            raise ValueError(f"a link joins two modalities, not {self.source!r} with itself")
-        return self
-
-    def directions(self) -> list[tuple[str, str]]:
-        forward = (self.source, self.target)
-        return [forward] if self.one_way else [forward, (self.target, self.source)]
+ModalitySpec = NodeSpec  # the name before settings were defined once
 
 
 class GraphSpec(BaseModel):
     """Modalities by name, the links between them, and arguments every command gets (``args``)."""
 
     model_config = ConfigDict(extra="forbid")
-    modalities: dict[str, ModalitySpec] = Field(default_factory=dict)
+    modalities: dict[str, NodeSpec] = Field(default_factory=dict)
     links: list[LinkSpec] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
 
@@ -101,50 +59,16 @@ def read_spec(path: str | Path) -> GraphSpec:
     try:
         return GraphSpec.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_validation_message(f"graph spec {path}", exc)) from None
+        raise ConfigError(validation_message(f"graph spec {path}", exc)) from None
 
 
 # -- command lines -------------------------------------------------------------------------------
-def _option_value(value: Any) -> str:
-    """What ``--option key=VALUE`` needs so the CLI reads back ``value`` (it parses JSON first)."""
-    if isinstance(value, str):
-        try:
-            json.loads(value)
-        except ValueError:
-            return value
-    return json.dumps(value)
-
-
-def _flags(pairs: list[tuple[str, Any]]) -> list[str]:
-    out = []
-    for flag, value in pairs:
-        if value is None or value is False:
-            continue
-        out += [flag] if value is True else [flag, str(value)]
-    return out
-
-
-def _excludes(exclude: dict[str, list[str]]) -> list[str]:
-    return [arg for key, values in exclude.items() for arg in ("--exclude", f"{key}={','.join(values)}")]
-
-
-def node_argv(name: str, spec: ModalitySpec) -> list[str]:
-    argv = ["modgraph", "add-modality", name]
-    argv += _flags([("--latent-dim", spec.latent_dim), ("--epochs", spec.epochs),
-                    ("--recognizer-epochs", spec.recognizer_epochs), ("--batch-size", spec.batch_size),
-                    ("--lr", spec.lr), ("--kl-weight", spec.kl_weight), ("--vae-target", spec.vae_target),
-                    ("--seed", spec.seed or None)])
-    for key, value in spec.options.items():
-        argv += ["--option", f"{key}={_option_value(value)}"]
-    return argv + _excludes(spec.exclude)
+def node_argv(name: str, spec: NodeSpec) -> list[str]:
+    return ["modgraph", "add-modality", name, *settings_argv(spec.settings())]
 
 
 def link_argv(spec: LinkSpec) -> list[str]:
-    argv = ["modgraph", "link", spec.source, spec.target, "--pairing", spec.pairing]
-    argv += _flags([("--paired-fraction", spec.paired_fraction if spec.paired_fraction != 1.0 else None),
-                    ("--epochs", spec.epochs), ("--batch-size", spec.batch_size), ("--lr", spec.lr),
-                    ("--kl-weight", spec.kl_weight), ("--seed", spec.seed or None), ("--one-way", spec.one_way)])
-    return argv + _excludes(spec.exclude)
+    return ["modgraph", "link", spec.source, spec.target, *settings_argv(spec.settings())]
 
 
 # -- what the registry already holds ---------------------------------------------------------------
@@ -166,28 +90,26 @@ def _sorted_groups(groups: dict | None) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in sorted((groups or {}).items())}
 
 
-def node_changes(mg, name: str, spec: ModalitySpec) -> list[str]:
+def node_changes(mg, name: str, spec: NodeSpec) -> list[str]:
     """Why NAME's node must be (re)trained to match ``spec``; empty when it is up to date."""
     modality = mg.modality(name, spec.options or None)
     try:
-        meta = mg.registry.node_metadata(name)
+        record = mg.registry.node_record(name)
     except NotInRegistryError:
         return ["not in the registry"]
-    d = modality.training_defaults
-    training = meta.get("training") or {}
-    recorded = {"latent_dim": ((meta.get("config") or {}).get("vae") or {}).get("latent_dim"),
-                **{k: training.get(k) for k in ("epochs", "recognizer_epochs", "batch_size", "lr", "kl_weight",
-                                                  "seed")},
+    wanted = spec.settings().resolve(modality).model_dump()
+    training = record.training
+    recorded = {**{k: training.get(k) for k in wanted},
+                "latent_dim": record.latent_dim,
                 "vae_target": training.get("vae_target", "input"),  # nodes from before the setting: Eq. 6
-                "options": meta.get("options") or {},
-                "exclude": _sorted_groups((meta.get("data") or {}).get("exclude"))}
-    wanted = {"latent_dim": spec.latent_dim or modality.default_latent_dim, "epochs": spec.epochs or d.epochs,
-              "recognizer_epochs": spec.recognizer_epochs or d.recognizer_epochs,
-              "batch_size": spec.batch_size or d.batch_size, "lr": spec.lr or d.lr,
-              "kl_weight": d.kl_weight if spec.kl_weight is None else spec.kl_weight, "seed": spec.seed,
-              "vae_target": spec.vae_target or d.vae_target,
-              "options": modality.options.model_dump(mode="json"), "exclude": _sorted_groups(spec.exclude)}
+                "options": record.options or {},
+                "exclude": _sorted_groups(record.data.get("exclude"))}
+    wanted["exclude"] = _sorted_groups(wanted["exclude"])
     return _differences(recorded, wanted)
+
+
+# What plan compares of a link (the rest is recorded, but older edges may lack it).
+_LINK_COMPARED = ("pairing", "paired_fraction", "epochs", "batch_size", "lr", "kl_weight", "seed", "exclude")
 
 
 def link_changes(mg, spec: LinkSpec, graph, retrained: set[str]) -> list[str]:
@@ -199,19 +121,16 @@ def link_changes(mg, spec: LinkSpec, graph, retrained: set[str]) -> list[str]:
         if not graph.has_edge(source, target):
             reasons.append(f"no associator {source} -> {target}")
             continue
-        edge = graph.edges[source, target]
-        if edge.get("stale"):
+        if graph.edges[source, target].get("stale"):
             reasons.append(f"{source} -> {target} is stale (a modality was retrained after it was linked)")
             continue
-        d = mg.modality(target).training_defaults
-        training = edge.get("training") or {}
-        recorded = {"pairing": edge.get("pairing"), "paired_fraction": edge.get("paired_fraction"),
-                    **{k: training.get(k) for k in ("epochs", "batch_size", "lr", "kl_weight", "seed")},
-                    "exclude": _sorted_groups(training.get("exclude"))}
-        wanted = {"pairing": spec.pairing, "paired_fraction": spec.paired_fraction,
-                  "epochs": spec.epochs or d.link_epochs, "batch_size": spec.batch_size or d.batch_size,
-                  "lr": spec.lr or d.lr, "kl_weight": d.kl_weight if spec.kl_weight is None else spec.kl_weight,
-                  "seed": spec.seed, "exclude": _sorted_groups(spec.exclude)}
+        record = mg.registry.edge_record(source, target)
+        resolved = spec.settings().resolve(mg.modality(source), mg.modality(target)).model_dump()
+        wanted = {k: resolved[k] for k in _LINK_COMPARED}
+        recorded = {**{k: record.training.get(k) for k in _LINK_COMPARED}, "pairing": record.pairing,
+                    "paired_fraction": record.paired_fraction,
+                    "exclude": _sorted_groups(record.training.get("exclude"))}
+        wanted["exclude"] = _sorted_groups(wanted["exclude"])
         reasons += [f"{source} -> {target}: {r}" for r in _differences(recorded, wanted)]
     return reasons
 

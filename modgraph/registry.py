@@ -1,7 +1,9 @@
-"""The on-disk graph: one safetensors file per modality node and per associator edge.
+"""The on-disk graph and its file format: one safetensors file per modality node and per associator edge.
 
 Headers carry everything but the weights, so the networkx view is built without loading
-tensors. Writes go to a temporary file renamed into place under a file lock.
+tensors. This module alone turns headers into typed records and modules and back
+(``save_node``/``load_node``, ``save_edges``/``load_edge``). Writes go to a temporary
+file renamed into place under a file lock.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from filelock import FileLock, Timeout
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from modgraph.errors import ModgraphError, NotInRegistryError, RegistryCorruptError
+from modgraph.errors import ConfigError, ModgraphError, NotInRegistryError, RegistryCorruptError
+from modgraph.records import EdgeRecord, NodeRecord, parse_record
 
 FORMAT_VERSION = "1"
 # Header fields holding JSON (everything in a safetensors header is a string).
@@ -137,6 +140,74 @@ class Registry:
                                      f"train one with: modgraph link {source} {target}")
         return self.read_metadata(path)
 
+    def node_record(self, name: str) -> NodeRecord:
+        return parse_record(NodeRecord, self.node_metadata(name), self.node_path(name))
+
+    def edge_record(self, source: str, target: str) -> EdgeRecord:
+        return parse_record(EdgeRecord, self.edge_metadata(source, target), self.edge_path(source, target))
+
+    # -- modules in and out ------------------------------------------------------------------
+    def save_node(self, name: str, vae, recognizer, header: dict) -> Path:
+        """Store a node's VAE and recognizer with its header, atomically, under the lock."""
+        tensors = {f"vae.{k}": v for k, v in vae.state_dict().items()}
+        tensors.update({f"recognizer.{k}": v for k, v in recognizer.state_dict().items()})
+        path = self.node_path(name)
+        with self.lock():
+            self.write(path, tensors, header)
+        return path
+
+    def load_node(self, name: str):
+        """A node's record, VAE and recognizer (on the CPU, in eval mode)."""
+        from modgraph.models import Recognizer, RecognizerConfig, VAE, VAEConfig
+
+        path = self.node_path(name)
+        record = self.node_record(name)
+        tensors = self.load_tensors(path)
+        try:
+            vae = VAE(VAEConfig(**record.config["vae"]))
+            recognizer = Recognizer(RecognizerConfig(**record.config["recognizer"]))
+            vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
+            recognizer.load_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("recognizer.")})
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise RegistryCorruptError(f"registry file {path} does not match the architecture of modality {name!r} "
+                                       f"(plugin {record.plugin}): {first}; retrain it with: "
+                                       f"modgraph add-modality {name}") from None
+        return record, vae.eval(), recognizer.eval()
+
+    def load_edge(self, source: str, target: str):
+        """An associator's record and module (on the CPU, in eval mode)."""
+        from modgraph.models import Associator, AssociatorConfig
+
+        path = self.edge_path(source, target)
+        record = self.edge_record(source, target)
+        tensors = self.load_tensors(path)
+        try:
+            assoc = Associator(AssociatorConfig(**record.config["associator"]))
+            assoc.load_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("associator.")})
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise RegistryCorruptError(f"registry file {path} is not a valid associator: {first}; retrain it "
+                                       f"with: modgraph link {source} {target}") from None
+        return record, assoc.eval()
+
+    def save_edges(self, edges: list, trained_against: dict[str, str | None]) -> list[Path]:
+        """Store associators ``(source, target, module, header)`` together under the lock.
+
+        ``trained_against``: each node's ``created`` when training began. A node retrained
+        since makes the edges stale: they are refused, and nothing is written.
+        """
+        written = []
+        with self.lock():
+            for name, created in trained_against.items():
+                if self.node_metadata(name).get("created") != created:
+                    raise ConfigError(f"modality {name!r} was retrained while linking; run modgraph link again")
+            for source, target, assoc, header in edges:
+                path = self.edge_path(source, target)
+                self.write(path, {f"associator.{k}": v for k, v in assoc.state_dict().items()}, header)
+                written.append(path)
+        return written
+
     def node_names(self) -> list[str]:
         if not self.nodes_dir.exists():
             return []
@@ -150,12 +221,16 @@ class Registry:
         """
         g = nx.DiGraph()
         for name in self.node_names():
-            g.add_node(name, **self.read_metadata(self.node_path(name)))
+            path = self.node_path(name)
+            meta = self.read_metadata(path)
+            parse_record(NodeRecord, meta, path)
+            g.add_node(name, **meta)
         if self.edges_dir.exists():
             for path in sorted(self.edges_dir.glob("*.safetensors")):
                 if path.name.startswith("."):
                     continue
                 meta = self.read_metadata(path)
+                parse_record(EdgeRecord, meta, path)
                 src, dst = meta.get("source"), meta.get("target")
                 if src not in g or dst not in g:
                     continue  # an orphan left by an interrupted removal; never routed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modgraph.graph import _target_labels
+from modgraph.splits import target_labels as _target_labels
 from modgraph.modality import FeatureSet
 from modgraph.models import Associator, AssociatorConfig, VAE, VAEConfig, reconstruction_error
 from modgraph.training import ClassPairSampler, associator_loss

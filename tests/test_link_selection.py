@@ -68,7 +68,7 @@ def test_a_link_records_its_validation_accuracy_and_what_it_kept(trained):
     kept = kept_epoch(edge["training"]["history"], "accuracy", metrics["val_judged"])
     assert edge["training"]["epoch_kept"] == kept + 1 and metrics["val_accuracy"] == ratings[kept]
     assert 0.5 < metrics["val_accuracy"] <= 1.0
-    with pytest.raises(ConfigError, match="--select must be loss or accuracy"):
+    with pytest.raises(ConfigError, match="select: Input should be 'loss' or 'accuracy'"):
         trained.link("toyimg", "toyaudio", select="best")
 
 

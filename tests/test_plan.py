@@ -88,8 +88,8 @@ def test_what_the_registry_holds_up_to_date_is_left_out(trained, tmp_path):
     # A link whose recorded pairing differs, and one left stale by a retrained node.
     changed = SPEC.replace('pairing = "index"', 'pairing = "index"\npaired_fraction = 0.5')
     [link] = make_plan(trained, read_spec(write(tmp_path, changed)))["stages"][1]["jobs"]
-    assert link["reasons"] == ["toyaudio -> toycolor: paired_fraction '1.0' recorded, 0.5 wanted",
-                               "toycolor -> toyaudio: paired_fraction '1.0' recorded, 0.5 wanted"]
+    assert link["reasons"] == ["toyaudio -> toycolor: paired_fraction 1.0 recorded, 0.5 wanted",
+                               "toycolor -> toyaudio: paired_fraction 1.0 recorded, 0.5 wanted"]
     trained.add_modality("toycolor")
     plan = make_plan(trained, read_spec(write(tmp_path, SPEC)))
     assert plan["stages"][0]["jobs"] == []
@@ -98,7 +98,7 @@ def test_what_the_registry_holds_up_to_date_is_left_out(trained, tmp_path):
 
 
 @pytest.mark.parametrize("text, words", [
-    ("[modalities.toyimg]\nepoch = 3\n", "modalities.toyimg.epoch: Extra inputs are not permitted"),
+    ("[modalities.toyimg]\nepoch = 3\n", "modalities.toyimg.epoch: not a known setting"),
     ("[[links]]\nsource = 'toyimg'\ntarget = 'toyimg'\n", "not 'toyimg' with itself"),
     ("[[links]]\nsource = 'toyimg'\ntarget = 'toyaudio'\n", "needs modality 'toyimg'"),
     ("[modalities.a]\n[modalities.b]\n[[links]]\nsource = 'a'\ntarget = 'b'\n[[links]]\nsource = 'b'\n"

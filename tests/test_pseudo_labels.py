@@ -130,5 +130,5 @@ def test_full_pairing_has_nothing_to_spread(trained):
 
 def test_a_bad_confidence_is_refused(trained):
     for bad in (0.0, 1.5):
-        with pytest.raises(ConfigError, match="pseudo-label-confidence"):
+        with pytest.raises(ConfigError, match="pseudo_label_confidence"):
             trained.link("toyimg", "toyaudio", epochs=1, pseudo_label_confidence=bad)

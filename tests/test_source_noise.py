@@ -33,5 +33,5 @@ def test_link_takes_the_source_modalitys_noise_records_it_and_trains_on_it(train
     assert trained.graph().edges["toyimg", "toyaudio"]["training"]["source_noise"] == 0.0
     mean = load_file(trained.registry.edge_path("toyimg", "toyaudio"))
     assert any(not torch.equal(sampled[k], mean[k]) for k in sampled)
-    with pytest.raises(ConfigError, match="source-noise"):
+    with pytest.raises(ConfigError, match="source_noise"):
         trained.link("toyimg", "toyaudio", epochs=1, source_noise=-1.0)

@@ -82,5 +82,5 @@ def test_link_aims_at_the_confident_targets_and_records_it(trained):
     kept = report["metrics"]["toyimg->toyaudio"]["target_rows"]
     assert 0 < kept < all_rows
     assert list((trained.cache_dir / "confidence").iterdir())  # scored once, kept for the next link
-    with pytest.raises(ConfigError, match="target-confidence"):
+    with pytest.raises(ConfigError, match="target_confidence"):
         trained.link("toyimg", "toyaudio", epochs=1, target_confidence=1.5)

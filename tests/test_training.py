@@ -126,9 +126,9 @@ def test_paired_fraction_limits_the_pairs(trained):
 def test_link_validates_before_training(trained):
     with pytest.raises(ConfigError, match="cannot link 'toyimg' to itself"):
         trained.link("toyimg", "toyimg")
-    with pytest.raises(ConfigError, match="--epochs must be at least 1"):
+    with pytest.raises(ConfigError, match="epochs: Input should be greater than or equal to 1"):
         trained.link("toyimg", "toyaudio", epochs=0)
-    with pytest.raises(ConfigError, match=r"--paired-fraction must be in \(0, 1\]"):
+    with pytest.raises(ConfigError, match="paired_fraction: Input should be less than or equal to 1"):
         trained.link("toyimg", "toyaudio", paired_fraction=2.0)
     with pytest.raises(PairingError, match="--pairing index"):
         trained.link("toyimg", "toycolor")
@@ -138,11 +138,11 @@ def test_link_validates_before_training(trained):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(epochs=0), "--epochs must be at least 1"),
-    (dict(latent_dim=0), "--latent-dim must be at least 1"),
-    (dict(batch_size=0), "--batch-size must be at least 1"),
-    (dict(lr=-1.0), "--lr must be positive"),
-    (dict(kl_weight=-0.5), "--kl-weight must be zero or positive"),
+    (dict(epochs=0), "epochs: Input should be greater than or equal to 1"),
+    (dict(latent_dim=0), "latent_dim: Input should be greater than or equal to 1"),
+    (dict(batch_size=0), "batch_size: Input should be greater than or equal to 1"),
+    (dict(lr=-1.0), "lr: Input should be greater than 0"),
+    (dict(kl_weight=-0.5), "kl_weight: Input should be greater than or equal to 0"),
     (dict(options={"copies": 9}), "copies"),
     (dict(options={"colour": 1}), "colour"),
 ])

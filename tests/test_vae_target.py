@@ -55,7 +55,7 @@ def test_add_modality_takes_the_setting_records_it_and_trains_differently(mg, to
     assert mg.graph().nodes["toyimg"]["training"]["vae_target"] == "original"
     denoising = load_file(mg.registry.node_path("toyimg"))
     assert any(not torch.equal(plain[k], denoising[k]) for k in plain if k.startswith("vae."))
-    with pytest.raises(ConfigError, match="vae-target"):
+    with pytest.raises(ConfigError, match="vae_target"):
         mg.add_modality("toyimg", vae_target="copy", **QUICK)
 
 

@@ -134,7 +134,7 @@ def test_class_ids_may_be_given_comma_separated():
     ({"image_size": 8}, ["image_size", "between 16 and 128", "got 8"]),
     ({"image_size": 256}, ["image_size", "between 16 and 128"]),
     ({"augment_copies": -1}, ["augment_copies", "greater than or equal to 0"]),
-    ({"size": 52}, ["size", "xtra"]),
+    ({"size": 52}, ["size", "not a known setting", "image_size"]),
 ])
 def test_invalid_options_are_config_errors(values, fragments):
     with pytest.raises(ConfigError) as info:

@@ -1,0 +1,137 @@
+"""Command-line options made from a settings model, and the argv that gives a model back.
+
+Each field of a :mod:`modgraph.settings` model becomes one click option named after it
+(``paired_fraction`` -> ``--paired-fraction``), so the CLI, the API, ``plan`` and the stored
+header cannot disagree. Unset options stay unset: the model's default applies.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from typing import Any
+
+import click
+from pydantic import BaseModel
+
+# Mapping-valued fields are typed as repeatable KEY=VALUE options under these names.
+_MAPPING_FLAGS = {"options": "--option", "exclude": "--exclude"}
+
+
+def flag(name: str) -> str:
+    return _MAPPING_FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _click_type(annotation) -> tuple[Any, bool]:
+    """The click type of a field, and whether it is a flag."""
+    inner = annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # X | None
+        inner = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if inner is bool:
+        return None, True
+    if typing.get_origin(inner) is typing.Literal:
+        return click.Choice(list(typing.get_args(inner))), False
+    return {int: int, float: float, str: str}.get(inner, str), False
+
+
+def settings_options(model: type[BaseModel], skip: tuple[str, ...] = ()):
+    """A decorator adding one option per field of ``model`` (``--options-file`` beside ``--option``)."""
+
+    def decorate(f):
+        for name, field in reversed(list(model.model_fields.items())):
+            if name in skip:
+                continue
+            help_text = field.description or ""
+            if name == "options":
+                f = click.option("--options-file", type=click.Path(dir_okay=False),
+                                 help="Modality options from a TOML file.")(f)
+                f = click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+                                 help="A modality option (repeatable).")(f)
+            elif name == "exclude":
+                f = click.option("--exclude", "exclude", multiple=True, metavar="GROUP=VALUE", help=help_text)(f)
+            else:
+                kind, is_flag = _click_type(field.annotation)
+                if is_flag:
+                    f = click.option(flag(name), name, is_flag=True, default=None, help=help_text)(f)
+                else:
+                    shown = field.default is not None and not field.is_required()
+                    if shown:
+                        help_text += f"  [default: {field.default}]"
+                    f = click.option(flag(name), name, type=kind, default=None, help=help_text)(f)
+        return f
+
+    return decorate
+
+
+def pairs(values: tuple[str, ...], what: str) -> dict[str, list[str]]:
+    """``GROUP=V1,V2`` options as a mapping of lists."""
+    out: dict[str, list[str]] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint=what)
+        out.setdefault(key.strip(), []).extend(v.strip() for v in value.split(","))
+    return out
+
+
+def options_mapping(values: tuple[str, ...], options_file: str | None) -> dict:
+    """``--option key=value`` (values parsed as JSON where they can be) over a TOML file."""
+    merged: dict = {}
+    if options_file:
+        import tomllib
+
+        try:
+            with open(options_file, "rb") as fh:
+                merged.update(tomllib.load(fh))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise click.BadParameter(f"cannot read {options_file}: {exc}", param_hint="--options-file")
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--option")
+        try:
+            merged[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            merged[key.strip()] = value
+    return merged
+
+
+def settings_from_cli(model, params: dict[str, Any]):
+    """The validated settings of the options a command got; removes them from ``params``."""
+    values = {}
+    for name in model.model_fields:
+        if name == "options":
+            values[name] = options_mapping(params.pop("options", ()), params.pop("options_file", None))
+        elif name == "exclude":
+            values[name] = pairs(params.pop("exclude", ()), "--exclude")
+        elif name in params:
+            value = params.pop(name)
+            if value is not None:
+                values[name] = value
+    return model.parse(values)
+
+
+def _option_value(value: Any) -> str:
+    """What ``--option key=VALUE`` needs so the CLI reads back ``value`` (it parses JSON first)."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value)
+
+
+def settings_argv(settings: BaseModel) -> list[str]:
+    """The options that give ``settings`` back through :func:`settings_from_cli` (unset ones left out)."""
+    argv: list[str] = []
+    for name, value in settings.given().items():
+        if name == "options":
+            argv += [a for key, v in value.items() for a in ("--option", f"{key}={_option_value(v)}")]
+        elif name == "exclude":
+            argv += [a for key, vs in value.items() for a in ("--exclude", f"{key}={','.join(vs)}")]
+        elif value is True:
+            argv.append(flag(name))
+        elif value is not None and value is not False:
+            argv += [flag(name), str(value)]
+    return argv

@@ -1,0 +1,94 @@
+"""The intra-modal phase (Eq. 6): a modality's VAE and recognizer, trained alone on its own data."""
+
+from __future__ import annotations
+
+import torch
+
+from modgraph import __version__, distributed
+from modgraph.errors import ConfigError
+from modgraph.evaluation import accuracy, reconstruction_accuracy
+from modgraph.features import fit_statistics, normalized
+from modgraph.models import Recognizer, VAE
+from modgraph.settings import NodeSettings, ResolvedNode
+from modgraph.splits import select_rows, split_validation
+from modgraph.training import TrainSettings, original_rows, train_recognizer, train_vae
+
+RECOGNIZER_LR = 2e-3
+
+
+def check_buildable(modality, resolved: ResolvedNode) -> None:
+    """Refuse settings the modality's architecture cannot take, before any data loads."""
+    from pydantic import ValidationError
+
+    from modgraph.errors import validation_message
+
+    try:
+        modality.vae_config(resolved.latent_dim)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(f"settings for {modality.name!r}", exc)) from None
+
+
+def _train_models(mg, modality, r: ResolvedNode, train, xt, xv, device):
+    """The VAE, then the recognizer, each from the seed; returns both and their logs."""
+    name = modality.name
+    settings = TrainSettings(epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, kl_weight=r.kl_weight, seed=r.seed,
+                             device=device, progress=mg.progress, description=f"{name} VAE", precision=mg.precision)
+    torch.manual_seed(r.seed)
+    vae = VAE(modality.vae_config(r.latent_dim))
+    target_rows = original_rows(train.origin, train.augmented) if r.vae_target == "original" else None
+    vae_log = train_vae(vae, xt, xv, modality.reconstruction_loss, settings, augment=modality.augment_batch,
+                        target_rows=target_rows)
+    rec_settings = TrainSettings(epochs=r.recognizer_epochs, batch_size=r.batch_size, lr=RECOGNIZER_LR, kl_weight=0.0,
+                                 seed=r.seed, device=device, progress=mg.progress, description=f"{name} recognizer",
+                                 precision=mg.precision)
+    torch.manual_seed(r.seed)
+    recognizer = Recognizer(modality.recognizer_config())
+    return vae, recognizer, vae_log, settings, rec_settings
+
+
+def node_header(mg, modality, r: ResolvedNode, parts: dict, device) -> dict:
+    """A node's stored header: what trained it on which data, and how well it does."""
+    train, val, test = parts["train"], parts["val"], parts["test"]
+    return {
+        "kind": "modality", "name": modality.name, "plugin": modality.distribution,
+        "plugin_version": modality.distribution_version, "modgraph_version": __version__,
+        "config": {"vae": parts["vae"].config.model_dump(mode="json"),
+                   "recognizer": parts["recognizer"].config.model_dump(mode="json")},
+        "preprocessing": parts["stats"], "metrics": parts["metrics"], "options": r.options,
+        "classes": [c.model_dump() for c in modality.classes],
+        "data": {"root": str(mg.data_root), "train_rows": len(train), "val_samples": len(val),
+                 "augmented_rows": int(train.augmented.sum()), "test_samples": len(test), "exclude": r.exclude},
+        "training": {**r.training_header(), "device": str(device), "precision": mg.precision, "processes": distributed.world_size(),
+                     "history": parts["vae_log"]["history"]},
+    }
+
+
+def add_modality(mg, name: str, settings: NodeSettings, download: bool = False) -> dict:
+    """Train a modality's VAE and recognizer and store them as a registry node (see ``ModGraph.add_modality``)."""
+    modality = mg.modality(name, settings.options or None)
+    r = settings.resolve(modality)
+    check_buildable(modality, r)
+    device = distributed.setup(mg.device)
+    train_all = select_rows(mg.features(modality, "train", download), r.exclude)
+    test = select_rows(mg.features(modality, "test", download), r.exclude).originals()
+    if len(train_all) < 2:
+        raise ConfigError(f"{name}: too few training samples ({len(train_all)}) after exclusions")
+    train, val = split_validation(train_all, r.seed)
+    stats = fit_statistics(modality, train.x)  # streamed over the shards of a split left on disk
+    xt, xv, xs = (normalized(modality, x, stats) for x in (train.x, val.x, test.x))
+    vae, recognizer, vae_log, settings_vae, rec_settings = _train_models(mg, modality, r, train, xt, xv, device)
+    rec_log = train_recognizer(recognizer, xt, train.y, xv, val.y, rec_settings, augment=modality.augment_batch)
+    metrics = {
+        "recognizer_accuracy": accuracy(recognizer, xs, test.y),
+        "reconstruction_accuracy": reconstruction_accuracy(vae, recognizer, xs, test.y),
+        "val_loss": vae_log["best_val_loss"],
+        "recognizer_val_accuracy": rec_log["best_val_accuracy"],
+        "test_samples": len(test),
+    }
+    meta = node_header(mg, modality, r, dict(train=train, val=val, test=test, vae=vae, recognizer=recognizer,
+                                             stats=stats, metrics=metrics, vae_log=vae_log), device)
+    path = mg.registry.node_path(name)
+    if distributed.is_main():  # under torchrun every rank holds the same weights; one writes them
+        mg.registry.save_node(name, vae, recognizer, meta)
+    distributed.barrier()
+    return {"name": name, "path": str(path), "metrics": metrics, "latent_dim": r.latent_dim}

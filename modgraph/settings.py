@@ -1,0 +1,210 @@
+"""The settings of the two training commands, defined once.
+
+``NodeSettings`` (``add-modality``) and ``LinkSettings`` (``link``) are the single source of
+the CLI options (:mod:`modgraph.cli_options` builds them from the fields), the API's keyword
+arguments, ``plan``'s spec and argv, and the ``training`` header stored with the result.
+An unset value (None) means the modality's :class:`~modgraph.modality.TrainingDefaults`;
+``resolve`` fills it in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from modgraph.errors import ConfigError, validation_message
+
+# Bounds keep a typo from allocating gigabytes before anything fails.
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
+MAX_LATENT = 4096  # VAEConfig's bound
+MAX_SEED = 2**32 - 1
+GroupValues = dict[str, list[str]]
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    what: ClassVar[str] = "settings"
+
+    @classmethod
+    def parse(cls, values: dict[str, Any], what: str | None = None):
+        """Validated settings, or a :class:`ConfigError` of "field: message" lines joined in one."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(validation_message(what or cls.what, exc, list(cls.model_fields))) from None
+
+    def given(self) -> dict[str, Any]:
+        """The settings that differ from their unset defaults (what a command line must name)."""
+        return {k: v for k, v in self.model_dump().items() if v != type(self).model_fields[k].default
+                and not (isinstance(v, dict) and not v)}
+
+
+class NodeSettings(_Settings):
+    """``modgraph add-modality NAME``: how a modality's VAE and recognizer train."""
+
+    what: ClassVar[str] = "add-modality settings"
+    latent_dim: int | None = Field(None, ge=1, le=MAX_LATENT, description="Latent size [default: the modality's].")
+    epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="VAE epochs [default: the modality's].")
+    recognizer_epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS,
+                                          description="Recognizer epochs [default: the modality's].")
+    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH, description="Batch size [default: the modality's].")
+    lr: float | None = Field(None, gt=0, description="Learning rate [default: the modality's].")
+    kl_weight: float | None = Field(None, ge=0, description="lambda_int of Eq. 6 [default: the modality's].")
+    vae_target: Literal["input", "original"] | None = Field(
+        None, description="What an augmented copy reconstructs: itself (Eq. 6) or its original "
+                          "[default: the modality's].")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Random seed.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Modality options (--option key=value).")
+    exclude: GroupValues = Field(default_factory=dict,
+                                 description="Leave rows out of training, e.g. speaker=jackson (repeatable).")
+
+    def resolve(self, modality) -> "ResolvedNode":
+        """Every value, unset ones from the modality's defaults."""
+        d = modality.training_defaults
+        return ResolvedNode(
+            latent_dim=modality.default_latent_dim if self.latent_dim is None else self.latent_dim,
+            epochs=self.epochs or d.epochs, recognizer_epochs=self.recognizer_epochs or d.recognizer_epochs,
+            batch_size=self.batch_size or d.batch_size, lr=self.lr or d.lr,
+            kl_weight=d.kl_weight if self.kl_weight is None else self.kl_weight,
+            vae_target=self.vae_target or d.vae_target, seed=self.seed,
+            options=modality.options.model_dump(mode="json"), exclude=self.exclude)
+
+
+class ResolvedNode(BaseModel):
+    """A node's settings with the modality's defaults filled in (what is stored and compared)."""
+
+    model_config = ConfigDict(extra="forbid")
+    latent_dim: int
+    epochs: int
+    recognizer_epochs: int
+    batch_size: int
+    lr: float
+    kl_weight: float
+    vae_target: Literal["input", "original"]
+    seed: int
+    options: dict[str, Any]
+    exclude: GroupValues
+
+    def training_header(self) -> dict[str, Any]:
+        """The settings part of a node's stored ``training`` header (latent, options and
+        exclusions are stored in the VAE config, ``options`` and ``data``)."""
+        return self.model_dump(include={"epochs", "batch_size", "lr", "kl_weight", "recognizer_epochs", "seed",
+                                        "vae_target"})
+
+
+class LinkSettings(_Settings):
+    """``modgraph link SOURCE TARGET``: how the associators between two modalities train."""
+
+    what: ClassVar[str] = "link settings"
+    pairing: Literal["concept", "index"] = Field(
+        "concept", description="concept: classes with the same concept; index: class k with class k.")
+    paired_fraction: float = Field(1.0, gt=0, le=1, description="Fraction of each modality's training samples "
+                                                               "that may appear in pairs.")
+    epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="Associator epochs [default: the target "
+                                                                      "modality's].")
+    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH, description="Batch size [default: the target's].")
+    lr: float | None = Field(None, gt=0, description="Learning rate [default: the target's].")
+    kl_weight: float | None = Field(
+        None, ge=0, description="lambda_crs of Eq. 7 [default: the target VAE's lambda_int, so z_ji lives "
+                                        "where its decoder was trained].")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Random seed.")
+    candidates: int | None = Field(
+        None, ge=1, le=1024, description="Partners of the class drawn per sample, the loss taking the closest; 1 is "
+                                         "the paper's Eq. 7 [default: the target modality's].")
+    target_confidence: float | None = Field(
+        None, ge=0, lt=1, description="Aim only at target samples whose reconstruction the target's recognizer "
+                                      "gives at least this probability of their class; 0 aims at all, as the paper "
+                                      "[default: the target modality's].")
+    source_noise: float | None = Field(
+        None, ge=0, description="Train on mu + S * sigma * eps of the source encoder; 1 samples q(z|x) as "
+                                        "the paper, 0 takes the mean, as translate does [default: the source "
+                                        "modality's].")
+    pseudo_label_confidence: float | None = Field(
+        None, gt=0, le=1, description="With --paired-fraction below 1: unpaired source samples whose class label "
+                                      "spreading in the latent space gives at least this confidence join the "
+                                      "sources; 1 uses the paired samples only, as the paper [default: the source "
+                                      "modality's].")
+    select: Literal["loss", "accuracy"] | None = Field(
+        None, description="Keep the epoch of lowest validation loss, or the lowest-loss epoch among those whose "
+                          "validation translation accuracy (as the target's recognizer reads it) is within one "
+                          "standard error of the best [default: the target modality's].")
+    exclude: GroupValues = Field(default_factory=dict, description="Leave rows out of the pairs (repeatable).")
+    one_way: bool = Field(False, description="Train only SOURCE->TARGET.")
+
+    def side(self, modality) -> tuple[float, float]:
+        """A modality's label-spreading threshold as a source and its target confidence as a target."""
+        d = modality.training_defaults
+        return (d.link_pseudo_label_confidence if self.pseudo_label_confidence is None
+                else self.pseudo_label_confidence,
+                d.link_target_confidence if self.target_confidence is None else self.target_confidence)
+
+    def resolve(self, source, target) -> "ResolvedLink":
+        """The settings of the associator from modality ``source`` into modality ``target``.
+
+        Training budget, partners, target confidence and the kept epoch follow the target
+        modality; source noise and label spreading follow the source.
+        """
+        d, s = target.training_defaults, source.training_defaults
+        return ResolvedLink(
+            pairing=self.pairing, paired_fraction=self.paired_fraction,
+            epochs=self.epochs or d.link_epochs, batch_size=self.batch_size or d.batch_size, lr=self.lr or d.lr,
+            kl_weight=d.kl_weight if self.kl_weight is None else self.kl_weight, seed=self.seed,
+            candidates=self.candidates or d.link_candidates,
+            target_confidence=d.link_target_confidence if self.target_confidence is None else self.target_confidence,
+            source_noise=s.link_source_noise if self.source_noise is None else self.source_noise,
+            pseudo_label_confidence=s.link_pseudo_label_confidence if self.pseudo_label_confidence is None
+            else self.pseudo_label_confidence,
+            select=self.select or d.link_select, exclude=self.exclude)
+
+
+class ResolvedLink(BaseModel):
+    """One associator's settings with the modalities' defaults filled in."""
+
+    model_config = ConfigDict(extra="forbid")
+    pairing: Literal["concept", "index"]
+    paired_fraction: float
+    epochs: int
+    batch_size: int
+    lr: float
+    kl_weight: float
+    seed: int
+    candidates: int
+    target_confidence: float
+    source_noise: float
+    pseudo_label_confidence: float
+    select: Literal["loss", "accuracy"]
+    exclude: GroupValues
+
+
+class LinkSpec(LinkSettings):
+    """One link of a graph spec: its two modalities and ``link``'s settings."""
+
+    what: ClassVar[str] = "link"
+    source: str
+    target: str
+    args: list[str] = Field(default_factory=list, description="more command-line arguments, passed as they are")
+
+    @model_validator(mode="after")
+    def _two_modalities(self):
+        if self.source == self.target:
+            raise ValueError(f"a link joins two modalities, not {self.source!r} with itself")
+        return self
+
+    def settings(self) -> LinkSettings:
+        return LinkSettings(**self.model_dump(exclude={"source", "target", "args"}))
+
+    def directions(self) -> list[tuple[str, str]]:
+        forward = (self.source, self.target)
+        return [forward] if self.one_way else [forward, (self.target, self.source)]
+
+
+class NodeSpec(NodeSettings):
+    """One node of a graph spec: ``add-modality``'s settings and extra arguments."""
+
+    what: ClassVar[str] = "modality"
+    args: list[str] = Field(default_factory=list, description="more command-line arguments, passed as they are")
+
+    def settings(self) -> NodeSettings:
+        return NodeSettings(**self.model_dump(exclude={"args"}))

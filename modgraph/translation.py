@@ -1,0 +1,144 @@
+"""Translation along a route: tensors through the chain of associators, and files in and out.
+
+Latents pass through each associator's mean; files are read, translated in batches and
+written by a background thread while the next batch is translated.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from modgraph.errors import ConfigError, InputFileError
+from modgraph.modality import Modality
+
+
+@torch.no_grad()
+def translate_normalized(mg, path: list[str], x: torch.Tensor, samples: int = 1) -> torch.Tensor:
+    """Model inputs of ``path[0]`` to model outputs of ``path[-1]``: (N, samples, *shape).
+
+    Latents are chained through each associator's mean; at every modality in between,
+    the latent is decoded and encoded again, so the next associator gets a latent like
+    those it was trained on (fsdd -> fmnist -> mnist: 49.6% against 33.2% when the
+    associator's output is passed on as it is). With ``samples > 1`` the last step
+    draws from its Gaussian (for a same-modality path, from the VAE posterior).
+    """
+    device = mg.device
+    z, logvar = mg.node(path[0]).vae.encode(x.to(device))
+    for i, (a, b) in enumerate(zip(path[:-1], path[1:])):
+        if i > 0:
+            vae = mg.node(a).vae
+            z, _ = vae.encode(vae.decode(z))
+        z, logvar = mg.associator(a, b)(z)
+    if samples > 1:
+        std = torch.exp(0.5 * logvar)
+        z = z.unsqueeze(1) + std.unsqueeze(1) * torch.randn(len(z), samples, z.shape[1], device=device)
+    else:
+        z = z.unsqueeze(1)
+    out = mg.node(path[-1]).vae.decode(z.flatten(0, 1))
+    return out.view(len(x), samples, *out.shape[1:]).cpu()
+
+
+def output_target(output: Path | None, source: str, target: str, n_out: int, suffix: str) -> tuple[Path, bool]:
+    """The output folder (or single file) and whether it is one file; refuses a file for many outputs."""
+    output = Path(output) if output is not None else Path("translations") / f"{source}-to-{target}"
+    single_file = output.suffix != "" and not output.is_dir()
+    if single_file and n_out > 1:
+        raise ConfigError(f"-o {output} names one file but {n_out} outputs would be written; give a folder")
+    if single_file and output.suffix.lower() != suffix:
+        raise ConfigError(f"-o {output}: {target} outputs are {suffix} files")
+    return output, single_file
+
+
+def read_batch(modality: Modality, chunk: list, notes: dict) -> torch.Tensor:
+    """Raw features of a batch of jobs (files first, then literal texts); file notes go into ``notes``."""
+    files = [p for _, p in chunk if isinstance(p, Path)]
+    parts = []
+    if files:
+        x, file_notes = modality.read_files(files)
+        parts.append(x)
+        notes.update({str(f): n for f, n in zip(files, file_notes) if n})
+    texts = [t for _, t in chunk if not isinstance(t, Path)]
+    if texts:
+        parts.append(torch.stack([modality.read_text(t) for t in texts]))
+    return torch.cat(parts)
+
+
+def output_paths(chunk: list, raw: torch.Tensor, output: Path, single_file: bool, suffix: str,
+                 stems_seen: dict[str, int]) -> list[tuple[torch.Tensor, Path]]:
+    """Each output sample with the path it is written to (repeated stems numbered, samples suffixed)."""
+    outputs = []
+    samples = raw.shape[1]
+    for (stem, _), outs in zip(chunk, raw):
+        count = stems_seen.get(stem, 0)
+        stems_seen[stem] = count + 1
+        stem = stem if count == 0 else f"{stem}-{count + 1}"
+        for k, sample in enumerate(outs):
+            name = f"{stem}{f'_{k + 1}' if samples > 1 else ''}{suffix}"
+            outputs.append((sample, output if single_file else output / name))
+    return outputs
+
+
+def translate_files(mg, source: str, target: str, inputs=(), output: str | Path | None = None,
+                    via: list[str] | None = None, samples: int = 1, texts=(), batch_size: int = 256) -> dict:
+    """Read files (or folders of files, or literal texts), translate, write the target's files."""
+    if samples < 1:
+        raise ConfigError(f"--samples must be at least 1, not {samples}")
+    path = mg.route(source, target, via)
+    src, dst = mg.node(source), mg.node(target)
+    items = expand_inputs([Path(p) for p in inputs], src.modality)
+    if not items and not texts:
+        raise InputFileError("nothing to translate: give one or more files, a folder, or --text")
+    suffix = dst.modality.output_suffix
+    output, single_file = output_target(output, source, target, (len(items) + len(texts)) * samples, suffix)
+    written, notes, stems_seen = [], {}, {}
+    jobs = [(p.stem, p) for p in items] + [(slug(t), t) for t in texts]
+    # One thread writes a batch's files while the next batch is read and translated: writing
+    # is mostly waiting on the file system (on a busy disk, longer than the models take).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modgraph-write") as writer:
+        pending = None
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start:start + batch_size]
+            xn = src.modality.normalize(read_batch(src.modality, chunk, notes), src.stats)
+            out = translate_normalized(mg, path, xn, samples)
+            raw = dst.modality.denormalize(out.flatten(0, 1), dst.stats).view_as(out)
+            outputs = output_paths(chunk, raw, output, single_file, suffix, stems_seen)
+            if pending is not None:
+                written.extend(pending.result())  # a failed write raises here, before more is written
+            pending = writer.submit(write_outputs, dst.modality, outputs)
+        if pending is not None:
+            written.extend(pending.result())
+    return {"path": path, "written": written, "notes": notes}
+
+
+def write_outputs(modality: Modality, outputs: list[tuple[torch.Tensor, Path]]) -> list[str]:
+    """Write translated samples, in order; the paths written (a sample may write companions too)."""
+    written = []
+    for sample, path in outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written.extend(str(p) for p in modality.write_file(sample, path))
+    return written
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text.strip()).strip("-")[:40] or "text"
+
+
+def expand_inputs(paths: list[Path], modality: Modality) -> list[Path]:
+    """Files as given, and the input files of a folder (sorted); a missing path is an error."""
+    items = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in modality.input_suffixes)
+            if not found:
+                raise InputFileError(f"folder {p} holds no {modality.name} input files "
+                                     f"({', '.join(modality.input_suffixes)})")
+            items.extend(found)
+        elif not p.exists():
+            raise InputFileError(f"input file {p} does not exist")
+        else:
+            items.append(p)
+    return items
