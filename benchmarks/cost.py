@@ -32,7 +32,9 @@ from modgraph import ModGraph, __version__  # first: it sets the OpenMP wait pol
 import torch
 import torch.nn.functional as F
 from modgraph_audio import features as audio_features
-from modgraph.graph import split_validation
+from modgraph.linking import prepare_side
+from modgraph.settings import LinkSettings
+from modgraph.splits import split_validation
 from modgraph.models import VAE, Associator
 from modgraph.pairing import class_map
 from modgraph.training import (ClassPairSampler, TrainSettings, associator_loss, encode_all, train_associator,
@@ -223,17 +225,12 @@ def associator_throughput(mg: ModGraph, source: str, target: str, seeds: list[in
     """train_associator against the bare loop, prepared as ``link`` prepares it: one epoch of the
     target's ``link_pairs_per_epoch`` pairs, validation on up to 5,000 pairs as in ``link``."""
     a, b = mg.node(source), mg.node(target)
-    prepared = {}
-    for name, node in ((source, a), (target, b)):
-        train, val = split_validation(mg.features(node.modality, "train"), seed=0)
-        x, x_val = node.modality.normalize(train.x, node.stats), node.modality.normalize(val.x, node.stats)
-        mu, logvar = encode_all(node.vae, x)
-        prepared[name] = dict(train=train, val=val, x=x, x_val=x_val, mu=mu, logvar=logvar,
-                              val_mu=encode_all(node.vae, x_val)[0])
-    s, t = prepared[source], prepared[target]
+    sides = {name: prepare_side(mg, name, mg.features(node.modality, "train"), LinkSettings(), spreads=True,
+                                aimed_at=True, device=mg.device) for name, node in ((source, a), (target, b))}
+    s, t = sides[source], sides[target]
     d = b.modality.training_defaults
     mapping = class_map(a.modality, b.modality, "concept")
-    n_pairs = pairs or d.link_pairs_per_epoch or len(s["train"])
+    n_pairs = pairs or d.link_pairs_per_epoch or len(s.train)
     candidates = getattr(d, "link_candidates", 1)
     kind = b.modality.reconstruction_loss
 
@@ -244,14 +241,12 @@ def associator_throughput(mg: ModGraph, source: str, target: str, seeds: list[in
     def ours(seed: int, pairs: int = n_pairs) -> None:
         settings = TrainSettings(epochs=1, batch_size=d.batch_size, lr=d.lr, kl_weight=d.kl_weight, seed=seed,
                                  progress=False)
-        train_associator(new_associator(seed), s["mu"], s["logvar"],
-                         ClassPairSampler(s["train"].y, t["train"].y, mapping, seed),
-                         ClassPairSampler(s["val"].y, t["val"].y, mapping, seed + 1), s["val_mu"], b.vae,
-                         t["x"], t["x_val"], kind, settings, pairs_per_epoch=pairs, candidates=candidates)
+        train_associator(new_associator(seed), s.mu, s.logvar, ClassPairSampler(s.source_y, t.y, mapping, seed),
+                         ClassPairSampler(s.val.y, t.val_y, mapping, seed + 1), s.val_mu, b.vae, t.x, t.x_val, kind, settings, pairs_per_epoch=pairs, candidates=candidates)
 
     def bare(seed: int, pairs: int = n_pairs) -> None:
-        bare_associator_epoch(new_associator(seed), b.vae, s["mu"], s["logvar"],
-                              ClassPairSampler(s["train"].y, t["train"].y, mapping, seed), t["x"], kind,
+        bare_associator_epoch(new_associator(seed), b.vae, s.mu, s.logvar,
+                              ClassPairSampler(s.source_y, t.y, mapping, seed), t.x, kind,
                               d.batch_size, d.lr, d.kl_weight, pairs, candidates)
 
     ours(0, 3 * d.batch_size)
@@ -259,15 +254,15 @@ def associator_throughput(mg: ModGraph, source: str, target: str, seeds: list[in
     @torch.no_grad()
     def validation() -> None:  # what train_associator computes after each epoch
         assoc = new_associator(0).eval()
-        val_pairs = ClassPairSampler(s["val"].y, t["val"].y, mapping, 1)
+        val_pairs = ClassPairSampler(s.val.y, t.val_y, mapping, 1)
         vsrc, vtgt = val_pairs.draw(limit=min(5000, len(val_pairs)), candidates=candidates)
         for start in range(0, len(vsrc), 1024):
             i, j = vsrc[start:start + 1024], vtgt[start:start + 1024]
-            associator_loss(assoc, b.vae, s["val_mu"][i], t["x_val"][j], kind, d.kl_weight, sample=False).sum().item()
+            associator_loss(assoc, b.vae, s.val_mu[i], t.x_val[j], kind, d.kl_weight, sample=False).sum().item()
 
     result = compare(ours, bare, seeds, n_pairs, validation)
     result.update({"steps": math.ceil(n_pairs / d.batch_size), "batch_size": d.batch_size, "pairs": n_pairs,
-                   "val_pairs": min(5000, len(ClassPairSampler(s["val"].y, t["val"].y, mapping, 1))),
+                   "val_pairs": min(5000, len(ClassPairSampler(s.val.y, t.val_y, mapping, 1))),
                    "candidates": candidates,
                    "kl_weight": d.kl_weight, "loss": kind})
     return result

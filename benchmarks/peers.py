@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from modgraph import ModGraph, __version__  # noqa: E402
-from modgraph.graph import split_validation  # noqa: E402
+from modgraph.splits import split_validation  # noqa: E402
 from modgraph.pairing import class_map, paired_subset  # noqa: E402
 from modgraph.training import predict  # noqa: E402
 

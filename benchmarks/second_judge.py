@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from modgraph import ModGraph
-from modgraph.graph import split_validation
+from modgraph.splits import split_validation
 from modgraph.features import normalized
 from modgraph.models import Recognizer, RecognizerConfig
 from modgraph.training import TrainSettings, predict, train_recognizer

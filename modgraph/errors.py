@@ -64,12 +64,12 @@ def validation_message(what: str, exc, known=None) -> str:
 
     Unknown fields name the known ones, so the line says what to type instead.
     """
-    known = ", ".join(known or ())
+    listed = f" (known: {', '.join(known)})" if known else " (there are none)" if known is not None else ""
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err.get("loc", ())) or "value"
         if err.get("type") == "extra_forbidden":
-            msg = "not a known setting" + (f" (known: {known})" if known else "")
+            msg = "not a known setting" + listed
         else:
             msg = err.get("msg", "invalid")
             if err.get("input") is not None and err.get("type") not in ("missing",):

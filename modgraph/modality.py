@@ -192,7 +192,8 @@ class Modality(abc.ABC):
         try:
             options = self.options_model(**values)
         except ValidationError as exc:
-            raise ConfigError(validation_message(f"options for {self.name!r}", exc, list(self.options_model.model_fields))) from None
+            known = list(self.options_model.model_fields)
+            raise ConfigError(validation_message(f"options for {self.name!r}", exc, known)) from None
         clone = type(self)(options)
         clone.distribution = self.distribution
         clone.distribution_version = self.distribution_version

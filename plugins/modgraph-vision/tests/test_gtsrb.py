@@ -11,7 +11,7 @@ from PIL import Image
 
 import modgraph.testing
 from modgraph.errors import ConfigError, DataNotFoundError, InputFileError
-from modgraph.graph import split_validation
+from modgraph.splits import split_validation
 from modgraph.models import RecognizerConfig, VAEConfig
 from modgraph_vision import GTSRB, register_modalities
 from modgraph_vision.gtsrb import DEFAULT_CLASS_IDS, GTSRB_CLASSES
