@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,10 +25,71 @@ from safetensors.torch import load_file, save_file
 
 from modgraph.errors import ConfigError, ModgraphError, NotInRegistryError, RegistryCorruptError
 from modgraph.records import EdgeRecord, NodeRecord, parse_record
+from modgraph.safe_io import (NAME_PATTERN, check_name, check_parameters, check_safetensors_header, follow_umask, real_folder,
+                              regular_file)
 
 FORMAT_VERSION = "1"
 # Header fields holding JSON (everything in a safetensors header is a string).
 JSON_FIELDS = ("config", "preprocessing", "metrics", "data", "options", "classes", "class_map", "training")
+
+
+def _header(metadata: dict) -> dict[str, str]:
+    """A file's header: the format, a creation stamp, and every field as a string (JSON where it is not one)."""
+    meta = {"format_version": FORMAT_VERSION, "created": now_iso()}
+    for key, value in metadata.items():
+        meta[key] = value if isinstance(value, str) else json.dumps(value)
+    return meta
+
+
+_TEMP = re.compile(r"^\.[A-Za-z0-9_.-]+\.tmp$")
+_EDGE_FILE = re.compile(r"^[a-z][a-z0-9_]{0,31}--[a-z][a-z0-9_]{0,31}\.safetensors$")
+
+
+def _rename_together(folder: Path, renames: list[tuple[Path, Path]]) -> None:
+    """Rename written temporaries into place so that all land or, after a crash, all are completed.
+
+    With more than one file, a journal naming the renames is written first; the next writer
+    to take the lock finishes an interrupted set (:func:`_finish_pair`), and readers treat
+    the files it names as stale until then.
+    """
+    journal = None
+    try:
+        if len(renames) > 1:
+            journal = folder / f".pair-{uuid.uuid4().hex}.json"
+            staged = journal.with_name(journal.name + ".tmp")
+            staged.write_text(json.dumps([[t.name, p.name] for t, p in renames]))
+            with open(staged, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(staged, journal)
+        for tmp, path in renames:
+            os.replace(tmp, path)
+        if journal is not None:
+            journal.unlink()
+    except OSError as exc:
+        for tmp, _ in renames:
+            tmp.unlink(missing_ok=True)
+        raise ModgraphError(f"could not write {renames[0][1]}: {exc.strerror or exc}; "
+                            f"run modgraph link again") from None
+
+
+def pending_pair(journal: Path) -> list[tuple[str, str]]:
+    """The (temporary, final) names an interrupted pair write still has to rename; empty if unreadable."""
+    try:
+        pairs = json.loads(journal.read_text()) if journal.stat().st_size < 4096 else []
+    except (OSError, ValueError):
+        return []
+    ok = isinstance(pairs, list) and all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str)
+                                         and _TEMP.match(p[0]) and isinstance(p[1], str) and _EDGE_FILE.match(p[1])
+                                         for p in pairs)
+    return [tuple(p) for p in pairs] if ok else []
+
+
+def _finish_pair(journal: Path) -> None:
+    """Complete an interrupted pair write (its temporaries were complete before the journal was written)."""
+    for tmp, final in pending_pair(journal):
+        if (journal.parent / tmp).is_file():
+            os.replace(journal.parent / tmp, journal.parent / final)
+    journal.unlink(missing_ok=True)
 
 
 def default_registry() -> Path:
@@ -48,57 +111,87 @@ class Registry:
     # -- paths ------------------------------------------------------------------------
     @property
     def nodes_dir(self) -> Path:
-        return self.root / "nodes"
+        return real_folder(self.root / "nodes")
 
     @property
     def edges_dir(self) -> Path:
-        return self.root / "edges"
+        return real_folder(self.root / "edges")
 
     def node_path(self, name: str) -> Path:
-        return self.nodes_dir / f"{name}.safetensors"
+        """The node file of modality ``name``; a name that is not a modality name never becomes a path."""
+        return self.nodes_dir / f"{check_name(name)}.safetensors"
 
     def edge_path(self, source: str, target: str) -> Path:
-        return self.edges_dir / f"{source}--{target}.safetensors"
+        return self.edges_dir / f"{check_name(source)}--{check_name(target)}.safetensors"
 
     # -- locking and atomic writes ------------------------------------------------------
     @contextmanager
     def lock(self, timeout: float = 600.0):
         """Serialises writers (several processes may train into one registry)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.root / ".lock"))
+        path = self.root / ".lock"
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            real_folder(path)
+            lock = FileLock(str(path))
             lock.acquire(timeout=timeout)
         except Timeout:
             raise ModgraphError(f"registry {self.root} is locked by another modgraph process; "
-                                f"wait for it or remove {self.root / '.lock'} if none is running") from None
+                                f"wait for it or remove {path} if none is running") from None
+        except OSError as exc:
+            raise ModgraphError(f"cannot lock registry {self.root} for writing ({exc.strerror or exc}: "
+                                f"{exc.filename or path}); is the folder writable?") from None
         try:
+            self._recover()
             yield
         finally:
             lock.release()
 
+    def _recover(self) -> None:
+        """Under the lock: finish an edge pair whose write was interrupted, and remove leftover temporaries.
+
+        Every write happens under the lock, so a temporary seen here belongs to a writer that died.
+        """
+        for folder in (self.root / "nodes", self.root / "edges"):
+            if not real_folder(folder).is_dir():
+                continue
+            for journal in sorted(folder.glob(".pair-*.json")):
+                _finish_pair(journal)
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
     def write(self, path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
         """Write atomically: a reader sees the old file or the new one, never a partial one."""
-        meta = {"format_version": FORMAT_VERSION, "created": now_iso()}
-        for key, value in metadata.items():
-            meta[key] = value if isinstance(value, str) else json.dumps(value)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        tmp = self._write_temporary(path, tensors, _header(metadata))
         try:
-            save_file({k: v.detach().to("cpu", torch.float32).contiguous() if v.is_floating_point()
-                       else v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
             os.replace(tmp, path)
         except OSError as exc:
-            raise ModgraphError(f"could not write {path}: {exc}; the registry keeps its previous file") from None
+            raise ModgraphError(f"could not write {path}: {exc.strerror or exc}; the registry keeps its previous "
+                                f"file") from None
         finally:
-            if tmp.exists():
-                tmp.unlink()
+            tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def _write_temporary(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+        """The file's content, fsynced, in a hidden temporary beside ``path`` (removed again on failure)."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.detach().to("cpu", torch.float32).contiguous() if v.is_floating_point()
+                       else v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+            follow_umask(tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        except (OSError, SafetensorError) as exc:
+            tmp.unlink(missing_ok=True)
+            reason = getattr(exc, "strerror", None) or exc
+            raise ModgraphError(f"could not write {path}: {reason}; the registry keeps its previous file") from None
+        return tmp
 
     # -- reading -------------------------------------------------------------------------
     def read_metadata(self, path: Path) -> dict:
         """The parsed header of a registry file (no tensors are loaded)."""
         try:
+            check_safetensors_header(path, regular_file(path).st_size)
             with safe_open(str(path), framework="pt") as f:
                 raw = f.metadata() or {}
         except FileNotFoundError:
@@ -122,6 +215,7 @@ class Registry:
 
     def load_tensors(self, path: Path) -> dict[str, torch.Tensor]:
         try:
+            check_safetensors_header(path, regular_file(path).st_size)
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise RegistryCorruptError(f"registry file {path} is unreadable ({exc}); delete it and retrain it") from None
@@ -162,10 +256,12 @@ class Registry:
 
         path = self.node_path(name)
         record = self.node_record(name)
-        tensors = self.load_tensors(path)
         try:
-            vae = VAE(VAEConfig(**record.config["vae"]))
-            recognizer = Recognizer(RecognizerConfig(**record.config["recognizer"]))
+            vae_config, rec_config = VAEConfig(**record.config["vae"]), RecognizerConfig(**record.config["recognizer"])
+            check_parameters(lambda: VAE(vae_config), path, "VAE")
+            check_parameters(lambda: Recognizer(rec_config), path, "recognizer")
+            tensors = self.load_tensors(path)
+            vae, recognizer = VAE(vae_config), Recognizer(rec_config)
             vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
             recognizer.load_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("recognizer.")})
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -181,9 +277,11 @@ class Registry:
 
         path = self.edge_path(source, target)
         record = self.edge_record(source, target)
-        tensors = self.load_tensors(path)
         try:
-            assoc = Associator(AssociatorConfig(**record.config["associator"]))
+            config = AssociatorConfig(**record.config["associator"])
+            check_parameters(lambda: Associator(config), path, "associator")
+            tensors = self.load_tensors(path)
+            assoc = Associator(config)
             assoc.load_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("associator.")})
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             first = " ".join(str(exc).split())[:300] or type(exc).__name__
@@ -197,21 +295,28 @@ class Registry:
         ``trained_against``: each node's ``created`` when training began. A node retrained
         since makes the edges stale: they are refused, and nothing is written.
         """
-        written = []
         with self.lock():
             for name, created in trained_against.items():
                 if self.node_metadata(name).get("created") != created:
-                    raise ConfigError(f"modality {name!r} was retrained while linking; run modgraph link again")
-            for source, target, assoc, header in edges:
-                path = self.edge_path(source, target)
-                self.write(path, {f"associator.{k}": v for k, v in assoc.state_dict().items()}, header)
-                written.append(path)
-        return written
+                    raise ConfigError(f"modality {name!r} was retrained while linking; nothing was written: "
+                                      f"run modgraph link again")
+            renames = []
+            try:
+                for source, target, assoc, header in edges:
+                    path = self.edge_path(source, target)
+                    tensors = {f"associator.{k}": v for k, v in assoc.state_dict().items()}
+                    renames.append((self._write_temporary(path, tensors, _header(header)), path))
+            except BaseException:
+                for tmp, _ in renames:
+                    tmp.unlink(missing_ok=True)
+                raise
+            _rename_together(self.edges_dir, renames)
+        return [path for _, path in renames]
 
     def node_names(self) -> list[str]:
         if not self.nodes_dir.exists():
             return []
-        return sorted(p.stem for p in self.nodes_dir.glob("*.safetensors") if not p.name.startswith("."))
+        return sorted(p.stem for p in self.nodes_dir.glob("*.safetensors") if NAME_PATTERN.match(p.stem))
 
     def graph(self) -> nx.DiGraph:
         """Nodes and edges with their header metadata as attributes.
@@ -220,37 +325,59 @@ class Registry:
         ``stale=True``: its latent spaces no longer match, and routing skips it.
         """
         g = nx.DiGraph()
+        classes = {}
         for name in self.node_names():
             path = self.node_path(name)
             meta = self.read_metadata(path)
-            parse_record(NodeRecord, meta, path)
+            record = parse_record(NodeRecord, meta, path)
+            if record.name != name:
+                raise RegistryCorruptError(f"registry file {path} holds modality {record.name!r}, not {name!r}; "
+                                           f"delete it and retrain it")
+            classes[name] = len(record.classes)
             g.add_node(name, **meta)
-        if self.edges_dir.exists():
-            for path in sorted(self.edges_dir.glob("*.safetensors")):
-                if path.name.startswith("."):
-                    continue
-                meta = self.read_metadata(path)
-                parse_record(EdgeRecord, meta, path)
-                src, dst = meta.get("source"), meta.get("target")
-                if src not in g or dst not in g:
-                    continue  # an orphan left by an interrupted removal; never routed
-                stale = (meta.get("source_node_created") != g.nodes[src].get("created")
-                         or meta.get("target_node_created") != g.nodes[dst].get("created"))
-                g.add_edge(src, dst, **meta, stale=stale)
+        for src, dst, meta in self._edge_headers(classes):
+            if src not in g or dst not in g:
+                continue  # an orphan left by an interrupted removal; never routed
+            stale = (meta.get("source_node_created") != g.nodes[src].get("created")
+                     or meta.get("target_node_created") != g.nodes[dst].get("created")
+                     or meta.pop("_pending", False))
+            g.add_edge(src, dst, **meta, stale=stale)
         return g
+
+    def _edge_headers(self, classes: dict[str, int]):
+        """(source, target, header) of each edge file whose name, header and class map agree."""
+        if not self.edges_dir.exists():
+            return
+        pending = {final for journal in self.edges_dir.glob(".pair-*.json") for _, final in pending_pair(journal)}
+        for path in sorted(self.edges_dir.glob("*.safetensors")):
+            if not _EDGE_FILE.match(path.name):
+                continue
+            meta = self.read_metadata(path)
+            record = parse_record(EdgeRecord, meta, path)
+            if path.stem != f"{record.source}--{record.target}":
+                raise RegistryCorruptError(f"registry file {path} holds the associator {record.source} -> "
+                                           f"{record.target}; delete it and link again")
+            n_src, n_dst = classes.get(record.source), classes.get(record.target)
+            if n_src is not None and n_dst is not None and not all(
+                    0 <= i < n_src and 0 <= j < n_dst for i, j in record.class_map):
+                raise RegistryCorruptError(f"registry file {path} maps classes its modalities do not have; "
+                                           f"delete it and run modgraph link {record.source} {record.target}")
+            # A pair whose write was interrupted is stale until the next writer completes it.
+            meta["_pending"] = path.name in pending
+            yield record.source, record.target, meta
 
     # -- removal -------------------------------------------------------------------------
     def remove_node(self, name: str) -> list[Path]:
         """Delete a node and every associator touching it; return the files removed."""
+        path = self.node_path(name)
         with self.lock():
-            path = self.node_path(name)
             if not path.exists():
                 self.node_metadata(name)  # raises the helpful error
             removed = []
             if self.edges_dir.exists():
                 for edge in sorted(self.edges_dir.glob("*.safetensors")):
                     src, _, dst = edge.stem.partition("--")
-                    if name in (src, dst):
+                    if _EDGE_FILE.match(edge.name) and name in (src, dst) and not edge.is_symlink():
                         edge.unlink()
                         removed.append(edge)
             path.unlink()
