@@ -35,6 +35,24 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted; the registry was not changed.", err=True)
             sys.exit(130)
+        except OSError as exc:  # a file the command read or wrote: one line naming it
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+            sys.exit(1)
+
+
+def _clean(text) -> str:
+    """Header strings come from files that may not be ours: no control characters reach the terminal."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))
+
+
+def _clean_data(value):
+    """``value`` with every string (keys too) passed through :func:`_clean`."""
+    if isinstance(value, dict):
+        return {_clean(k): _clean_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_data(v) for v in value]
+    return _clean(value) if isinstance(value, str) else value
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, list[str]]:
@@ -243,8 +261,14 @@ def translate_cmd(source, target, inputs, texts, output, via, samples, registry,
 @_common
 def eval_cmd(source, target, via, split, include, as_json, registry, data_root, device):
     """Recognition accuracy of SOURCE->TARGET translations (SOURCE=TARGET: VAE reconstruction)."""
+    from modgraph.errors import DataNotFoundError
+
     mg = _graph(registry, data_root, device, progress=False)
-    result = mg.evaluate(source, target, via=_via(via), split=split, include=_pairs(include, "--include"))
+    try:
+        result = mg.evaluate(source, target, via=_via(via), split=split, include=_pairs(include, "--include"))
+    except DataNotFoundError as exc:  # eval has no --download: the node's add-modality fetches the data
+        raise DataNotFoundError(str(exc).replace("pass --download", f"run modgraph add-modality {source} "
+                                                 f"--download")) from None
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -257,6 +281,8 @@ def eval_cmd(source, target, via, split, include, as_json, registry, data_root, 
 def graph_cmd(fmt, registry):
     """Show the registry's modalities and associators with their metrics."""
     info = _graph(registry, None, "cpu").describe()
+    if fmt != "json":
+        info = _clean_data(info)  # JSON escapes control characters; the text formats must not
     if fmt == "json":
         click.echo(json.dumps(info, indent=2))
     elif fmt == "dot":

@@ -69,6 +69,9 @@ def evaluate(mg, source: str, target: str, via: list[str] | None = None, split: 
     splits = ["train", "test"] if split == "all" else [split]
     feats = [select_rows(mg.features(src.modality, s), include=include).originals() for s in splits]
     keep, expected = paired_classes(torch.cat([f.y for f in feats]), route_class_map(mg, path))
+    if not len(expected):
+        chosen = f" with --include {', '.join(f'{k}={v}' for k, vs in include.items() for v in vs)}" if include else ""
+        raise ConfigError(f"no {split} rows of {source} to evaluate{chosen}; nothing was measured")
     preds = []
     # Split by split, in batches: features left on disk are never loaded whole.
     for f, kept in zip(feats, keep.split([len(f) for f in feats])):

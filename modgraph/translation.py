@@ -45,6 +45,12 @@ def translate_normalized(mg, path: list[str], x: torch.Tensor, samples: int = 1)
 def output_target(output: Path | None, source: str, target: str, n_out: int, suffix: str) -> tuple[Path, bool]:
     """The output folder (or single file) and whether it is one file; refuses a file for many outputs."""
     output = Path(output) if output is not None else Path("translations") / f"{source}-to-{target}"
+    if output.exists() and not output.is_dir() and (output.suffix == "" or not output.is_file()):
+        raise ConfigError(f"-o {output} is an existing file that is not a {suffix} file; give a folder, or a "
+                          f"file name ending in {suffix}")
+    blocker = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"-o {output}: {blocker} is a file, not a folder; give another output place")
     single_file = output.suffix != "" and not output.is_dir()
     if single_file and n_out > 1:
         raise ConfigError(f"-o {output} names one file but {n_out} outputs would be written; give a folder")
@@ -87,6 +93,8 @@ def translate_files(mg, source: str, target: str, inputs=(), output: str | Path 
     """Read files (or folders of files, or literal texts), translate, write the target's files."""
     if samples < 1:
         raise ConfigError(f"--samples must be at least 1, not {samples}")
+    if any(not str(p).strip() for p in inputs):
+        raise InputFileError("an input name is empty; give files, folders, or --text")
     path = mg.route(source, target, via)
     src, dst = mg.node(source), mg.node(target)
     items = expand_inputs([Path(p) for p in inputs], src.modality)

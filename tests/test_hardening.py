@@ -1,0 +1,260 @@
+"""Hostile and odd inputs to the registry and the CLI: each ends in one clear line or a correct result.
+
+Every case here was once a traceback, a hang, a deleted file outside the registry or a
+silently stale edge (issue 17); docs/reliability.md says what each test guarantees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from modgraph import linking
+from modgraph.cli import main
+from modgraph.errors import ConfigError, ModgraphError, RegistryCorruptError
+
+pytestmark = pytest.mark.usefixtures("toy_installed")
+
+
+def _file(path):
+    path.write_text("x")
+    return path
+
+
+def cli(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def snapshot(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def rewrite_header(path, **changes):
+    """Rewrite a registry file's header fields (JSON-encoded unless a string), keeping its tensors."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value if isinstance(value, str) else json.dumps(value)
+    save_file(load_file(str(path)), str(path), metadata=meta)
+
+
+# -- concurrent writers ------------------------------------------------------------------------------
+def test_a_link_whose_node_is_retrained_meanwhile_writes_nothing(trained, monkeypatch):
+    registry = trained.registry
+    before = snapshot(registry.root)
+    train_edge = linking.train_edge
+
+    def retrain_in_between(mg, src, dst, *args):
+        edge = train_edge(mg, src, dst, *args)
+        path = registry.node_path("toyaudio")  # another process rewrites the node: a new `created`
+        with registry.lock():
+            registry.write(path, load_file(str(path)), {k: v for k, v in registry.node_metadata("toyaudio").items()
+                                                        if k not in ("created", "format_version")})
+        return edge
+
+    monkeypatch.setattr(linking, "train_edge", retrain_in_between)
+    with pytest.raises(ConfigError, match="'toyaudio' was retrained while linking; nothing was written"):
+        trained.link("toyimg", "toyaudio", epochs=1, one_way=True)
+    after = snapshot(registry.root)
+    assert after[next(p for p in after if p.name == "toyimg--toyaudio.safetensors")] == \
+        before[next(p for p in before if p.name == "toyimg--toyaudio.safetensors")]
+
+
+# -- names and paths --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args", [
+    ["remove-modality", "../../victim"],
+    ["remove-modality", "../nodes/toyimg"],
+    ["unlink", "../../evil", "toyimg", "--one-way"],
+    ["unlink", "toyimg", "../evil"],
+    ["remove-modality", "TOYIMG"],
+])
+def test_a_name_that_is_not_a_modality_name_never_becomes_a_path(trained, tmp_path, args):
+    victim = tmp_path / "victim.safetensors"
+    victim.write_bytes(b"precious")
+    (trained.registry.root / "evil.safetensors").write_bytes(b"precious")
+    before = snapshot(trained.registry.root)
+    result = cli(*args)
+    assert result.exit_code == 1 and "is not a modality name" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert victim.read_bytes() == b"precious" and snapshot(trained.registry.root) == before
+
+
+def test_a_linked_edges_folder_is_refused_and_nothing_outside_is_deleted(trained, tmp_path):
+    outside = tmp_path / "elsewhere"
+    (trained.registry.root / "edges").rename(outside)
+    (trained.registry.root / "edges").symlink_to(outside)
+    kept = sorted(p.name for p in outside.iterdir())
+    result = cli("remove-modality", "toyimg")
+    assert result.exit_code == 1 and "symbolic link" in result.output
+    assert sorted(p.name for p in outside.iterdir()) == kept
+    assert (trained.registry.root / "nodes" / "toyimg.safetensors").exists()
+
+
+# -- special files and sizes ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", [["graph"], ["route", "toyimg", "toyaudio"],
+                                     ["eval", "--from", "toyimg", "--to", "toyaudio"]])
+def test_a_fifo_in_place_of_a_file_is_refused_not_waited_on(trained, command):
+    path = trained.registry.root / "edges" / "toyimg--toyaudio.safetensors"
+    path.unlink()
+    os.mkfifo(path)
+    result = cli(*command)  # would block forever if the FIFO were opened
+    assert result.exit_code == 1 and "not a regular file" in result.output
+
+
+def test_a_header_describing_a_huge_model_is_refused_before_it_is_built(trained):
+    path = trained.registry.node_path("toyimg")
+    config = trained.registry.node_metadata("toyimg")["config"]
+    config["vae"]["hidden"] = [100_000, 100_000]
+    rewrite_header(path, config=config)
+    with pytest.raises(RegistryCorruptError, match="parameters, more than"):
+        trained.node("toyimg")
+
+
+def test_a_header_claiming_more_bytes_than_the_file_is_refused(trained):
+    path = trained.registry.node_path("toyimg")
+    data = bytearray(path.read_bytes())
+    data[:8] = (10**12).to_bytes(8, "little")
+    path.write_bytes(bytes(data))
+    result = cli("graph")
+    assert result.exit_code == 1 and "header" in result.output and str(path) in result.output
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("options", ["copies", 1], "options"),
+    ("config", [1, 2], "config"),
+    ("class_map", None, "class_map"),
+    ("class_map", [[0, 99]], "maps classes its modalities do not have"),
+])
+def test_header_fields_of_the_wrong_shape_are_one_line(trained, field, value, words):
+    path = (trained.registry.node_path("toyimg") if field == "options"
+            else trained.registry.edge_path("toyimg", "toyaudio"))
+    rewrite_header(path, **{field: value})
+    result = cli("graph")
+    assert result.exit_code == 1, result.output
+    assert len(result.output.strip().splitlines()) == 1 and words in result.output and str(path) in result.output
+
+
+def test_an_edge_file_whose_header_names_another_edge_is_refused(trained):
+    path = trained.registry.edge_path("toyimg", "toyaudio")
+    rewrite_header(path, source="toycolor")
+    assert "holds the associator toycolor" in cli("graph").output
+
+
+# -- writing -----------------------------------------------------------------------------------------------------
+def test_a_failed_write_is_one_line_and_leaves_the_old_file(trained, monkeypatch):
+    import modgraph.registry as registry_module
+
+    before = snapshot(trained.registry.root)
+
+    def disk_full(*args, **kwargs):
+        raise SafetensorError("No space left on device (os error 28)")
+
+    monkeypatch.setattr(registry_module, "save_file", disk_full)
+    with pytest.raises(ModgraphError, match="could not write .*toyimg.safetensors: No space left"):
+        trained.add_modality("toyimg", epochs=1, recognizer_epochs=1)
+    assert snapshot(trained.registry.root) == before
+
+
+def test_an_unwritable_registry_is_one_line(trained, monkeypatch):
+    import filelock
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(trained.registry.root / ".lock"))
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", refuse)
+    for args in (["remove-modality", "toyimg"], ["unlink", "toyimg", "toyaudio"]):
+        result = cli(*args)
+        assert result.exit_code == 1 and "cannot lock registry" in result.output and "writable" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_linked_lock_file_is_refused(trained, tmp_path):
+    (trained.registry.root / ".lock").unlink(missing_ok=True)
+    (trained.registry.root / ".lock").symlink_to(tmp_path / "elsewhere.lock")
+    result = cli("unlink", "toyimg", "toyaudio")
+    assert result.exit_code == 1 and "symbolic link" in result.output
+    assert not (tmp_path / "elsewhere.lock").exists()
+
+
+def test_files_follow_the_umask(make_graph, toy_data):
+    old = os.umask(0o022)
+    try:
+        make_graph().add_modality("toyimg", epochs=1, recognizer_epochs=1)
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(os.stat(make_graph().registry.node_path("toyimg")).st_mode)
+    assert mode == 0o644
+
+
+def test_leftover_temporaries_are_removed_under_the_lock(trained):
+    leftover = trained.registry.root / "nodes" / ".toyimg.safetensors.123.456.tmp"
+    leftover.write_bytes(b"x" * 1000)
+    with trained.registry.lock():
+        pass
+    assert not leftover.exists()
+
+
+def test_an_interrupted_pair_is_stale_until_the_next_writer_completes_it(trained):
+    registry = trained.registry
+    edges = registry.root / "edges"
+    new = load_file(str(edges / "toyaudio--toyimg.safetensors"))
+    meta = registry.edge_metadata("toyaudio", "toyimg")
+    # A writer died after writing both temporaries and the journal, having renamed only the first.
+    (edges / ".toyaudio--toyimg.safetensors.1.2.tmp").write_bytes((edges / "toyaudio--toyimg.safetensors").read_bytes())
+    (edges / ".pair-abc.json").write_text(json.dumps([[".toyimg--toyaudio.safetensors.1.1.tmp",
+                                                       "toyimg--toyaudio.safetensors"],
+                                                      [".toyaudio--toyimg.safetensors.1.2.tmp",
+                                                       "toyaudio--toyimg.safetensors"]]))
+    g = registry.graph()
+    assert g.edges["toyaudio", "toyimg"]["stale"] and g.edges["toyimg", "toyaudio"]["stale"]
+    with registry.lock():
+        pass
+    assert not (edges / ".pair-abc.json").exists()
+    g = registry.graph()
+    assert not g.edges["toyaudio", "toyimg"]["stale"] and not g.edges["toyimg", "toyaudio"]["stale"]
+    assert registry.edge_metadata("toyaudio", "toyimg")["created"] == meta["created"]
+    assert all(torch.equal(new[k], v) for k, v in load_file(str(edges / "toyaudio--toyimg.safetensors")).items())
+
+
+# -- terminal and small things ---------------------------------------------------------------------------------
+def test_graph_prints_no_escape_sequences_from_headers(trained):
+    rewrite_header(trained.registry.node_path("toyimg"), plugin="evil\x1b[2J\x1b]0;pwned\x07")
+    for fmt in ("text", "dot"):
+        result = cli("graph", "--format", fmt)
+        assert result.exit_code == 0 and "\x1b" not in result.output and "\x07" not in result.output
+    assert "\\u001b" in cli("graph", "--format", "json").output
+
+
+def test_eval_of_no_rows_is_an_error_not_nan(trained):
+    result = cli("eval", "--from", "toyaudio", "--to", "toyimg", "--include", "speaker=nobody")
+    assert result.exit_code == 1 and "no test rows of toyaudio to evaluate with --include speaker=nobody" \
+        in result.output
+
+
+def test_an_empty_input_name_is_refused(trained):
+    result = cli("translate", "--from", "toyimg", "--to", "toyaudio", "")
+    assert result.exit_code == 1 and "an input name is empty" in result.output
+
+
+@pytest.mark.parametrize("make_output, words", [
+    (lambda tmp: _file(tmp / "plainfile"), "is an existing file"),
+    (lambda tmp: __import__("pathlib").Path("/dev/null"), "is an existing file"),
+    (lambda tmp: _file(tmp / "afile.txt") / "out", "is a file, not a folder"),
+])
+def test_odd_output_places_are_one_line(trained, tmp_path, make_output, words):
+    img = next((trained.data_root / "toyimg" / "test").rglob("*.png"))
+    result = cli("translate", "--from", "toyimg", "--to", "toyaudio", str(img), "-o", str(make_output(tmp_path)))
+    assert result.exit_code == 1 and words in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
