@@ -14,7 +14,7 @@ import networkx as nx
 import torch
 
 from modgraph import distributed
-from modgraph.errors import ConfigError, UnknownModalityError
+from modgraph.errors import ConfigError, RegistryCorruptError, UnknownModalityError
 from modgraph.features import default_cache_dir, default_data_root, load_split
 from modgraph.modality import FeatureSet, Modality
 from modgraph.models import Associator, Recognizer, VAE
@@ -107,6 +107,7 @@ class ModGraph:
             raise UnknownModalityError(f"registry node {name!r} was made by plugin {meta.get('plugin')!r}, "
                                        f"which is not installed here: {exc}") from None
         record, vae, recognizer = self.registry.load_node(name)
+        _check_statistics(modality, record.preprocessing, self.registry.node_path(name))
         loaded = LoadedNode(modality, vae.to(self.device), recognizer.to(self.device), record.preprocessing,
                             record.model_dump())
         self._nodes[name] = loaded
@@ -186,6 +187,21 @@ class ModGraph:
         from modgraph.evaluation import evaluate
 
         return evaluate(self, source, target, via, split, include, judge)
+
+
+def _check_statistics(modality: Modality, stats: dict, path: Path) -> None:
+    """A stored header's normalisation statistics must fit its modality: probe them once, at load."""
+    try:
+        out = modality.normalize(torch.zeros(1, *modality.input_shape), stats)
+        ok = tuple(out.shape) == (1, *modality.input_shape)
+    except Exception as exc:  # a plugin meeting a header it never wrote: any failure means a bad header
+        ok, reason = False, " ".join(str(exc).split())[:200] or type(exc).__name__
+    else:
+        reason = "they change the input's shape"
+    if not ok:
+        raise RegistryCorruptError(f"registry file {path}: its normalisation statistics do not fit modality "
+                                   f"{modality.name!r} ({reason}); retrain it with: modgraph add-modality "
+                                   f"{modality.name}")
 
 
 def _settings(model, settings, given: dict):
