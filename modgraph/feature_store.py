@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from modgraph.atomic import atomic_path
 from modgraph.errors import FeatureCacheError
 
 _NUMPY_DTYPES = {"F32": np.float32, "I64": np.int64, "BOOL": np.bool_}
@@ -88,15 +89,8 @@ def read_tensor(path: str | Path, entry: TensorEntry) -> torch.Tensor:
 
 def write_shard(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write a shard atomically: a reader (or a resumed build) sees a whole shard or none."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from filelock import FileLock
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from modgraph.atomic import atomic_path
 from modgraph.errors import ConfigError, FeatureCacheError
 from modgraph.feature_store import ShardedRows, is_rows, read_header, read_tensor, write_shard
 from modgraph.modality import FeatureSet, Modality
@@ -162,9 +163,8 @@ def _check_chunk(modality: Modality, features: FeatureSet, index: int) -> None:
 
 
 def _write_manifest(folder: Path, key: str, names: list[str], rows: int) -> None:
-    tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"format": CACHE_FORMAT, "key": key, "shards": names, "rows": rows}))
-    os.replace(tmp, folder / MANIFEST)
+    with atomic_path(folder / MANIFEST) as tmp:
+        tmp.write_text(json.dumps({"format": CACHE_FORMAT, "key": key, "shards": names, "rows": rows}))
 
 
 def _build_chunked(modality: Modality, chunks, folder: Path, key: str, desc: str, progress: bool) -> None:

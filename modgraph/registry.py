@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +18,7 @@ from filelock import FileLock, Timeout
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from modgraph.atomic import atomic_path
 from modgraph.errors import ModgraphError, NotInRegistryError, RegistryCorruptError
 
 FORMAT_VERSION = "1"
@@ -79,18 +79,12 @@ class Registry:
         for key, value in metadata.items():
             meta[key] = value if isinstance(value, str) else json.dumps(value)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
         try:
-            save_file({k: v.detach().to("cpu", torch.float32).contiguous() if v.is_floating_point()
-                       else v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                save_file({k: v.detach().to("cpu", torch.float32).contiguous() if v.is_floating_point()
+                           else v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
         except OSError as exc:
             raise ModgraphError(f"could not write {path}: {exc}; the registry keeps its previous file") from None
-        finally:
-            if tmp.exists():
-                tmp.unlink()
 
     # -- reading -------------------------------------------------------------------------
     def read_metadata(self, path: Path) -> dict:
