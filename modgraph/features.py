@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
-import time
 from pathlib import Path
 
 import torch
@@ -22,6 +20,7 @@ from modgraph.atomic import atomic_path
 from modgraph.errors import ConfigError, FeatureCacheError
 from modgraph.feature_store import ShardedRows, is_rows, read_header, read_tensor, write_shard
 from modgraph.modality import FeatureSet, Modality
+from modgraph.progress import Progress
 
 CACHE_FORMAT = "2"  # 1: one safetensors file per split; 2: a folder of shards and a manifest
 MANIFEST = "manifest.json"
@@ -114,39 +113,6 @@ def _shard_rows(path: Path, key: str, index: int) -> int | None:
 
 
 # -- building -----------------------------------------------------------------------------------
-class _BuildProgress:
-    """Progress of a cache build: a bar on a terminal, else a line at every tenth of the way."""
-
-    def __init__(self, total: int, done: int, desc: str, enabled: bool):
-        self.total, self.done, self.desc, self.enabled = total, done, desc, enabled
-        self.start, self.first = time.monotonic(), done
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, initial=done, desc=desc, unit="shard", leave=False, dynamic_ncols=True)
-        elif enabled:
-            resumed = f", {done} already built" if done else ""
-            print(f"{desc}: {total} shard(s){resumed}", file=sys.stderr, flush=True)
-        self.next_report = (10 * done // max(1, total) + 1) * total / 10
-
-    def update(self) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        elif self.enabled and (self.done >= self.next_report or self.done == self.total):
-            elapsed = time.monotonic() - self.start
-            eta = elapsed / max(1, self.done - self.first) * (self.total - self.done)
-            print(f"{self.desc}: {100 * self.done // self.total}% ({self.done}/{self.total} shards, "
-                  f"{elapsed:.0f} s, ETA {eta:.0f} s)", file=sys.stderr, flush=True)
-            while self.next_report <= self.done:
-                self.next_report += self.total / 10
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _shard_tensors(features: FeatureSet, origin_offset: int) -> dict[str, torch.Tensor]:
     return {"x": torch.as_tensor(features.x).detach().to("cpu", torch.float32), "y": features.y.long().cpu(),
             "origin": features.origin.long().cpu() + origin_offset, "augmented": features.augmented.bool().cpu()}
@@ -170,9 +136,10 @@ def _write_manifest(folder: Path, key: str, names: list[str], rows: int) -> None
 def _build_chunked(modality: Modality, chunks, folder: Path, key: str, desc: str, progress: bool) -> None:
     names = [f"shard-{i:05d}.safetensors" for i in range(len(chunks))]
     done = [_shard_rows(folder / name, key, i) for i, name in enumerate(names)]
-    report = _BuildProgress(len(chunks), sum(r is not None for r in done), desc, progress)
+    built = sum(r is not None for r in done)
     rows = 0
-    try:
+    with Progress(len(chunks), desc, progress, unit="shard", initial=built) as report:
+        report.say(f"{len(chunks)} shard(s)" + (f", {built} already built" if built else ""))
         for i, (make, name) in enumerate(zip(chunks, names)):
             if done[i] is None:
                 features = make()
@@ -182,9 +149,9 @@ def _build_chunked(modality: Modality, chunks, folder: Path, key: str, desc: str
                             {"key": key, "chunk": str(i), "groups": json.dumps(groups)})
                 done[i] = len(features)
                 report.update()
+                if report.passed_tenth():
+                    report.log(f"{100 * report.n // report.total}%", detail=f"{report.n}/{report.total} shards, ")
             rows += done[i]
-    finally:
-        report.close()
     _write_manifest(folder, key, names, rows)
 
 

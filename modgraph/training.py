@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from modgraph.errors import ConfigError, TrainingDivergedError
 from modgraph.models import (Associator, Recognizer, VAE, kl_to_standard_normal, reconstruction_error,
                              reparameterize)
 from modgraph.precision import check_precision, for_training
+from modgraph.progress import Progress
 
 
 @dataclass
@@ -73,41 +73,8 @@ def configure_threads() -> None:
         torch.set_num_threads(n)
 
 
-class _EpochLog:
-    """Off a terminal a redrawn bar is noise in a log: print one line per epoch instead."""
-
-    def __init__(self, total: int, desc: str):
-        self.total, self.desc, self.n, self.postfix = total, desc, 0, {}
-        self.start = time.monotonic()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n: int) -> None:
-        self.n += n
-
-    def set_postfix(self, **values) -> None:
-        self.postfix = values
-
-    def epoch_done(self, **values) -> None:
-        elapsed = time.monotonic() - self.start
-        eta = elapsed / max(1, self.n) * (self.total - self.n)
-        fields = " ".join(f"{k} {v}" for k, v in {**self.postfix, **values}.items())
-        print(f"{self.desc}: {fields} ({elapsed:.0f} s, ETA {eta:.0f} s)", file=sys.stderr, flush=True)
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    enabled = enabled and distributed.is_main()  # one bar, not one per rank
-    if enabled and not sys.stderr.isatty():
-        return _EpochLog(total, desc)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, disable=not enabled, unit="batch", leave=False, dynamic_ncols=True)
-    bar.epoch_done = lambda **values: None
-    return bar
+def _progress(total: int, desc: str, enabled: bool) -> Progress:
+    return Progress(total, desc, enabled and distributed.is_main(), unit="batch")  # one bar, not one per rank
 
 
 def _check_finite(loss: torch.Tensor, what: str, epoch: int, settings: TrainSettings) -> None:
@@ -198,7 +165,7 @@ def train_vae(vae: VAE, x_train: torch.Tensor, x_val: torch.Tensor, kind: str, s
             if not math.isfinite(val):
                 _check_finite(torch.tensor(val), "VAE validation", epoch, settings)
             history.append({"epoch": epoch + 1, "train_loss": running, "val_loss": val, "seconds": round(seconds, 3)})
-            bar.epoch_done(val_loss=f"{val:.2f}")
+            bar.log(val_loss=f"{val:.2f}")
             if val < best:
                 best, best_state = val, copy.deepcopy(vae.state_dict())
     vae.load_state_dict(best_state)
@@ -255,7 +222,7 @@ def train_recognizer(model: Recognizer, x_train: torch.Tensor, y_train: torch.Te
             distributed.sync_buffers(model)
             acc = distributed.agree((predict(model, x_val) == y_val).float().mean().item() if len(x_val) else 0.0)
             history.append({"epoch": epoch + 1, "val_accuracy": acc})
-            bar.epoch_done(val_accuracy=f"{acc:.4f}")
+            bar.log(val_accuracy=f"{acc:.4f}")
             if acc > best:
                 best, best_state = acc, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
@@ -398,7 +365,7 @@ def train_associator(associator: Associator, source_mu: torch.Tensor, source_log
                 accuracy = distributed.agree(judge(associator)) if judge is not None else None
             history.append({"epoch": epoch + 1, "train_loss": running, "val_loss": val}
                            | ({"val_accuracy": accuracy} if judge is not None else {}))
-            bar.epoch_done(val_loss=f"{val:.2f}", **({"val_accuracy": f"{accuracy:.4f}"} if judge is not None else {}))
+            bar.log(val_loss=f"{val:.2f}", **({"val_accuracy": f"{accuracy:.4f}"} if judge is not None else {}))
             states.append({k: v.detach().to("cpu", copy=True) for k, v in associator.state_dict().items()})
     judged = getattr(judge, "samples", None)
     kept = history[kept_epoch(history, select, judged)]
