@@ -1,7 +1,8 @@
 """modgraph: cross-modal association through per-modality VAEs linked by associators.
 
 The public API: :class:`ModGraph` (open a registry, add modalities, link, translate,
-evaluate), the plugin contract (:class:`Modality`, :data:`hookimpl`) and the errors.
+evaluate), the plugin contract (:class:`Modality`, :data:`hookimpl`, the configs,
+:data:`FAITHFUL_CONFIDENCE`) and the errors. Plugins import from here and nowhere else in modgraph.
 """
 
 import os
@@ -27,6 +28,12 @@ _LAZY = {
     "RecognizerConfig": "modgraph.models",
     "AssociatorConfig": "modgraph.models",
     "Registry": "modgraph.registry",
+    # What a plugin needs beyond the above: plugins import from ``modgraph`` only (tests/test_plugins.py).
+    "FAITHFUL_CONFIDENCE": "modgraph.targets",
+    **{name: "modgraph.errors" for name in (
+        "ModgraphError", "PluginError", "DuplicateModalityError", "UnknownModalityError", "NotInRegistryError",
+        "NoRouteError", "RegistryCorruptError", "DataNotFoundError", "FeatureCacheError", "InputFileError",
+        "ConfigError", "PairingError", "TrainingDivergedError")},
 }
 
 

@@ -1,67 +1,25 @@
-"""Feature shards on disk and a lazy, tensor-like view of their rows.
+"""A lazy, tensor-like view of float32 rows that lie in files at known byte offsets.
 
-A split's cache is a folder of safetensors shards; :class:`ShardedRows` reads only the rows
-a batch asks for (positioned reads, no memory map), so memory is bounded by the batch.
+:class:`ShardedRows` reads only the rows a batch asks for (positioned reads, no memory map),
+so memory is bounded by the batch. The feature cache (:mod:`modgraph.features`) makes them.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import struct
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from modgraph.errors import FeatureCacheError
 
-_NUMPY_DTYPES = {"F32": np.float32, "I64": np.int64, "BOOL": np.bool_}
 _MAX_OPEN_FILES = 64
 # Linux reads at most this many bytes in one call; longer reads are split.
 _MAX_READ = 0x7FFFF000
-
-
-@dataclass(frozen=True)
-class TensorEntry:
-    """Where one tensor of a safetensors file lies: dtype, shape and absolute byte range."""
-
-    dtype: str
-    shape: tuple[int, ...]
-    start: int
-    end: int
-
-
-def read_header(path: str | Path) -> tuple[dict[str, TensorEntry], dict[str, str]]:
-    """The tensors and metadata of a safetensors file, from its header alone.
-
-    Raises :class:`FeatureCacheError` when the file is shorter than its header says (a
-    shard that was cut short is never trusted).
-    """
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            (size,) = struct.unpack("<Q", fh.read(8))
-            if size > 100_000_000:
-                raise ValueError("header too large")
-            header = json.loads(fh.read(size))
-            file_size = os.fstat(fh.fileno()).st_size
-    except (OSError, ValueError, struct.error, UnicodeDecodeError) as exc:
-        raise FeatureCacheError(f"feature cache shard {path} is unreadable ({exc}); it will be rebuilt") from None
-    metadata = header.pop("__metadata__", None) or {}
-    base = 8 + size
-    entries = {}
-    for name, info in header.items():
-        begin, end = info["data_offsets"]
-        entries[name] = TensorEntry(info["dtype"], tuple(info["shape"]), base + begin, base + end)
-    if entries and max(e.end for e in entries.values()) > file_size:
-        raise FeatureCacheError(f"feature cache shard {path} is truncated; it will be rebuilt")
-    return entries, metadata
 
 
 def pread_exact(fd: int, buffer: memoryview, offset: int, path: str) -> None:
@@ -73,30 +31,6 @@ def pread_exact(fd: int, buffer: memoryview, offset: int, path: str) -> None:
             raise FeatureCacheError(f"feature cache shard {path} ended early (read {done} of {total} bytes); "
                                     f"delete it and run the command again to rebuild it")
         done += n
-
-
-def read_tensor(path: str | Path, entry: TensorEntry) -> torch.Tensor:
-    """One whole tensor of a shard, read into memory (small tensors: labels, origins)."""
-    out = np.empty(entry.shape, dtype=_NUMPY_DTYPES[entry.dtype])
-    fd = os.open(str(path), os.O_RDONLY)
-    try:
-        pread_exact(fd, memoryview(out.reshape(-1).view(np.uint8)), entry.start, str(path))
-    finally:
-        os.close(fd)
-    return torch.from_numpy(out)
-
-
-def write_shard(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Write a shard atomically: a reader (or a resumed build) sees a whole shard or none."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @dataclass(frozen=True)
@@ -314,25 +248,6 @@ class ShardedRows:
         if not in_order:
             out[order] = buffer
         return torch.from_numpy(out)
-
-    @classmethod
-    def open(cls, paths: list[str | Path]) -> "ShardedRows":
-        """The ``x`` rows of these shard files, from their headers (no rows are read)."""
-        shards, row_shape = [], None
-        for path in paths:
-            entries, _ = read_header(path)
-            entry = entries.get("x")
-            if entry is None or entry.dtype != "F32":
-                raise FeatureCacheError(f"feature cache shard {path} holds no float32 'x' tensor; it will be rebuilt")
-            if row_shape is None:
-                row_shape = entry.shape[1:]
-            elif entry.shape[1:] != row_shape:
-                raise FeatureCacheError(f"feature cache shard {path} has rows shaped {entry.shape[1:]}, "
-                                        f"the others {row_shape}; delete the cache folder to rebuild it")
-            shards.append(Shard(str(path), entry.shape[0], entry.start))
-        if row_shape is None:
-            raise FeatureCacheError("a feature store needs at least one shard")
-        return cls(shards, row_shape)
 
 
 def is_rows(x) -> bool:

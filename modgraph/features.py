@@ -1,7 +1,12 @@
-"""Where data and cached features live, and the cache itself.
+"""The feature cache: where data and cached features live, and how a split is cached and read.
 
-A modality's features for a split are computed once and written under the cache folder
-as safetensors shards with a manifest; a split too large for memory is then read lazily.
+A modality's features for a split are computed once and written under the cache folder as
+safetensors shards with a manifest; a split too large for memory is then read lazily, as
+:class:`~modgraph.feature_store.ShardedRows`. The public surface: :func:`load_split` (and
+:func:`open_cache`, :func:`cache_folder`), the locations (:func:`default_data_root`,
+:func:`default_cache_dir`, :func:`in_memory_limit`), :func:`concatenate_chunks`,
+:func:`fit_statistics`, :func:`normalized`, and the shard file format (:func:`write_shard`,
+:func:`read_header`, :func:`read_tensor`) that the confidence cache of ``targets`` reuses.
 """
 
 from __future__ import annotations
@@ -9,23 +14,31 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
-import time
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from filelock import FileLock
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from modgraph.atomic import atomic_path
 from modgraph.errors import ConfigError, FeatureCacheError
-from modgraph.feature_store import ShardedRows, is_rows, read_header, read_tensor, write_shard
+from modgraph.feature_store import Shard, ShardedRows, is_rows, pread_exact
 from modgraph.modality import FeatureSet, Modality
+from modgraph.progress import Progress
+
+__all__ = ["CACHE_FORMAT", "TensorEntry", "cache_folder", "concatenate_chunks", "default_cache_dir",
+           "default_data_root", "fit_statistics", "in_memory_limit", "load_split", "normalized", "open_cache",
+           "read_header", "read_tensor", "write_shard"]
 
 CACHE_FORMAT = "2"  # 1: one safetensors file per split; 2: a folder of shards and a manifest
 MANIFEST = "manifest.json"
 SHARD_BYTES = 64 << 20  # features of a split computed in one go are cut into shards of about this size
 DEFAULT_IN_MEMORY_MB = 1024  # larger splits are read lazily (MODGRAPH_FEATURES_IN_MEMORY_MB overrides)
+_NUMPY_DTYPES = {"F32": np.float32, "I64": np.int64, "BOOL": np.bool_}
 
 
 def default_data_root() -> Path:
@@ -70,6 +83,73 @@ def _legacy_path(modality: Modality, root: Path, split: str, cache_dir: Path) ->
     return Path(cache_dir) / f"{modality.name}-{split}-{_digest(modality, root, split, '1')}.safetensors"
 
 
+# -- shard files ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TensorEntry:
+    """Where one tensor of a safetensors file lies: dtype, shape and absolute byte range."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+
+def read_header(path: str | Path) -> tuple[dict[str, TensorEntry], dict[str, str]]:
+    """The tensors and metadata of a safetensors file, from its header alone.
+
+    Parsed here rather than by ``safe_open``, which does not tell where a tensor's bytes lie:
+    :class:`ShardedRows` reads rows at those offsets. Raises :class:`FeatureCacheError` when
+    the file is shorter than its header says (a shard that was cut short is never trusted).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            if size > 100_000_000:
+                raise ValueError("header too large")
+            header = json.loads(fh.read(size))
+            file_size = os.fstat(fh.fileno()).st_size
+    except (OSError, ValueError, struct.error, UnicodeDecodeError) as exc:
+        raise FeatureCacheError(f"feature cache shard {path} is unreadable ({exc}); it will be rebuilt") from None
+    metadata = header.pop("__metadata__", None) or {}
+    base = 8 + size
+    entries = {}
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        entries[name] = TensorEntry(info["dtype"], tuple(info["shape"]), base + begin, base + end)
+    if entries and max(e.end for e in entries.values()) > file_size:
+        raise FeatureCacheError(f"feature cache shard {path} is truncated; it will be rebuilt")
+    return entries, metadata
+
+
+def read_tensor(path: str | Path, entry: TensorEntry) -> torch.Tensor:
+    """One whole tensor of a shard, read into memory (small tensors: labels, origins)."""
+    out = np.empty(entry.shape, dtype=_NUMPY_DTYPES[entry.dtype])
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        pread_exact(fd, memoryview(out.reshape(-1).view(np.uint8)), entry.start, str(path))
+    finally:
+        os.close(fd)
+    return torch.from_numpy(out)
+
+
+def write_shard(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a shard atomically: a reader (or a resumed build) sees a whole shard or none."""
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+
+
+def _x_entry(path: Path, entries: dict[str, TensorEntry], row_shape: tuple[int, ...] | None) -> TensorEntry:
+    """The ``x`` tensor of a shard: float32 rows, shaped like the other shards' rows (``row_shape``, if known)."""
+    entry = entries.get("x")
+    if entry is None or entry.dtype != "F32":
+        raise FeatureCacheError(f"feature cache shard {path} holds no float32 'x' tensor; it will be rebuilt")
+    if row_shape is not None and entry.shape[1:] != row_shape:
+        raise FeatureCacheError(f"feature cache shard {path} has rows shaped {entry.shape[1:]}, "
+                                f"the others {row_shape}; delete the cache folder to rebuild it")
+    return entry
+
+
 # -- reading a built cache ---------------------------------------------------------------------
 def open_cache(folder: Path, in_memory_bytes: int | None = None) -> FeatureSet | None:
     """The split cached in ``folder``, or None when it is missing, unfinished or damaged.
@@ -81,24 +161,36 @@ def open_cache(folder: Path, in_memory_bytes: int | None = None) -> FeatureSet |
         manifest = json.loads((folder / MANIFEST).read_text())
         if manifest.get("format") != CACHE_FORMAT:
             return None
-        paths = [folder / name for name in manifest["shards"]]
-        store = ShardedRows.open(paths)  # reads each header; a truncated shard fails here
+        store, ys, origins, augmented, groups = _read_shards([folder / name for name in manifest["shards"]])
         if len(store) != manifest["rows"]:
             return None
-        ys, origins, augmented, groups = [], [], [], {}
-        for path in paths:
-            entries, meta = read_header(path)
-            ys.append(read_tensor(path, entries["y"]))
-            origins.append(read_tensor(path, entries["origin"]))
-            augmented.append(read_tensor(path, entries["augmented"]))
-            for key, values in json.loads(meta.get("groups", "{}")).items():
-                groups.setdefault(key, []).extend(values)
     except (OSError, ValueError, KeyError, TypeError, FeatureCacheError):
         return None
     limit = in_memory_limit() if in_memory_bytes is None else in_memory_bytes
     x = store.load() if store.nbytes <= limit else store
     return FeatureSet(x=x, y=torch.cat(ys), origin=torch.cat(origins), augmented=torch.cat(augmented),
                       groups=groups)
+
+
+def _read_shards(paths: list[Path]) -> tuple[ShardedRows, list, list, list, dict[str, list]]:
+    """The rows of these shards (left on disk) and their labels, origins, flags and groups (read).
+
+    Each header is read once; a truncated shard fails here, before any row is read.
+    """
+    shards, row_shape, ys, origins, augmented, groups = [], None, [], [], [], {}
+    for path in paths:
+        entries, meta = read_header(path)
+        x = _x_entry(path, entries, row_shape)
+        row_shape = x.shape[1:]
+        shards.append(Shard(str(path), x.shape[0], x.start))
+        ys.append(read_tensor(path, entries["y"]))
+        origins.append(read_tensor(path, entries["origin"]))
+        augmented.append(read_tensor(path, entries["augmented"]))
+        for key, values in json.loads(meta.get("groups", "{}")).items():
+            groups.setdefault(key, []).extend(values)
+    if row_shape is None:
+        raise FeatureCacheError("a feature store needs at least one shard")
+    return ShardedRows(shards, row_shape), ys, origins, augmented, groups
 
 
 def _shard_rows(path: Path, key: str, index: int) -> int | None:
@@ -113,39 +205,6 @@ def _shard_rows(path: Path, key: str, index: int) -> int | None:
 
 
 # -- building -----------------------------------------------------------------------------------
-class _BuildProgress:
-    """Progress of a cache build: a bar on a terminal, else a line at every tenth of the way."""
-
-    def __init__(self, total: int, done: int, desc: str, enabled: bool):
-        self.total, self.done, self.desc, self.enabled = total, done, desc, enabled
-        self.start, self.first = time.monotonic(), done
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, initial=done, desc=desc, unit="shard", leave=False, dynamic_ncols=True)
-        elif enabled:
-            resumed = f", {done} already built" if done else ""
-            print(f"{desc}: {total} shard(s){resumed}", file=sys.stderr, flush=True)
-        self.next_report = (10 * done // max(1, total) + 1) * total / 10
-
-    def update(self) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        elif self.enabled and (self.done >= self.next_report or self.done == self.total):
-            elapsed = time.monotonic() - self.start
-            eta = elapsed / max(1, self.done - self.first) * (self.total - self.done)
-            print(f"{self.desc}: {100 * self.done // self.total}% ({self.done}/{self.total} shards, "
-                  f"{elapsed:.0f} s, ETA {eta:.0f} s)", file=sys.stderr, flush=True)
-            while self.next_report <= self.done:
-                self.next_report += self.total / 10
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _shard_tensors(features: FeatureSet, origin_offset: int) -> dict[str, torch.Tensor]:
     return {"x": torch.as_tensor(features.x).detach().to("cpu", torch.float32), "y": features.y.long().cpu(),
             "origin": features.origin.long().cpu() + origin_offset, "augmented": features.augmented.bool().cpu()}
@@ -162,17 +221,17 @@ def _check_chunk(modality: Modality, features: FeatureSet, index: int) -> None:
 
 
 def _write_manifest(folder: Path, key: str, names: list[str], rows: int) -> None:
-    tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"format": CACHE_FORMAT, "key": key, "shards": names, "rows": rows}))
-    os.replace(tmp, folder / MANIFEST)
+    with atomic_path(folder / MANIFEST) as tmp:
+        tmp.write_text(json.dumps({"format": CACHE_FORMAT, "key": key, "shards": names, "rows": rows}))
 
 
 def _build_chunked(modality: Modality, chunks, folder: Path, key: str, desc: str, progress: bool) -> None:
     names = [f"shard-{i:05d}.safetensors" for i in range(len(chunks))]
     done = [_shard_rows(folder / name, key, i) for i, name in enumerate(names)]
-    report = _BuildProgress(len(chunks), sum(r is not None for r in done), desc, progress)
+    built = sum(r is not None for r in done)
     rows = 0
-    try:
+    with Progress(len(chunks), desc, progress, unit="shard", initial=built) as report:
+        report.say(f"{len(chunks)} shard(s)" + (f", {built} already built" if built else ""))
         for i, (make, name) in enumerate(zip(chunks, names)):
             if done[i] is None:
                 features = make()
@@ -182,9 +241,9 @@ def _build_chunked(modality: Modality, chunks, folder: Path, key: str, desc: str
                             {"key": key, "chunk": str(i), "groups": json.dumps(groups)})
                 done[i] = len(features)
                 report.update()
+                if report.passed_tenth():
+                    report.log(f"{100 * report.n // report.total}%", detail=f"{report.n}/{report.total} shards, ")
             rows += done[i]
-    finally:
-        report.close()
     _write_manifest(folder, key, names, rows)
 
 
@@ -203,16 +262,14 @@ def _write_whole(features: FeatureSet, folder: Path, key: str) -> None:
 
 
 def _read_legacy(path: Path) -> FeatureSet | None:
+    """A split cached by format 1 in one safetensors file, or None when there is none or it is damaged."""
     if not path.exists():
         return None
     try:
-        from safetensors import safe_open
-
-        tensors = load_file(str(path))
         with safe_open(str(path), framework="pt") as f:
+            tensors = {name: f.get_tensor(name) for name in ("x", "y", "origin", "augmented")}
             groups = json.loads((f.metadata() or {}).get("groups", "{}"))
-        return FeatureSet(x=tensors["x"], y=tensors["y"], origin=tensors["origin"], augmented=tensors["augmented"],
-                          groups=groups)
+        return FeatureSet(groups=groups, **tensors)
     except (SafetensorError, OSError, KeyError, ValueError):
         return None
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ from filelock import FileLock, Timeout
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from modgraph.atomic import fsync_file, temporary_path
 from modgraph.errors import ConfigError, ModgraphError, NotInRegistryError, RegistryCorruptError
 from modgraph.records import EdgeRecord, NodeRecord, parse_record
 from modgraph.safe_io import (NAME_PATTERN, check_name, check_parameters, check_safetensors_header, follow_umask, real_folder,
@@ -58,8 +58,7 @@ def _rename_together(folder: Path, renames: list[tuple[Path, Path]]) -> None:
             journal = folder / f".pair-{uuid.uuid4().hex}.json"
             staged = journal.with_name(journal.name + ".tmp")
             staged.write_text(json.dumps([[t.name, p.name] for t, p in renames]))
-            with open(staged, "rb") as fh:
-                os.fsync(fh.fileno())
+            fsync_file(staged)
             os.replace(staged, journal)
         for tmp, path in renames:
             os.replace(tmp, path)
@@ -173,14 +172,13 @@ class Registry:
     @staticmethod
     def _write_temporary(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
         """The file's content, fsynced, in a hidden temporary beside ``path`` (removed again on failure)."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        tmp = temporary_path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_file({k: v.detach().to("cpu", torch.float32).contiguous() if v.is_floating_point()
                        else v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
             follow_umask(tmp)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
+            fsync_file(tmp)
         except (OSError, SafetensorError) as exc:
             tmp.unlink(missing_ok=True)
             reason = getattr(exc, "strerror", None) or exc

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from modgraph.feature_store import write_shard
+from modgraph.features import write_shard
 from modgraph.models import Recognizer, VAE
 
 CLASS_FLOOR = 0.1  # the share of each class kept whatever its confidence

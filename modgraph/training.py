@@ -10,10 +10,10 @@ from __future__ import annotations
 import copy
 import math
 import os
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from modgraph.errors import ConfigError, TrainingDivergedError
 from modgraph.models import (Associator, Recognizer, VAE, kl_to_standard_normal, reconstruction_error,
                              reparameterize)
 from modgraph.precision import check_precision, for_training
+from modgraph.progress import Progress
 
 
 @dataclass
@@ -73,41 +74,8 @@ def configure_threads() -> None:
         torch.set_num_threads(n)
 
 
-class _EpochLog:
-    """Off a terminal a redrawn bar is noise in a log: print one line per epoch instead."""
-
-    def __init__(self, total: int, desc: str):
-        self.total, self.desc, self.n, self.postfix = total, desc, 0, {}
-        self.start = time.monotonic()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n: int) -> None:
-        self.n += n
-
-    def set_postfix(self, **values) -> None:
-        self.postfix = values
-
-    def epoch_done(self, **values) -> None:
-        elapsed = time.monotonic() - self.start
-        eta = elapsed / max(1, self.n) * (self.total - self.n)
-        fields = " ".join(f"{k} {v}" for k, v in {**self.postfix, **values}.items())
-        print(f"{self.desc}: {fields} ({elapsed:.0f} s, ETA {eta:.0f} s)", file=sys.stderr, flush=True)
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    enabled = enabled and distributed.is_main()  # one bar, not one per rank
-    if enabled and not sys.stderr.isatty():
-        return _EpochLog(total, desc)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, disable=not enabled, unit="batch", leave=False, dynamic_ncols=True)
-    bar.epoch_done = lambda **values: None
-    return bar
+def _progress(total: int, desc: str, enabled: bool) -> Progress:
+    return Progress(total, desc, enabled and distributed.is_main(), unit="batch")  # one bar, not one per rank
 
 
 def _check_finite(loss: torch.Tensor, what: str, epoch: int, settings: TrainSettings) -> None:
@@ -139,6 +107,65 @@ def _step(model: nn.Module, optimizer, loss: torch.Tensor, clip: float) -> None:
     optimizer.step()
 
 
+@dataclass
+class EpochResult:
+    """What the shared loop measured in one epoch, handed to a trainer's validation."""
+
+    index: int  # counted from 0
+    train_loss: float  # the running training loss (an average weighting recent batches 10%)
+    seconds: float  # the epoch's batches, without validation
+
+
+def _epochs(module: nn.Module, trained: nn.Module, optimizer, steps: int, settings: TrainSettings, what: str,
+            batches: Callable[[], Iterable], batch_loss: Callable[[Any], torch.Tensor],
+            validate: Callable[[EpochResult], tuple[dict, dict]], shown_loss: str = "running") -> Iterator[dict]:
+    """The epoch loop of every trainer; yields each epoch's history record after its validation.
+
+    Each epoch: ``module.train()``, then for each batch of ``batches()`` (called once an epoch)
+    ``batch_loss`` through ``trained`` (the module as :func:`_for_training` wraps it), a finite
+    check naming ``what``, a clipped optimiser step and a one-cycle learning-rate step over
+    ``steps`` batches an epoch. ``validate`` returns the epoch's history record and the figures
+    the progress line shows. The bar shows the running loss (``shown_loss`` "running") or the
+    last batch's ("last", to 3 decimals).
+    """
+    # 1 / pct_start must not be a whole number: OneCycleLR divides by zero when pct_start * total_steps == 1.
+    sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr,
+                                                total_steps=steps * settings.epochs + 1, pct_start=0.15)
+    with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
+        for epoch in range(settings.epochs):
+            module.train()
+            running, started = 0.0, time.perf_counter()
+            for i, batch in enumerate(batches()):
+                loss = batch_loss(batch)
+                _check_finite(loss, what, epoch, settings)
+                _step(trained, optimizer, loss, settings.grad_clip)
+                sched.step()
+                last = loss.item()
+                running = last if i == 0 else 0.9 * running + 0.1 * last
+                bar.update(1)
+                shown = f"{running:.2f}" if shown_loss == "running" else f"{last:.3f}"
+                bar.set_postfix(epoch=f"{epoch + 1}/{settings.epochs}", loss=shown)
+            record, figures = validate(EpochResult(epoch, running, time.perf_counter() - started))
+            bar.log(**figures)
+            yield record
+
+
+class _BestState:
+    """A copy of a module's state at its best validation score so far (the first of equals)."""
+
+    def __init__(self, module: nn.Module, start: float, higher_is_better: bool = False):
+        self.module, self.score, self.higher_is_better = module, start, higher_is_better
+        self.state = copy.deepcopy(module.state_dict())
+
+    def offer(self, score: float) -> None:
+        if (score > self.score) if self.higher_is_better else (score < self.score):
+            self.score, self.state = score, copy.deepcopy(self.module.state_dict())
+
+    def restore(self) -> None:
+        self.module.load_state_dict(self.state)
+        self.module.eval()
+
+
 @torch.no_grad()
 def vae_loss_eval(vae: VAE, x: torch.Tensor, kind: str, kl_weight: float, batch_size: int = 512) -> float:
     """Mean negative ELBO per sample on ``x`` (posterior mean decoded, for a stable score)."""
@@ -168,42 +195,34 @@ def train_vae(vae: VAE, x_train: torch.Tensor, x_val: torch.Tensor, kind: str, s
         target_rows = target_rows.to(device)
     gen = torch.Generator().manual_seed(settings.seed)
     opt = torch.optim.Adam(vae.parameters(), lr=settings.lr, fused=True)  # see _step
-    steps = math.ceil(len(x_train) / settings.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps * settings.epochs + 1,
-                                                pct_start=0.15)
-    best, best_state, history = math.inf, copy.deepcopy(vae.state_dict()), []
+    best, history = _BestState(vae, math.inf), []
     model = _for_training(vae, settings)
-    with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
-        for epoch in range(settings.epochs):
-            vae.train()
-            running = 0.0
-            started = time.perf_counter()
-            for i, idx in enumerate(_batches(len(x_train), settings.batch_size, gen, device)):
-                inputs = x_train[idx]
-                target = x_train[target_rows[idx]] if target_rows is not None else inputs
-                if augment is not None:
-                    inputs = augment(inputs)
-                logits, mu, logvar = model(inputs)  # encode, reparameterise, decode
-                loss = (reconstruction_error(logits, target, kind)
-                        + settings.kl_weight * kl_to_standard_normal(mu, logvar)).mean()
-                _check_finite(loss, "VAE training", epoch, settings)
-                _step(model, opt, loss, settings.grad_clip)
-                sched.step()
-                running = loss.item() if i == 0 else 0.9 * running + 0.1 * loss.item()
-                bar.update(1)
-                bar.set_postfix(epoch=f"{epoch + 1}/{settings.epochs}", loss=f"{running:.2f}")
-            seconds = time.perf_counter() - started
-            distributed.sync_buffers(vae)
-            val = distributed.agree(vae_loss_eval(vae, x_val, kind, settings.kl_weight) if len(x_val) else running)
-            if not math.isfinite(val):
-                _check_finite(torch.tensor(val), "VAE validation", epoch, settings)
-            history.append({"epoch": epoch + 1, "train_loss": running, "val_loss": val, "seconds": round(seconds, 3)})
-            bar.epoch_done(val_loss=f"{val:.2f}")
-            if val < best:
-                best, best_state = val, copy.deepcopy(vae.state_dict())
-    vae.load_state_dict(best_state)
-    vae.eval()
-    return {"best_val_loss": best, "history": history}
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        inputs = x_train[idx]
+        target = x_train[target_rows[idx]] if target_rows is not None else inputs
+        if augment is not None:
+            inputs = augment(inputs)
+        logits, mu, logvar = model(inputs)  # encode, reparameterise, decode
+        return (reconstruction_error(logits, target, kind)
+                + settings.kl_weight * kl_to_standard_normal(mu, logvar)).mean()
+
+    def validate(done: EpochResult) -> tuple[dict, dict]:
+        distributed.sync_buffers(vae)
+        val = distributed.agree(vae_loss_eval(vae, x_val, kind, settings.kl_weight) if len(x_val)
+                                else done.train_loss)
+        if not math.isfinite(val):
+            _check_finite(torch.tensor(val), "VAE validation", done.index, settings)
+        return ({"epoch": done.index + 1, "train_loss": done.train_loss, "val_loss": val,
+                 "seconds": round(done.seconds, 3)}, {"val_loss": f"{val:.2f}"})
+
+    steps = math.ceil(len(x_train) / settings.batch_size)
+    for record in _epochs(vae, model, opt, steps, settings, "VAE training",
+                          lambda: _batches(len(x_train), settings.batch_size, gen, device), batch_loss, validate):
+        history.append(record)
+        best.offer(record["val_loss"])
+    best.restore()
+    return {"best_val_loss": best.score, "history": history}
 
 
 def original_rows(origin: torch.Tensor, augmented: torch.Tensor) -> torch.Tensor:
@@ -233,34 +252,28 @@ def train_recognizer(model: Recognizer, x_train: torch.Tensor, y_train: torch.Te
     x_train, y_train = x_train.to(device), y_train.to(device)
     gen = torch.Generator().manual_seed(settings.seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4, fused=True)
-    steps = math.ceil(len(x_train) / settings.batch_size)
-    # 1 / pct_start must not be a whole number: OneCycleLR divides by zero when pct_start * total_steps == 1.
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps * settings.epochs + 1,
-                                                pct_start=0.15)
-    best, best_state, history = -1.0, copy.deepcopy(model.state_dict()), []
+    best, history = _BestState(model, -1.0, higher_is_better=True), []
     trained = _for_training(model, settings)
-    with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
-        for epoch in range(settings.epochs):
-            model.train()
-            for idx in _batches(len(x_train), settings.batch_size, gen, device):
-                xb = x_train[idx]
-                if augment is not None:
-                    xb = augment(xb)
-                loss = F.cross_entropy(trained(xb), y_train[idx], label_smoothing=0.05)
-                _check_finite(loss, "recognizer training", epoch, settings)
-                _step(trained, opt, loss, settings.grad_clip)
-                sched.step()
-                bar.update(1)
-                bar.set_postfix(epoch=f"{epoch + 1}/{settings.epochs}", loss=f"{loss.item():.3f}")
-            distributed.sync_buffers(model)
-            acc = distributed.agree((predict(model, x_val) == y_val).float().mean().item() if len(x_val) else 0.0)
-            history.append({"epoch": epoch + 1, "val_accuracy": acc})
-            bar.epoch_done(val_accuracy=f"{acc:.4f}")
-            if acc > best:
-                best, best_state = acc, copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
-    model.eval()
-    return {"best_val_accuracy": best, "history": history}
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        xb = x_train[idx]
+        if augment is not None:
+            xb = augment(xb)
+        return F.cross_entropy(trained(xb), y_train[idx], label_smoothing=0.05)
+
+    def validate(done: EpochResult) -> tuple[dict, dict]:
+        distributed.sync_buffers(model)
+        acc = distributed.agree((predict(model, x_val) == y_val).float().mean().item() if len(x_val) else 0.0)
+        return {"epoch": done.index + 1, "val_accuracy": acc}, {"val_accuracy": f"{acc:.4f}"}
+
+    steps = math.ceil(len(x_train) / settings.batch_size)
+    for record in _epochs(model, trained, opt, steps, settings, "recognizer training",
+                          lambda: _batches(len(x_train), settings.batch_size, gen, device), batch_loss, validate,
+                          shown_loss="last"):
+        history.append(record)
+        best.offer(record["val_accuracy"])
+    best.restore()
+    return {"best_val_accuracy": best.score, "history": history}
 
 
 @torch.no_grad()
@@ -360,54 +373,66 @@ def train_associator(associator: Associator, source_mu: torch.Tensor, source_log
     device = settings.device
     associator.to(device)
     target_vae.to(device).eval()
-    for p in target_vae.parameters():
-        p.requires_grad_(False)
+    _set_trainable(target_vae, False)
     source_mu, source_logvar, target_x = source_mu.to(device), source_logvar.to(device), target_x.to(device)
     torch.manual_seed(settings.seed)
     opt = torch.optim.Adam(associator.parameters(), lr=settings.lr)
     per_epoch = pairs_per_epoch or len(train_pairs)
-    steps = math.ceil(per_epoch / settings.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps * settings.epochs + 1,
-                                                pct_start=0.15)
     vsrc, vtgt = val_pairs.draw(limit=min(5000, len(val_pairs)), candidates=candidates)
     history, states = [], []
     model = _for_training(associator, settings)
-    with _progress(steps * settings.epochs, settings.description, settings.progress) as bar:
-        for epoch in range(settings.epochs):
-            associator.train()
-            src, tgt = train_pairs.draw(limit=per_epoch, candidates=candidates)
-            running = 0.0
-            for i, (s, t) in enumerate(distributed.batch_shares(settings.batch_size, src.to(device), tgt.to(device))):
-                z = source_sample(source_mu[s], source_logvar[s], source_noise)
-                loss = associator_loss(model, target_vae, z, target_x[t], kind, settings.kl_weight).mean()
-                _check_finite(loss, "associator training", epoch, settings)
-                _step(model, opt, loss, settings.grad_clip)
-                sched.step()
-                running = loss.item() if i == 0 else 0.9 * running + 0.1 * loss.item()
-                bar.update(1)
-                bar.set_postfix(epoch=f"{epoch + 1}/{settings.epochs}", loss=f"{running:.2f}")
-            associator.eval()
-            with torch.no_grad():
-                val = 0.0
-                for start in range(0, len(vsrc), 1024):
-                    s, t = vsrc[start:start + 1024], vtgt[start:start + 1024]
-                    val += associator_loss(associator, target_vae, val_source_mu[s].to(device),
-                                           val_target_x[t].to(device), kind, settings.kl_weight,
-                                           sample=False).sum().item()
-                val = distributed.agree(val / max(1, len(vsrc)) if len(vsrc) else running)
-                accuracy = distributed.agree(judge(associator)) if judge is not None else None
-            history.append({"epoch": epoch + 1, "train_loss": running, "val_loss": val}
-                           | ({"val_accuracy": accuracy} if judge is not None else {}))
-            bar.epoch_done(val_loss=f"{val:.2f}", **({"val_accuracy": f"{accuracy:.4f}"} if judge is not None else {}))
-            states.append({k: v.detach().to("cpu", copy=True) for k, v in associator.state_dict().items()})
+
+    def batches():
+        src, tgt = train_pairs.draw(limit=per_epoch, candidates=candidates)
+        return distributed.batch_shares(settings.batch_size, src.to(device), tgt.to(device))
+
+    def batch_loss(pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        s, t = pair
+        z = source_sample(source_mu[s], source_logvar[s], source_noise)
+        return associator_loss(model, target_vae, z, target_x[t], kind, settings.kl_weight).mean()
+
+    def validate(done: EpochResult) -> tuple[dict, dict]:
+        associator.eval()
+        with torch.no_grad():
+            val = _associator_val_loss(associator, target_vae, val_source_mu, val_target_x, vsrc, vtgt, kind,
+                                       settings)
+            val = distributed.agree(val if len(vsrc) else done.train_loss)
+            accuracy = distributed.agree(judge(associator)) if judge is not None else None
+        judged = {"val_accuracy": accuracy} if judge is not None else {}
+        return ({"epoch": done.index + 1, "train_loss": done.train_loss, "val_loss": val} | judged,
+                {"val_loss": f"{val:.2f}", **({"val_accuracy": f"{accuracy:.4f}"} if judge is not None else {})})
+
+    steps = math.ceil(per_epoch / settings.batch_size)
+    for record in _epochs(associator, model, opt, steps, settings, "associator training", batches, batch_loss,
+                          validate):
+        history.append(record)
+        states.append({k: v.detach().to("cpu", copy=True) for k, v in associator.state_dict().items()})
     judged = getattr(judge, "samples", None)
     kept = history[kept_epoch(history, select, judged)]
-    for p in target_vae.parameters():
-        p.requires_grad_(True)
+    _set_trainable(target_vae, True)
     associator.load_state_dict(states[kept["epoch"] - 1])
     associator.eval()
     return {"best_val_loss": kept["val_loss"], "val_accuracy": kept.get("val_accuracy"), "epoch_kept": kept["epoch"],
             "val_judged": judged, "select": select, "history": history}
+
+
+def _set_trainable(module: nn.Module, trainable: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(trainable)
+
+
+@torch.no_grad()
+def _associator_val_loss(associator: Associator, target_vae: VAE, val_source_mu: torch.Tensor,
+                         val_target_x: torch.Tensor, vsrc: torch.Tensor, vtgt: torch.Tensor, kind: str,
+                         settings: TrainSettings) -> float:
+    """Mean Eq. 7 loss of the fixed validation pairs, from posterior means (0.0 with no pairs)."""
+    device = settings.device
+    val = 0.0
+    for start in range(0, len(vsrc), 1024):
+        s, t = vsrc[start:start + 1024], vtgt[start:start + 1024]
+        val += associator_loss(associator, target_vae, val_source_mu[s].to(device), val_target_x[t].to(device),
+                               kind, settings.kl_weight, sample=False).sum().item()
+    return val / max(1, len(vsrc))
 
 
 def kept_epoch(history: list[dict], select: str, samples: int | None = None) -> int:

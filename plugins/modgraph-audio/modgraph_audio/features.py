@@ -18,7 +18,7 @@ import torch
 import torchaudio.functional as AF
 import torchaudio.transforms as AT
 
-from modgraph.errors import InputFileError, ModgraphError
+from modgraph import InputFileError, ModgraphError
 
 SAMPLE_RATE = 16_000
 CLIP_SAMPLES = SAMPLE_RATE  # one second, as Speech Commands

@@ -18,9 +18,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from modgraph.errors import ConfigError, DataNotFoundError
-from modgraph.modality import ClassInfo, TrainingDefaults
-from modgraph.targets import FAITHFUL_CONFIDENCE
+from modgraph import ClassInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, TrainingDefaults
 from modgraph_audio import features as F
 from modgraph_audio.speech import SpeechModality, SpeechOptions
 from modgraph_audio.speech_profiles import FSDD_PROFILE

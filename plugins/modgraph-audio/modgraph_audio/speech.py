@@ -17,9 +17,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from modgraph.errors import ConfigError
-from modgraph.modality import FeatureSet, Modality, ModalityOptions
-from modgraph.models import RecognizerConfig, VAEConfig
+from modgraph import ConfigError, FeatureSet, Modality, ModalityOptions, RecognizerConfig, VAEConfig
 from modgraph_audio import features as F
 from modgraph_audio.speech_profiles import GSC_PROFILE
 

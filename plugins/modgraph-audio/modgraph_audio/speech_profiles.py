@@ -2,19 +2,15 @@
 
 Each is :func:`modgraph_audio.features.speech_profile` of a dataset's training recordings
 (originals, no augmented copies), fixed here so that writing audio needs neither the data
-nor anything stored with a trained model. Recompute and paste after changing the front end:
+nor anything stored with a trained model. Recompute them (:mod:`modgraph_audio.measure_profiles`)
+and paste them here after changing the front end:
 
-    python -m modgraph_audio.speech_profiles --data-root ../shared/data
+    python -m modgraph_audio.measure_profiles --data-root ../shared/data
 """
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-import torch
-
-from modgraph_audio.features import SpeechProfile, mfcc, read_audio, speech_profile, to_clips
+from modgraph_audio.features import SpeechProfile
 
 # FSDD's recordings are 8 kHz: nothing above 4 kHz, so its envelope falls ~50 dB over the top mel bands.
 FSDD_PROFILE = SpeechProfile(
@@ -35,32 +31,3 @@ GSC_PROFILE = SpeechProfile(
             5.5, 5.39, 5.27, 5.34, 5.01, 5.11, 4.94, 4.88, 4.69, 4.68, 4.35, 4.22, 3.99, 3.95, 3.66, 3.7, 3.51,
             3.42, 3.17, 3.01, 2.83, 2.75, 2.77),
     source='gsc v0.01 train split, 109 recordings')
-
-
-def profile_of(paths: list[Path], source: str) -> SpeechProfile:
-    """The profile of some recordings (read, fitted to one second at 16 kHz, MFCCs without mean normalisation)."""
-    waves, rates = [], []
-    for path in paths:
-        wave, rate, _notes = read_audio(path)
-        waves.append(torch.from_numpy(wave))
-        rates.append(rate)
-    return speech_profile(mfcc(to_clips(waves, rates), mean_norm=False), source)
-
-
-def main() -> None:
-    from modgraph_audio.fsdd import FSDD
-    from modgraph_audio.gsc import GSC
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, required=True)
-    parser.add_argument("--gsc-version", default="v0.01", help="Speech Commands release to profile")
-    args = parser.parse_args()
-    for name, modality in (("FSDD", FSDD()), ("GSC", GSC().with_options({"version": args.gsc_version}))):
-        paths, _labels, _speakers = modality.recordings(args.data_root, "train")
-        version = getattr(modality.options, "version", None)
-        source = f"{modality.name} {version + ' ' if version else ''}train split, {len(paths)} recordings"
-        print(f"{name}_PROFILE = {profile_of(paths, source)!r}")
-
-
-if __name__ == "__main__":
-    main()

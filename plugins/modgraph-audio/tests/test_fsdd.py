@@ -17,7 +17,8 @@ from modgraph.plugins import PluginHost
 from modgraph_audio import FSDD
 from modgraph_audio import features as F
 from modgraph_audio.gsc import GSC
-from modgraph_audio.speech_profiles import FSDD_PROFILE, GSC_PROFILE, profile_of
+from modgraph_audio.measure_profiles import profile_of
+from modgraph_audio.speech_profiles import FSDD_PROFILE, GSC_PROFILE
 
 
 @pytest.fixture

@@ -13,10 +13,8 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import Field, field_validator
 
-from modgraph.errors import ConfigError, InputFileError
-from modgraph.modality import ClassInfo, FeatureSet, Modality, ModalityOptions, TrainingDefaults
-from modgraph.targets import FAITHFUL_CONFIDENCE
-from modgraph.models import RecognizerConfig, VAEConfig
+from modgraph import (ClassInfo, ConfigError, FAITHFUL_CONFIDENCE, FeatureSet, InputFileError, Modality,
+                      ModalityOptions, RecognizerConfig, TrainingDefaults, VAEConfig)
 from modgraph_text.encoding import (ALPHABET_DESCRIPTION, ALPHABET_SIZE, MAX_LENGTH, decode, encode, fold,
                                     random_edits, unsupported_characters)
 from modgraph_text.spellings import CLEAN_VARIANTS, CONCEPTS, generate_spellings

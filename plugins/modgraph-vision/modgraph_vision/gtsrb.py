@@ -17,10 +17,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 
-from modgraph.errors import ConfigError, DataNotFoundError, InputFileError
-from modgraph.modality import ClassInfo, FeatureSet, Modality, ModalityOptions, TrainingDefaults
-from modgraph.targets import FAITHFUL_CONFIDENCE
-from modgraph.models import RecognizerConfig, VAEConfig
+from modgraph import (ClassInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, FeatureSet, InputFileError,
+                      Modality, ModalityOptions, RecognizerConfig, TrainingDefaults, VAEConfig)
 from modgraph_vision.images import IMAGE_SUFFIXES, load_rgb_images, read_rgb_image, write_rgb_png
 
 # Every GTSRB class id: (official name, default concept). The concepts of the paper's

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps, ImageStat, UnidentifiedImageError
 
-from modgraph.errors import InputFileError
+from modgraph import InputFileError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 

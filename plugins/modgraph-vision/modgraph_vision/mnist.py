@@ -12,10 +12,8 @@ from typing import ClassVar, Literal
 
 import torch
 
-from modgraph.errors import ConfigError, DataNotFoundError
-from modgraph.modality import ClassInfo, FeatureSet, Modality, TrainingDefaults
-from modgraph.targets import FAITHFUL_CONFIDENCE
-from modgraph.models import RecognizerConfig, VAEConfig
+from modgraph import (ClassInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, FeatureSet, Modality,
+                      RecognizerConfig, TrainingDefaults, VAEConfig)
 from modgraph_vision.images import IMAGE_SUFFIXES, read_grayscale_image, write_grayscale_png
 
 IMAGE_SIZE = 28
