@@ -369,5 +369,22 @@ def plan_cmd(spec, fmt, registry, data_root):
     click.echo(json.dumps(plan, indent=2) if fmt == "json" else "\n".join(plan_lines(plan)))
 
 
+# -- sharing a registry: its card (issue 21) ------------------------------------------------
+
+
+@main.command("card")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the card here [default: print it].")
+@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+def card_cmd(output, registry):
+    """Write the registry's model card (markdown) from its file headers: nodes, edges, datasets, commands."""
+    from modgraph.card import write_card
+
+    text = write_card(_graph(registry, None, "cpu", progress=False), output)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"Wrote {output}")
+
+
 if __name__ == "__main__":
     main()

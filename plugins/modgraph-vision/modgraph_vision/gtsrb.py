@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 
 from modgraph.errors import ConfigError, DataNotFoundError, InputFileError
-from modgraph.modality import ClassInfo, FeatureSet, Modality, ModalityOptions, TrainingDefaults
+from modgraph.modality import ClassInfo, DatasetInfo, FeatureSet, Modality, ModalityOptions, TrainingDefaults
 from modgraph.targets import FAITHFUL_CONFIDENCE
 from modgraph.models import RecognizerConfig, VAEConfig
 from modgraph_vision.images import IMAGE_SUFFIXES, load_rgb_images, read_rgb_image, write_rgb_png
@@ -331,6 +331,10 @@ class GTSRB(Modality):
 
     name = "gtsrb"
     description = "GTSRB traffic signs, RGB (default: the paper's 4 command signs + 6 round signs, 52x52)"
+    dataset = DatasetInfo(name="GTSRB (German Traffic Sign Recognition Benchmark)",
+                          licence="not stated by the copy read (see the benchmark's site)",
+                          url="https://benchmark.ini.rub.de/gtsrb_dataset.html",
+                          citation="J. Stallkamp, M. Schlipsing, J. Salmen and C. Igel, Neural Networks 32, 2012")
     options_model = GTSRBOptions
     options: GTSRBOptions
     default_latent_dim = 64
