@@ -386,5 +386,18 @@ def card_cmd(output, registry):
         click.echo(f"Wrote {output}")
 
 
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every network).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port.")
+@_common
+def serve_cmd(host, port, registry, data_root, device):
+    """Serve a page to try the registry in a browser (needs: pip install 'modgraph[app]')."""
+    from modgraph.webapp import serve
+
+    mg = _graph(registry, data_root, device, progress=False)
+    serve(mg, host, port, announce=lambda url: click.echo(f"Serving registry {mg.registry.root} on {url} "
+                                                          f"(Ctrl-C to stop)"))
+
+
 if __name__ == "__main__":
     main()
