@@ -29,7 +29,9 @@ from modgraph import webapp  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+                 "--disable-component-update", "--disable-sync",
+                 # A generated tone stands in for a microphone, allowed without asking.
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
 @pytest.fixture
@@ -239,3 +241,20 @@ def test_page_gallery_sample_translates_on_click(page):
     page.locator("#gallery figure").nth(2).click()
     page.wait_for_selector("#result audio")
     assert "toyimg's recognizer reads the input as" in page.inner_text("#input-reading")
+
+
+def test_page_record_from_the_microphone_as_wav(page):
+    choose(page, "toyaudio", "toyimg")
+    page.click("#record")
+    page.wait_for_function("document.getElementById('record').textContent === 'Stop'")
+    page.wait_for_timeout(800)
+    page.click("#record")
+    page.wait_for_function("document.getElementById('chosen').textContent === 'Input: recording.wav'")
+    header = page.evaluate("""fetch(document.getElementById('recorded').src).then(r => r.arrayBuffer())
+        .then(b => { const v = new DataView(b); return [String.fromCharCode(...new Uint8Array(b, 0, 4)),
+                     v.getUint16(22, true), v.getUint32(24, true), v.getUint16(34, true), b.byteLength]; })""")
+    assert header[:4] == ["RIFF", 1, 16000, 16] and header[4] > 44 + 2 * 16000 * 0.5  # mono 16-bit 16 kHz, > 0.5 s
+    page.click("#translate")
+    page.wait_for_selector("#result img.upscaled")
+    assert "toyimg's recognizer reads the translation as" in page.inner_text("#output-reading")
+    assert "cut or padded" in page.inner_text("#notes")  # the toy reader's note on a long clip
