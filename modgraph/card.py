@@ -180,14 +180,18 @@ def _dataset_rows(graph: nx.DiGraph, modalities: Mapping[str, object]) -> list[s
     return rows
 
 
-def model_card(registry: Registry, modalities: Mapping[str, object] | None = None) -> str:
+def model_card(registry: Registry, modalities: Mapping[str, object] | None = None,
+               only: list[str] | None = None) -> str:
     """The markdown card of ``registry``, read from headers (no tensor is loaded).
 
     ``modalities``: installed modalities by name (``PluginHost().modalities()``), for the
     datasets' licences and the option defaults left out of the commands; missing ones are said so.
+    ``only``: describe the subgraph of these modalities (the nodes and the edges between them).
     """
     modalities = modalities or {}
     graph = registry.graph()
+    if only is not None:
+        graph = graph.subgraph(only).copy()
     defaults = {name: m.options_model().model_dump(mode="json") for name, m in modalities.items()
                 if hasattr(m, "options_model")}
     versions = sorted({(meta.get("plugin"), meta.get("plugin_version")) for _, meta in graph.nodes(data=True)})

@@ -57,3 +57,7 @@ class PairingError(ModgraphError):
 
 class TrainingDivergedError(ModgraphError):
     """Training produced NaN or infinite values; nothing was saved."""
+
+
+class ArchiveError(ModgraphError):
+    """An archive to import is malformed, unsafe, does not match its manifest, or would overwrite trained files."""
