@@ -20,6 +20,7 @@ _LAZY = {
     "ModGraph": "modgraph.graph",
     "Modality": "modgraph.modality",
     "ClassInfo": "modgraph.modality",
+    "DatasetInfo": "modgraph.modality",
     "FeatureSet": "modgraph.modality",
     "ModalityOptions": "modgraph.modality",
     "TrainingDefaults": "modgraph.modality",

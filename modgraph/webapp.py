@@ -340,8 +340,8 @@ def address(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def make_server(mg: ModGraph, sock: socket.socket, workdir: Path):
-    """A uvicorn server for the app; ``server.run(sockets=[sock])`` serves until ``server.should_exit``."""
+def make_server(mg: ModGraph, workdir: Path):
+    """A uvicorn server for the app; ``server.run(sockets=[bind(...)])`` serves until ``server.should_exit``."""
     import uvicorn
 
     return uvicorn.Server(uvicorn.Config(make_app(mg, workdir), log_level="warning", lifespan="off"))
@@ -355,6 +355,6 @@ def serve(mg: ModGraph, host: str = "127.0.0.1", port: int = 8000, announce=prin
                             f"pip install 'modgraph[app]'")
     sock = bind(host, port)
     with tempfile.TemporaryDirectory(prefix="modgraph-serve-") as workdir:
-        server = make_server(mg, sock, Path(workdir))
+        server = make_server(mg, Path(workdir))
         announce(address(sock))
         server.run(sockets=[sock])

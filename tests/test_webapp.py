@@ -132,7 +132,7 @@ def test_serve_prints_its_address_and_needs_the_extra(trained, monkeypatch):
         def run(self, sockets):
             self.port = sockets[0].getsockname()[1]
 
-    monkeypatch.setattr(webapp, "make_server", lambda mg, sock, workdir: Server())
+    monkeypatch.setattr(webapp, "make_server", lambda mg, workdir: Server())
     result = CliRunner().invoke(main, ["serve", "--port", "0"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Serving registry ") and " on http://127.0.0.1:" in result.output
@@ -155,7 +155,7 @@ def test_help_does_not_import_the_app():
 def server_url(trained, tmp_path):
     """The app served by uvicorn on a free port, in a thread, for the duration of a test."""
     sock = webapp.bind("127.0.0.1", 0)
-    server = webapp.make_server(trained, sock, tmp_path / "work")
+    server = webapp.make_server(trained, tmp_path / "work")
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
