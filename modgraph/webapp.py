@@ -5,6 +5,7 @@ Needs the ``app`` extra (starlette, uvicorn, python-multipart); ``modgraph --hel
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import socket
@@ -20,6 +21,7 @@ from modgraph.errors import DataNotFoundError, InputFileError, ModgraphError
 from modgraph.graph import LoadedNode, ModGraph
 from modgraph.modality import Modality
 
+logger = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 10 << 20  # a 1-second wav is ~32 KB, a photo a few MB
 MAX_TEXT_CHARS = 1000
 GALLERY_SIZE = 6  # test samples shown per modality: the first of each class, in class order
@@ -265,11 +267,12 @@ def make_app(mg: ModGraph, workdir: Path):
             return fail(exc)
 
     async def translate(request: Request):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_UPLOAD_BYTES + 65536):
+        length = request.headers.get("content-length") or "0"
+        if not length.isdigit():
+            return fail(InputFileError("the upload's Content-Length is not a number"))
+        if int(length) > MAX_UPLOAD_BYTES + 65536:  # the file's limit plus room for the form's other fields
             return fail(InputFileError(f"the upload is {int(length):,} bytes, more than the {MAX_UPLOAD_BYTES:,} "
-                                       f"this page takes") if length.isdigit() else
-                        InputFileError("the upload's Content-Length is not a number"), 413)
+                                       f"this page takes"), 413)
         try:
             form = await request.form(max_files=1, max_fields=8, max_part_size=MAX_UPLOAD_BYTES + 1)
         except Exception as exc:  # malformed multipart, or a part over the limit
@@ -286,6 +289,10 @@ def make_app(mg: ModGraph, workdir: Path):
             return JSONResponse(result)
         except ModgraphError as exc:
             return fail(exc)
+        except Exception as exc:  # a bug, not the user's input: say so on the page and keep serving
+            logger.exception("translating failed")
+            return fail(RuntimeError(f"internal error ({type(exc).__name__}: {exc}); the server log has the details"),
+                        500)
         finally:
             await form.close()
 

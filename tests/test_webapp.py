@@ -258,3 +258,14 @@ def test_page_record_from_the_microphone_as_wav(page):
     page.wait_for_selector("#result img.upscaled")
     assert "toyimg's recognizer reads the translation as" in page.inner_text("#output-reading")
     assert "cut or padded" in page.inner_text("#notes")  # the toy reader's note on a long clip
+
+
+def test_a_bug_while_translating_is_a_message_too(client, toy_data, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(webapp.WebSession, "translate", broken)
+        response = translate(client, "toyaudio", "toyimg", "one.wav", wav_bytes(toy_data))
+    assert response.status_code == 500 and "internal error (RuntimeError: boom)" in response.json()["error"]
+    assert translate(client, "toyaudio", "toyimg", "one.wav", wav_bytes(toy_data)).status_code == 200
