@@ -21,6 +21,7 @@ _LAZY = {
     "ModGraph": "modgraph.graph",
     "Modality": "modgraph.modality",
     "ClassInfo": "modgraph.modality",
+    "DatasetInfo": "modgraph.modality",
     "FeatureSet": "modgraph.modality",
     "ModalityOptions": "modgraph.modality",
     "TrainingDefaults": "modgraph.modality",
@@ -33,7 +34,7 @@ _LAZY = {
     **{name: "modgraph.errors" for name in (
         "ModgraphError", "PluginError", "DuplicateModalityError", "UnknownModalityError", "NotInRegistryError",
         "NoRouteError", "RegistryCorruptError", "DataNotFoundError", "FeatureCacheError", "InputFileError",
-        "ConfigError", "PairingError", "TrainingDivergedError")},
+        "ConfigError", "PairingError", "TrainingDivergedError", "ArchiveError")},
 }
 
 

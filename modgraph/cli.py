@@ -323,5 +323,67 @@ def plan_cmd(spec, fmt, registry, data_root):
     click.echo(json.dumps(plan, indent=2) if fmt == "json" else "\n".join(plan_lines(plan)))
 
 
+# -- sharing a registry: its card, a page to try it, one file to hand over (issue 21) -----------
+
+
+@main.command("card")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the card here [default: print it].")
+@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+def card_cmd(output, registry):
+    """Write the registry's model card (markdown) from its file headers: nodes, edges, datasets, commands."""
+    from modgraph.card import write_card
+
+    text = write_card(_graph(registry, None, "cpu", progress=False), output)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"Wrote {output}")
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every network).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port.")
+@_common
+def serve_cmd(host, port, registry, data_root, device):
+    """Serve a page to try the registry in a browser (needs: pip install 'modgraph[app]')."""
+    from modgraph.webapp import serve
+
+    mg = _graph(registry, data_root, device, progress=False)
+    serve(mg, host, port, announce=lambda url: click.echo(f"Serving registry {mg.registry.root} on {url} "
+                                                          f"(Ctrl-C to stop)"))
+
+
+@main.command("export")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--only", metavar="A,B,...", help="Export these modalities and the associators between them.")
+@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+def export_cmd(file, only, registry):
+    """Write the registry to one tar FILE (.tar, or .tar.gz): nodes, edges, a manifest with hashes, the card."""
+    from modgraph.archive import export_registry
+
+    mg = _graph(registry, None, "cpu", progress=False)
+    report = export_registry(mg.registry, file, only=_via((only,)) if only else None,
+                             modalities=mg.available_modalities())
+    m = report["manifest"]
+    click.echo(f"Wrote {report['path']} ({report['size']:,} bytes): {len(m['modalities'])} modalities "
+               f"({', '.join(m['modalities'])}), {len(m['associators'])} associators, manifest.json and README.md")
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace nodes and associators the registry already holds.")
+@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+def import_cmd(file, force, registry):
+    """Add the nodes and associators of an exported FILE to the registry, after checking every file's hash."""
+    from modgraph.archive import import_archive, plugin_notes
+
+    mg = _graph(registry, None, "cpu", progress=False)
+    report = import_archive(mg.registry, file, force=force)
+    for path in report["written"]:
+        click.echo(f"Wrote {path}" + (" (replaced)" if any(path.endswith(r) for r in report["replaced"]) else ""))
+    for note in plugin_notes(report["manifest"], mg.available_modalities()):
+        click.echo(f"Note: {note}", err=True)
+
+
 if __name__ == "__main__":
     main()

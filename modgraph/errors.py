@@ -77,3 +77,7 @@ def validation_message(what: str, exc, known=None) -> str:
                     f", got {str(err['input'])[:40]}"
         parts.append(f"{loc}: {msg}")
     return f"invalid {what}: " + "; ".join(parts)
+
+
+class ArchiveError(ModgraphError):
+    """An archive to import is malformed, unsafe, does not match its manifest, or would overwrite trained files."""

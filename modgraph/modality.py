@@ -33,6 +33,20 @@ class ClassInfo(BaseModel):
     concept: str
 
 
+class DatasetInfo(BaseModel):
+    """The dataset a modality learns from, as its plugin states it (shown on model cards).
+
+    ``licence`` is the licence the plugin author found stated for the copy it reads, in
+    words (for example ``"CC BY 4.0"``); ``url`` where it comes from; ``citation`` whom to cite.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    licence: str
+    url: str = ""
+    citation: str = ""
+
+
 class TrainingDefaults(BaseModel):
     """A modality's default budget for the intra-modal phase (CLI options override)."""
 
@@ -148,7 +162,8 @@ class Modality(abc.ABC):
     ``description``, ``classes`` (ordered: position = label index), ``input_shape``
     (the model input, without batch), ``default_latent_dim``, ``reconstruction_loss``
     (``"bce"`` for data in [0, 1], ``"mse"`` for standardised features),
-    ``input_suffixes`` (file suffixes ``read_file`` accepts), ``output_suffix``.
+    ``input_suffixes`` (file suffixes ``read_file`` accepts), ``output_suffix``, and
+    optionally ``dataset`` (a :class:`DatasetInfo`: name and licence, for model cards).
     """
 
     name: ClassVar[str]
@@ -163,6 +178,8 @@ class Modality(abc.ABC):
     options_model: ClassVar[type[ModalityOptions]] = ModalityOptions
     # False for modalities that generate their data (nothing to find or download).
     needs_data: ClassVar[bool] = True
+    # The dataset's name and licence as the plugin states them (modgraph card); None: not stated.
+    dataset: ClassVar[DatasetInfo | None] = None
     # Bump when features change so caches built by older code are not reused.
     feature_version: ClassVar[str] = "1"
     # Training rows an associator INTO this modality never aims at, by group value (e.g.

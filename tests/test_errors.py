@@ -65,6 +65,18 @@ def _shard_gone(graph, tmp_path):
     rows[0]
 
 
+def _unsafe_archive(graph, tmp_path):
+    import tarfile
+
+    from modgraph.archive import import_archive
+
+    with tarfile.open(tmp_path / "evil.tar", "w") as tar:
+        info = tarfile.TarInfo("nodes/toyimg.safetensors")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+    import_archive(graph.registry, tmp_path / "evil.tar")
+
+
 # Each error class, the situation that raises it, and words its message must contain.
 SITUATIONS = {
     errors.ModgraphError: (_locked, "locked by another modgraph process"),
@@ -81,6 +93,7 @@ SITUATIONS = {
     errors.ConfigError: (lambda g, t: g.evaluate("toyimg", "toyaudio", split="everything"), "--split must be"),
     errors.PairingError: (lambda g, t: g.link("toycolor", "toyimg"), "--pairing index"),
     errors.TrainingDivergedError: (lambda g, t: g.add_modality("toycolor", lr=1e30, **QUICK), "--lr"),
+    errors.ArchiveError: (_unsafe_archive, "'nodes/toyimg.safetensors' is a link (to '/etc/passwd')"),
 }
 
 
@@ -104,7 +117,7 @@ def test_help_does_not_import_torch():
     code = (
         "import sys\n"
         "import modgraph, modgraph.cli\n"
-        "for args in (['--help'], ['link', '--help'], ['translate', '--help'], ['--version']):\n"
+        "for args in (['--help'], ['link', '--help'], ['translate', '--help'], ['serve', '--help'], ['--version']):\n"
         "    try:\n"
         "        modgraph.cli.main(args)\n"
         "    except SystemExit as exc:\n"

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from modgraph import hookimpl
 from modgraph.errors import DataNotFoundError, InputFileError
-from modgraph.modality import ClassInfo, FeatureSet, Modality, ModalityOptions, TrainingDefaults
+from modgraph.modality import ClassInfo, DatasetInfo, FeatureSet, Modality, ModalityOptions, TrainingDefaults
 from modgraph.models import AssociatorConfig, RecognizerConfig, VAEConfig
 
 DISTRIBUTION = "modgraph-toy"  # the distribution name the tests install this module under
@@ -163,6 +163,7 @@ class ToyImage(_Toy):
 
     name = "toyimg"
     description = "toy 8x8 images"
+    dataset = DatasetInfo(name="Toy bars", licence="CC0 1.0", url="https://example.org/toy-bars")
     classes = DIGITS
     input_shape = (1, IMAGE_SIDE, IMAGE_SIDE)
     default_latent_dim = 6

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from modgraph import ClassInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, TrainingDefaults
+from modgraph import ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, TrainingDefaults
 from modgraph_audio import features as F
 from modgraph_audio.speech import SpeechModality, SpeechOptions
 from modgraph_audio.speech_profiles import FSDD_PROFILE
@@ -52,6 +52,9 @@ class FSDD(SpeechModality):
 
     name = "fsdd"
     description = "spoken digits 0-9 (Free Spoken Digit Dataset) as 40x101 MFCCs of 1 s at 16 kHz"
+    dataset = DatasetInfo(name="Free Spoken Digit Dataset", licence="CC BY-SA 4.0",
+                          url="https://github.com/Jakobovski/free-spoken-digit-dataset",
+                          citation="Z. Jackson et al., Free Spoken Digit Dataset (FSDD)")
     classes = [ClassInfo(name=str(digit), concept=concept) for digit, concept in enumerate(CONCEPTS)]
     # An epoch is ~10,000 rows (2,250 clips and 4 copies each, less validation): about 160
     # steps of 64 at ~0.15 s a VAE step (measured on one busy core), so 8 epochs make about

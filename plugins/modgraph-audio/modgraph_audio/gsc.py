@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from modgraph import ClassInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, TrainingDefaults
+from modgraph import ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, TrainingDefaults
 from modgraph_audio.speech import SpeechModality, SpeechOptions
 from modgraph_audio.speech_profiles import GSC_PROFILE
 
@@ -32,6 +32,10 @@ class GSC(SpeechModality):
 
     name = "gsc"
     description = "Google Speech Commands, 14 words (zero..nine, go, stop, left, right), 40x101 MFCCs"
+    dataset = DatasetInfo(name="Speech Commands", licence="CC BY 4.0",
+                          url="https://www.tensorflow.org/datasets/catalog/speech_commands",
+                          citation="P. Warden, Speech Commands: A Dataset for Limited-Vocabulary Speech Recognition "
+                                   "(arXiv:1804.03209), 2018")
     classes = [ClassInfo(name=w, concept=w) for w in WORDS]
     # The full v0.02 set has ~54,000 clips of these words: a few epochs go a long way.
     training_defaults = TrainingDefaults(epochs=8, batch_size=128, lr=1e-3, kl_weight=1.0,

@@ -60,3 +60,10 @@ def test_modgraph_conformance_kit(tmp_path, audio):
 
     root = write_speech_commands(tmp_path / "data", audio)
     check_modality(GSC().with_options({"version": "v0.01"}), tmp_path / "conformance", data_root=root)
+
+
+def test_datasets_state_their_licences():
+    from modgraph_audio import FSDD
+
+    assert (FSDD.dataset.name, FSDD.dataset.licence) == ("Free Spoken Digit Dataset", "CC BY-SA 4.0")
+    assert (GSC.dataset.name, GSC.dataset.licence) == ("Speech Commands", "CC BY 4.0")

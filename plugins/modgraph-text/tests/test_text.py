@@ -204,3 +204,7 @@ def test_translate_files_reads_literal_text_and_writes_txt(tmp_path):
     assert sorted(p.rsplit("/", 1)[-1] for p in result["written"]) == ["in.txt", "stop-sign.txt"]
     for path in result["written"]:
         assert (tmp_path / "out" / path.rsplit("/", 1)[-1]).read_text(encoding="utf-8").endswith("\n")
+
+
+def test_dataset_is_generated():
+    assert Text.dataset.licence.startswith("generated") and Text.dataset.url == ""

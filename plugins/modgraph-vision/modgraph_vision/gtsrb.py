@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 
-from modgraph import (ClassInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, FeatureSet, InputFileError,
+from modgraph import (ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, FeatureSet, InputFileError,
                       Modality, ModalityOptions, RecognizerConfig, TrainingDefaults, VAEConfig)
 from modgraph_vision.images import IMAGE_SUFFIXES, load_rgb_images, read_rgb_image, write_rgb_png
 
@@ -329,6 +329,10 @@ class GTSRB(Modality):
 
     name = "gtsrb"
     description = "GTSRB traffic signs, RGB (default: the paper's 4 command signs + 6 round signs, 52x52)"
+    dataset = DatasetInfo(name="GTSRB (German Traffic Sign Recognition Benchmark)",
+                          licence="not stated by the copy read (see the benchmark's site)",
+                          url="https://benchmark.ini.rub.de/gtsrb_dataset.html",
+                          citation="J. Stallkamp, M. Schlipsing, J. Salmen and C. Igel, Neural Networks 32, 2012")
     options_model = GTSRBOptions
     options: GTSRBOptions
     default_latent_dim = 64

@@ -7,7 +7,7 @@ import torch
 
 from modgraph.errors import ConfigError, DataNotFoundError
 from modgraph.models import RecognizerConfig, VAEConfig
-from modgraph_vision import FashionMNIST, MNIST, register_modalities
+from modgraph_vision import GTSRB, FashionMNIST, MNIST, register_modalities
 
 MODALITIES = [(MNIST, "MNIST"), (FashionMNIST, "FashionMNIST")]
 
@@ -103,3 +103,11 @@ def test_unknown_split_is_a_config_error(data_root):
     root, _ = data_root
     with pytest.raises(ConfigError, match="'validation'"):
         MNIST().load_features(root, "validation")
+
+
+def test_datasets_state_their_licences():
+    """Model cards (modgraph card) show these: the licences stated by the copies the loaders read."""
+    assert (MNIST.dataset.name, FashionMNIST.dataset.name, GTSRB.dataset.name.split()[0]) == (
+        "MNIST", "Fashion-MNIST", "GTSRB")
+    assert FashionMNIST.dataset.licence == "MIT" and MNIST.dataset.licence.startswith("MIT")
+    assert "not stated" in GTSRB.dataset.licence  # the copy read states none; the card must not invent one

@@ -1,0 +1,229 @@
+"""A registry's model card: a README.md that says what is in it, written from file headers alone.
+
+Nodes with their data, options, metrics and training settings; edges with pairing and
+accuracy; a mermaid picture of the graph; the datasets' licences; the commands that retrain it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+
+import networkx as nx
+
+from modgraph.errors import ModgraphError
+from modgraph.registry import Registry
+
+# Link settings stored per direction whose command-line default is resolved per target
+# (or source) modality: a value both directions share was given, or agrees with the defaults.
+_LINK_OPTIONS = (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("lr", "--lr"),
+                 ("kl_weight", "--kl-weight"), ("candidates", "--candidates"),
+                 ("target_confidence", "--target-confidence"), ("source_noise", "--source-noise"),
+                 ("pseudo_label_confidence", "--pseudo-label-confidence"), ("select", "--select"))
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _cell(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _option_value(value) -> str:
+    """How ``--option key=value`` spells ``value`` (the CLI parses it as JSON where it can)."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return json.dumps(value)
+
+
+def _excludes(exclude: dict | None) -> list[str]:
+    return ["--exclude " + shlex.quote(group + "=" + ",".join(values)) for group, values in (exclude or {}).items()]
+
+
+def node_command(name: str, meta: dict, default_options: dict | None = None) -> str:
+    """The ``modgraph add-modality`` line that retrains node ``name`` as its header records it.
+
+    ``default_options``: the plugin's option defaults, to leave out options that equal them
+    (None: the plugin is not installed here, every stored option is written out).
+    """
+    t = meta.get("training") or {}
+    latent = ((meta.get("config") or {}).get("vae") or {}).get("latent_dim")
+    parts = ["modgraph add-modality", name]
+    if latent is not None:
+        parts.append(f"--latent-dim {latent}")
+    for key, flag in (("epochs", "--epochs"), ("recognizer_epochs", "--recognizer-epochs"),
+                      ("batch_size", "--batch-size"), ("lr", "--lr"), ("kl_weight", "--kl-weight"),
+                      ("vae_target", "--vae-target"), ("seed", "--seed")):
+        if t.get(key) is not None:
+            parts.append(f"{flag} {_number(t[key])}")
+    if t.get("precision") not in (None, "fp32"):
+        parts.append(f"--precision {t['precision']}")
+    if (t.get("processes") or 1) > 1:
+        parts.append(f"--nproc {t['processes']}")
+    for key, value in sorted((meta.get("options") or {}).items()):
+        if default_options is not None and default_options.get(key) == value:
+            continue
+        parts.append(f"--option {shlex.quote(f'{key}={_option_value(value)}')}")
+    parts += _excludes((meta.get("data") or {}).get("exclude"))
+    return " ".join(parts)
+
+
+def link_command(source: str, target: str, forward: dict, backward: dict | None) -> str:
+    """The ``modgraph link`` line for the edge ``source -> target`` (and back, when ``backward`` is given)."""
+    t = forward.get("training") or {}
+    parts = ["modgraph link", source, target, f"--pairing {forward.get('pairing')}"]
+    if str(forward.get("paired_fraction")) not in ("1", "1.0", "None"):
+        parts.append(f"--paired-fraction {forward.get('paired_fraction')}")
+    back = (backward or {}).get("training") or {}
+    for key, flag in _LINK_OPTIONS:
+        value = t.get(key)
+        if value is None or (backward is not None and back.get(key) != value):
+            continue  # each direction took its own modality's default
+        parts.append(f"{flag} {_number(value)}")
+    if t.get("seed") is not None:
+        parts.append(f"--seed {t['seed']}")
+    parts += _excludes(t.get("exclude"))
+    if backward is None:
+        parts.append("--one-way")
+    return " ".join(parts)
+
+
+def reproduce_commands(graph: nx.DiGraph, default_options: Mapping[str, dict] | None = None) -> list[str]:
+    """Shell lines that retrain the graph: every node, then every link (a pair trained together in one line)."""
+    default_options = default_options or {}
+    lines = [node_command(name, meta, default_options.get(name)) for name, meta in sorted(graph.nodes(data=True))]
+    done = set()
+    # A pair linked together is named in the order it was linked: its first-written direction.
+    for source, target in sorted(graph.edges(), key=lambda e: (graph.edges[e].get("created") or "", e)):
+        if (source, target) in done:
+            continue
+        backward = graph.edges[target, source] if graph.has_edge(target, source) else None
+        lines.append(link_command(source, target, graph.edges[source, target], backward))
+        done.update({(source, target), (target, source)})
+    return lines
+
+
+def mermaid(graph: nx.DiGraph) -> str:
+    """The graph as a mermaid flowchart: nodes with their latent size, edges with their accuracy."""
+    lines = ["```mermaid", "flowchart LR"]
+    for name, meta in sorted(graph.nodes(data=True)):
+        latent = ((meta.get("config") or {}).get("vae") or {}).get("latent_dim")
+        lines.append(f'  {name}["{name}<br/>latent {latent}"]')
+    for source, target, meta in sorted(graph.edges(data=True)):
+        arrow = "-.->" if meta.get("stale") else "-->"
+        label = _pct((meta.get("metrics") or {}).get("accuracy")) + (" stale" if meta.get("stale") else "")
+        lines.append(f'  {source} {arrow}|"{label}"| {target}')
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def _node_section(name: str, meta: dict) -> list[str]:
+    m, t, d = meta.get("metrics") or {}, meta.get("training") or {}, meta.get("data") or {}
+    history = t.get("history") or []
+    seconds = sum(h.get("seconds") or 0 for h in history)
+    classes = [c.get("name") for c in meta.get("classes") or []]
+    lines = [f"### {name}", "",
+             f"- plugin: {meta.get('plugin')} {meta.get('plugin_version')} (modgraph {meta.get('modgraph_version')}); "
+             f"written {meta.get('created')}",
+             f"- classes ({len(classes)}): {', '.join(_cell(c) for c in classes)}",
+             f"- metrics: recognizer test accuracy {_pct(m.get('recognizer_accuracy'))}, VAE reconstruction "
+             f"accuracy {_pct(m.get('reconstruction_accuracy'))} (n={m.get('test_samples')}), "
+             f"validation loss {_number(m.get('val_loss'))}",
+             f"- data: {d.get('train_rows')} training rows ({d.get('augmented_rows')} augmented), "
+             f"{d.get('val_samples')} validation, {d.get('test_samples')} test"
+             + (f"; excluded {_cell(d.get('exclude'))}" if d.get("exclude") else ""),
+             f"- options: `{_cell(meta.get('options') or {})}`",
+             f"- training: {t.get('epochs')} VAE epochs, {t.get('recognizer_epochs')} recognizer epochs, batch "
+             f"{t.get('batch_size')}, lr {_number(t.get('lr'))}, kl_weight {_number(t.get('kl_weight'))}, "
+             f"vae_target {t.get('vae_target')}, seed {t.get('seed')}, {t.get('precision')} on {t.get('device')} "
+             f"x{t.get('processes')}" + (f", {seconds:.1f} s of VAE training" if seconds else ""),
+             ""]
+    return lines
+
+
+def _edge_rows(graph: nx.DiGraph) -> list[str]:
+    rows = ["| associator | pairing | paired fraction | test accuracy | validation accuracy | epochs (kept) | seed | state |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for source, target, meta in sorted(graph.edges(data=True)):
+        m, t = meta.get("metrics") or {}, meta.get("training") or {}
+        rows.append(f"| {source} → {target} | {meta.get('pairing')} | {meta.get('paired_fraction')} | "
+                    f"{_pct(m.get('accuracy'))} (n={m.get('test_samples')}) | {_pct(m.get('val_accuracy'))} | "
+                    f"{t.get('epochs')} ({t.get('epoch_kept')}) | {t.get('seed')} | "
+                    f"{'stale: re-link' if meta.get('stale') else 'current'} |")
+    return rows
+
+
+def _dataset_rows(graph: nx.DiGraph, modalities: Mapping[str, object]) -> list[str]:
+    rows = ["| modality | dataset | licence (as the plugin states it) | source | citation |",
+            "| --- | --- | --- | --- | --- |"]
+    for name, meta in sorted(graph.nodes(data=True)):
+        modality = modalities.get(name)
+        info = getattr(modality, "dataset", None)
+        if modality is None:
+            rows.append(f"| {name} | plugin {meta.get('plugin')} not installed here | not stated | | |")
+        elif info is None:
+            rows.append(f"| {name} | not stated by {meta.get('plugin')} | not stated | | |")
+        else:
+            rows.append(f"| {name} | {_cell(info.name)} | {_cell(info.licence)} | {_cell(info.url)} | "
+                        f"{_cell(info.citation)} |")
+    return rows
+
+
+def model_card(registry: Registry, modalities: Mapping[str, object] | None = None,
+               only: list[str] | None = None) -> str:
+    """The markdown card of ``registry``, read from headers (no tensor is loaded).
+
+    ``modalities``: installed modalities by name (``PluginHost().modalities()``), for the
+    datasets' licences and the option defaults left out of the commands; missing ones are said so.
+    ``only``: describe the subgraph of these modalities (the nodes and the edges between them).
+    """
+    modalities = modalities or {}
+    graph = registry.graph()
+    if only is not None:
+        graph = graph.subgraph(only).copy()
+    defaults = {name: m.options_model().model_dump(mode="json") for name, m in modalities.items()
+                if hasattr(m, "options_model")}
+    versions = sorted({(meta.get("plugin"), meta.get("plugin_version")) for _, meta in graph.nodes(data=True)})
+    core = sorted({meta.get("modgraph_version") for *_, meta in [*graph.nodes(data=True), *graph.edges(data=True)]}
+                  - {None})
+    lines = [f"# modgraph registry: {graph.number_of_nodes()} modalities, {graph.number_of_edges()} associators", "",
+             "Written by `modgraph card` from the registry's file headers. Translate with "
+             "`modgraph translate --from A --to B FILE`; measure with `modgraph eval --from A --to B`.", "",
+             f"- plugins: {', '.join(f'{p} {v}' for p, v in versions) or 'none'}",
+             f"- modgraph versions that wrote the files: {', '.join(core) or 'none'}", "",
+             "## Graph", "", mermaid(graph), "",
+             "Edge labels: test accuracy of the translation as the target's recognizer reads it; dashed: stale "
+             "(an endpoint was retrained after linking; routing skips it).", "",
+             "## Modalities", ""]
+    for name, meta in sorted(graph.nodes(data=True)):
+        lines += _node_section(name, meta)
+    lines += ["## Associators", ""]
+    lines += _edge_rows(graph) if graph.number_of_edges() else ["None."]
+    lines += ["", "## Datasets", ""]
+    lines += _dataset_rows(graph, modalities) if graph.number_of_nodes() else ["None."]
+    lines += ["", "## Reproduce", "",
+              "Each node, then each link, as recorded in the headers (give `--data-root` where the datasets are):",
+              "", "```sh", *reproduce_commands(graph, defaults), "```", ""]
+    return "\n".join(lines)
+
+
+def write_card(graph, output=None) -> str:
+    """The card of a :class:`modgraph.graph.ModGraph`'s registry with its plugins' dataset facts; written to ``output`` if given."""
+    text = model_card(graph.registry, graph.available_modalities())
+    if output is not None:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ModgraphError(f"could not write the card to {output}: {exc}") from None
+    return text
