@@ -59,4 +59,5 @@ def test_modgraph_conformance_kit(tmp_path, audio):
     from modgraph.testing import check_modality
 
     root = write_speech_commands(tmp_path / "data", audio)
-    check_modality(GSC().with_options({"version": "v0.01"}), tmp_path / "conformance", data_root=root)
+    check_modality(GSC().with_options({"version": "v0.01"}), tmp_path / "conformance", data_root=root,
+                   device="meta")

@@ -103,3 +103,11 @@ def test_unknown_split_is_a_config_error(data_root):
     root, _ = data_root
     with pytest.raises(ConfigError, match="'validation'"):
         MNIST().load_features(root, "validation")
+
+
+@pytest.mark.parametrize("cls,dataset", MODALITIES)
+def test_conformance_kit_on_the_meta_device(data_root, tmp_path, cls, dataset):
+    """Every tensor hook of mnist and fmnist runs on meta (a CPU-only stand-in for a GPU, issue 18)."""
+    from modgraph.testing import check_modality
+
+    check_modality(cls(), tmp_path / "check", data_root=data_root[0], device="meta")
