@@ -91,12 +91,16 @@ class _Factories(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is torch.Tensor.tolist and isinstance(args[0], SimulatedTensor):
             return args[0].elem.tolist()  # as from a GPU: the values, copied to the host
+        if func in (torch.Tensor.numpy, torch.Tensor.__array__) and isinstance(args[0], SimulatedTensor):
+            raise TypeError(f"can't convert {DEVICE} (simulated) device type tensor to numpy. Use Tensor.cpu() to "
+                            f"copy the tensor to host memory first.")  # what a GPU tensor says
         if func is torch.Tensor.__setitem__ and isinstance(args[0], SimulatedTensor) \
                 and isinstance(args[2], (bool, int, float)):
             # torch makes a Python number a tensor on the target's device, which would be an empty meta one.
             return func(args[0], args[1], torch.tensor(args[2]))
         new_from = getattr(func, "__name__", "").startswith("new_") and args and isinstance(args[0], SimulatedTensor)
-        if not new_from and not any(_device_type(v) == "meta" for v in (*args, *kwargs.values())):
+        if func is torch._C._nn._parse_to or (  # Module.to(meta) parses its arguments: they stay as given
+                not new_from and not any(_device_type(v) == "meta" for v in (*args, *kwargs.values()))):
             return func(*args, **kwargs)
         generator = kwargs.get("generator")
         if generator is not None and generator.device.type != DEVICE.type:
