@@ -57,3 +57,7 @@ class PairingError(ModgraphError):
 
 class TrainingDivergedError(ModgraphError):
     """Training produced NaN or infinite values; nothing was saved."""
+
+
+class DeviceOutOfMemoryError(ModgraphError):
+    """The GPU ran out of memory; nothing was saved (a smaller batch or the CPU is the way on)."""

@@ -20,8 +20,10 @@ from modgraph.errors import (ConfigError, InputFileError, NotInRegistryError, Re
 from modgraph.features import default_cache_dir, default_data_root, fit_statistics, load_split, normalized
 from modgraph.modality import FeatureSet, Modality
 from modgraph.models import Associator, AssociatorConfig, Recognizer, RecognizerConfig, VAE, VAEConfig
+from modgraph.out_of_memory import as_error as _out_of_memory_as_error
 from modgraph.pairing import class_map, compose, paired_subset
 from modgraph.plugins import PluginHost
+from modgraph.precision import check_precision
 from modgraph.pseudo_labels import join_confident
 from modgraph.registry import Registry
 from modgraph.routing import find_route
@@ -187,6 +189,7 @@ class ModGraph:
         return assoc
 
     # -- intra-modal phase ---------------------------------------------------------------
+    @_out_of_memory_as_error("add-modality", training=True)
     def add_modality(self, name: str, *, latent_dim: int | None = None, epochs: int | None = None,
                      batch_size: int | None = None, lr: float | None = None, kl_weight: float | None = None,
                      recognizer_epochs: int | None = None, seed: int = 0, download: bool = False,
@@ -213,6 +216,7 @@ class ModGraph:
         if vae_target not in ("input", "original"):
             raise ConfigError(f"--vae-target must be 'input' or 'original', not {vae_target!r}")
         device = distributed.setup(self.device)
+        check_precision(self.precision, device)  # before the data: a GPU without bf16 fails in a second
         train_all = _select(self.features(modality, "train", download), exclude)
         test = _select(self.features(modality, "test", download), exclude).originals()
         if len(train_all) < 2:
@@ -269,6 +273,7 @@ class ModGraph:
         return {"name": name, "path": str(path), "metrics": metrics, "latent_dim": latent_dim}
 
     # -- cross-modal phase ---------------------------------------------------------------
+    @_out_of_memory_as_error("link", training=True)
     def link(self, source: str, target: str, *, pairing: str = "concept", paired_fraction: float = 1.0,
              epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
              kl_weight: float | None = None, seed: int = 0, candidates: int | None = None,
@@ -317,6 +322,7 @@ class ModGraph:
         if not 0.0 < paired_fraction <= 1.0:
             raise ConfigError(f"--paired-fraction must be in (0, 1], not {paired_fraction}")
         device = distributed.setup(self.device)
+        check_precision(self.precision, device)
         prepared = {}
         train_sets = {name: self.features(node.modality, "train") for name, node in ((source, a), (target, b))}
         for key in exclude or {}:
@@ -479,6 +485,7 @@ class ModGraph:
         out = last.vae.decode(z.flatten(0, 1))
         return out.view(len(x), samples, *out.shape[1:]).cpu()
 
+    @_out_of_memory_as_error("translate")
     def translate(self, source: str, target: str, x: torch.Tensor, via: list[str] | None = None,
                   samples: int = 1) -> torch.Tensor:
         """Raw features of the source (N, *shape) to raw features of the target (N, samples, *shape)."""
@@ -488,6 +495,7 @@ class ModGraph:
         out = self.translate_normalized(path, xn, samples)
         return dst.modality.denormalize(out.flatten(0, 1), dst.stats).view_as(out)
 
+    @_out_of_memory_as_error("translate")
     def translate_files(self, source: str, target: str, inputs: list[str | Path] = (), output: str | Path | None = None,
                         via: list[str] | None = None, samples: int = 1, texts: list[str] = (),
                         batch_size: int = 256) -> dict:
@@ -564,6 +572,7 @@ class ModGraph:
             correct += int((pred == expected[s:s + 1024]).sum())
         return {"accuracy": correct / max(1, len(feats)), "n": len(feats)}
 
+    @_out_of_memory_as_error("eval")
     def evaluate(self, source: str, target: str, via: list[str] | None = None, split: str = "test",
                  include: dict[str, list[str]] | None = None, judge: Recognizer | None = None) -> dict:
         """Recognition accuracy of translations (``source == target``: VAE reconstruction accuracy).

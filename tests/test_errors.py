@@ -65,6 +65,21 @@ def _shard_gone(graph, tmp_path):
     rows[0]
 
 
+def _out_of_gpu_memory(graph, tmp_path):
+    import torch
+
+    import modgraph.graph
+
+    def out_of_memory(*args, **kwargs):  # what a GPU raises; a CPU never does
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...")
+
+    real, modgraph.graph.train_vae = modgraph.graph.train_vae, out_of_memory
+    try:
+        graph.add_modality("toyimg", batch_size=64, **QUICK)
+    finally:
+        modgraph.graph.train_vae = real
+
+
 # Each error class, the situation that raises it, and words its message must contain.
 SITUATIONS = {
     errors.ModgraphError: (_locked, "locked by another modgraph process"),
@@ -81,6 +96,7 @@ SITUATIONS = {
     errors.ConfigError: (lambda g, t: g.evaluate("toyimg", "toyaudio", split="everything"), "--split must be"),
     errors.PairingError: (lambda g, t: g.link("toycolor", "toyimg"), "--pairing index"),
     errors.TrainingDivergedError: (lambda g, t: g.add_modality("toycolor", lr=1e30, **QUICK), "--lr"),
+    errors.DeviceOutOfMemoryError: (_out_of_gpu_memory, "a smaller --batch-size (now 64), --device cpu"),
 }
 
 
