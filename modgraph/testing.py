@@ -242,3 +242,55 @@ def check_modality(modality: Modality, tmp_path: Path, data_root: Path | None = 
         check_feature_chunks(modality, data_root)
         check_file_round_trip(modality, feats.x[0], Path(tmp_path) / "files")
     check_device_hooks(modality, Path(tmp_path) / "on-device", device, x=None if feats is None else feats.x)
+
+
+def cuda_missing(precision: str = "fp32") -> str | None:
+    """Why a GPU test cannot run here (no CUDA GPU, or no native bf16 for ``precision="bf16"``); None if it can."""
+    if not torch.cuda.is_available():
+        return "needs a CUDA GPU"
+    if precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        return f"{torch.cuda.get_device_name()} has no native bfloat16"
+    return None
+
+
+def check_graph_on_device(graph, nodes: dict[str, dict | None], links: list[tuple[str, str, str]],
+                          folder: Path, batch_size: int = 8, link_batch_size: int = 1024) -> None:
+    """Train tiny nodes, link them, translate files and evaluate on ``graph``'s device and precision.
+
+    ``nodes``: modality name -> options (one epoch each, latent 8); ``links``: (source, target,
+    pairing), trained both ways for one epoch (of the target's ``link_pairs_per_epoch`` pairs, up to
+    20,000: hence the larger ``link_batch_size``). A file written by each source node is translated
+    along every link (and a text given as text, where the source reads text). Checks that the
+    models live on the device, that the nodes record the device and precision they trained
+    with, and that every accuracy is a number in [0, 1]. Meant for a real GPU (``device="cuda"``).
+    """
+    import math
+
+    folder = Path(folder)
+    device = graph.device
+    for name, options in nodes.items():
+        report = graph.add_modality(name, latent_dim=8, epochs=1, recognizer_epochs=1, batch_size=batch_size,
+                                    options=options)
+        node = graph.node(name)
+        assert {p.device.type for p in node.vae.parameters()} == {device.type}, f"{name}: VAE is not on {device}"
+        training = node.meta["training"]
+        assert training["device"].startswith(device.type) and training["precision"] == graph.precision, \
+            f"{name}: trained on {training['device']} in {training['precision']}"
+        accuracy = report["metrics"]["reconstruction_accuracy"]
+        assert math.isnan(accuracy) or 0.0 <= accuracy <= 1.0, f"{name}: reconstruction accuracy {accuracy}"
+    for source, target, pairing in links:
+        report = graph.link(source, target, pairing=pairing, epochs=1, batch_size=link_batch_size,
+                            target_confidence=0.0)
+        for edge, metrics in report["metrics"].items():
+            assert 0.0 <= metrics["accuracy"] <= 1.0, f"{edge}: test accuracy {metrics['accuracy']}"
+        assert next(graph.associator(source, target).parameters()).device.type == device.type
+        for a, b in ((source, target), (target, source)):
+            src = graph.node(a).modality
+            sample = graph.features(src, "test").originals().x[0]
+            inputs = src.write_file(sample, folder / "inputs" / a / f"sample{src.output_suffix}") \
+                if src.output_suffix in src.input_suffixes else []
+            texts = [src.classes[0].concept] if type(src).read_text is not Modality.read_text else []
+            out = graph.translate_files(a, b, inputs[:1], folder / "outputs" / f"{a}-{b}", texts=texts, samples=2)
+            assert out["written"] and all(Path(p).exists() for p in out["written"]), f"{a}->{b}: nothing written"
+            result = graph.evaluate(a, b)
+            assert result["n"] == 0 or 0.0 <= result["accuracy"] <= 1.0, f"{a}->{b}: accuracy {result['accuracy']}"
