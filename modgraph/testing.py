@@ -43,19 +43,19 @@ def check_models(modality: Modality, latent_dims: tuple[int, ...] = (8, 64),
         assert logits.shape == x.shape, f"{modality.name}: decoder gave {tuple(logits.shape)}, input is {tuple(x.shape)}"
         loss = (reconstruction_error(logits, x, modality.reconstruction_loss) + kl_to_standard_normal(mu, logvar)).mean()
         loss.backward()
-        assert all(p.grad is not None and p.grad.device == device for p in vae.parameters() if p.requires_grad), \
+        assert all(p.grad is not None and p.grad.device.type == device.type for p in vae.parameters() if p.requires_grad), \
             f"{modality.name}: VAE gradients missing or off {device}"
         vae.eval()
         out = vae.decode(vae.encode(x)[0])
-        assert out.shape == x.shape and out.device == device, \
+        assert out.shape == x.shape and out.device.type == device.type, \
             f"{modality.name}: decoder gave {tuple(out.shape)} on {out.device}, input is {tuple(x.shape)} on {device}"
         assoc = Associator(modality.associator_config(dim, dim)).to(device).eval()
         z, _ = assoc(mu.detach())
-        assert z.shape == (2, dim) and z.device == device, f"{modality.name}: associator gave {tuple(z.shape)}"
+        assert z.shape == (2, dim) and z.device.type == device.type, f"{modality.name}: associator gave {tuple(z.shape)}"
     rec = Recognizer(modality.recognizer_config()).to(device)
     torch.nn.functional.cross_entropy(rec(x), torch.zeros(2, dtype=torch.long, device=device)).backward()
     logits = rec.eval()(x)
-    assert logits.shape == (2, len(modality.classes)) and logits.device == device, \
+    assert logits.shape == (2, len(modality.classes)) and logits.device.type == device.type, \
         f"{modality.name}: recognizer gave {tuple(logits.shape)} on {logits.device} for {len(modality.classes)} classes"
 
 
