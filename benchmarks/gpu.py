@@ -40,7 +40,8 @@ from modgraph.training import ClassPairSampler, TrainSettings, encode_all, train
 RECIPE = [["add-modality", "mnist"], ["add-modality", "fmnist"], ["add-modality", "fsdd"],
           ["link", "fsdd", "mnist"], ["link", "fmnist", "mnist", "--pairing", "index"]]
 SMOKE = {"seeds": 1, "max_steps": 4, "pairs": 256, "batch_size": 8,
-         "add-modality": ["--epochs", "1", "--recognizer-epochs", "1"], "link": ["--epochs", "1", "--batch-size", "1024"],
+         "add-modality": ["--epochs", "1", "--recognizer-epochs", "1"],
+         "link": ["--epochs", "1", "--batch-size", "1024"],
          "paper": ["--budget", "quick", "--fractions", "1", "--skip-gtsrb-text"]}
 
 
@@ -62,7 +63,8 @@ def main() -> None:
         return
     if device.type != "cuda" and not args.smoke:
         parser.error("figures come from a GPU; --device cpu is for a --smoke dry run")
-    if "bf16" in args.precisions and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+    if "bf16" in args.precisions and device.type == "cuda" \
+            and not torch.cuda.is_bf16_supported(including_emulation=False):
         print(f"{torch.cuda.get_device_name(device)} has no native bf16: measuring fp32 only")
         args.precisions = ["fp32"]
     args.out = args.out or (args.work / "smoke-results" if args.smoke else Path("docs/results"))

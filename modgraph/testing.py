@@ -40,10 +40,12 @@ def check_models(modality: Modality, latent_dims: tuple[int, ...] = (8, 64),
         logits, mu, logvar = vae(x)
         assert mu.shape == (2, dim) and logvar.shape == (2, dim), \
             f"{modality.name}: encoder gave {tuple(mu.shape)} for latent {dim}"
-        assert logits.shape == x.shape, f"{modality.name}: decoder gave {tuple(logits.shape)}, input is {tuple(x.shape)}"
-        loss = (reconstruction_error(logits, x, modality.reconstruction_loss) + kl_to_standard_normal(mu, logvar)).mean()
-        loss.backward()
-        assert all(p.grad is not None and p.grad.device.type == device.type for p in vae.parameters() if p.requires_grad), \
+        assert logits.shape == x.shape, \
+            f"{modality.name}: decoder gave {tuple(logits.shape)}, input is {tuple(x.shape)}"
+        error = reconstruction_error(logits, x, modality.reconstruction_loss)
+        (error + kl_to_standard_normal(mu, logvar)).mean().backward()
+        grads = [p.grad for p in vae.parameters() if p.requires_grad]
+        assert all(g is not None and g.device.type == device.type for g in grads), \
             f"{modality.name}: VAE gradients missing or off {device}"
         vae.eval()
         out = vae.decode(vae.encode(x)[0])
@@ -51,7 +53,8 @@ def check_models(modality: Modality, latent_dims: tuple[int, ...] = (8, 64),
             f"{modality.name}: decoder gave {tuple(out.shape)} on {out.device}, input is {tuple(x.shape)} on {device}"
         assoc = Associator(modality.associator_config(dim, dim)).to(device).eval()
         z, _ = assoc(mu.detach())
-        assert z.shape == (2, dim) and z.device.type == device.type, f"{modality.name}: associator gave {tuple(z.shape)}"
+        assert z.shape == (2, dim) and z.device.type == device.type, \
+            f"{modality.name}: associator gave {tuple(z.shape)} on {z.device}"
     rec = Recognizer(modality.recognizer_config()).to(device)
     torch.nn.functional.cross_entropy(rec(x), torch.zeros(2, dtype=torch.long, device=device)).backward()
     logits = rec.eval()(x)
@@ -165,7 +168,8 @@ def check_device_hooks(modality: Modality, folder: Path, device: str | torch.dev
     def on_device(hook: str, out, shape) -> torch.Tensor:
         assert isinstance(out, torch.Tensor) and out.device.type == device.type, \
             f"{modality.name}: {hook} of a tensor on {device} gave {_where(out)}, not a tensor on {device}"
-        assert tuple(out.shape) == tuple(shape), f"{modality.name}: {hook} changed shape {tuple(shape)} to {tuple(out.shape)}"
+        assert tuple(out.shape) == tuple(shape), \
+            f"{modality.name}: {hook} changed shape {tuple(shape)} to {tuple(out.shape)}"
         return out.detach().to("cpu")
 
     stats = run("fit_normalization", place(x))

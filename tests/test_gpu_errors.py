@@ -101,7 +101,8 @@ def test_more_processes_than_gpus_is_one_line_before_launching(monkeypatch):
 def test_cuda_without_a_gpu_is_one_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(launch, "run_torchrun", lambda *a: pytest.fail("torchrun was launched"))
-    for args in (["add-modality", "toyimg", "--device", "cuda"], ["link", "a", "b", "--nproc", "2", "--device", "cuda"]):
+    for args in (["add-modality", "toyimg", "--device", "cuda"],
+                 ["link", "a", "b", "--nproc", "2", "--device", "cuda"]):
         _one_line(CliRunner().invoke(main, args), "no CUDA GPU is available; use --device cpu or auto")
 
 

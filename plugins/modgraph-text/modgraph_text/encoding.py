@@ -95,7 +95,8 @@ def random_edits(x: torch.Tensor, rate: float, generator: torch.Generator | None
     nxt = torch.cat([letter[:, 1:], torch.zeros_like(letter[:, :1])], dim=1)
     kind = torch.randint(3, (n,), generator=generator, device=draw).to(device)  # 0 substitution, 1 deletion, 2 swap
     eligible = torch.where((kind == 2)[:, None], letter & nxt, letter)
-    edited = (torch.rand(n, generator=generator, device=draw).to(device) < rate) & ((index != PAD).sum(1) >= 4) & eligible.any(1)
+    chosen = torch.rand(n, generator=generator, device=draw).to(device) < rate
+    edited = chosen & ((index != PAD).sum(1) >= 4) & eligible.any(1)
     score = torch.rand(n, length, generator=generator, device=draw).to(device).masked_fill(~eligible, -1.0)
     pos = score.argmax(dim=1)
 
