@@ -23,6 +23,7 @@ from contextlib import contextmanager
 
 import torch
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 DEVICE = torch.device("meta")
@@ -80,7 +81,7 @@ def is_on_device(x) -> bool:
 @contextmanager
 def simulated():
     """Within the block, factories given the simulated device make simulated tensors (see module docstring)."""
-    with _Factories():
+    with _Factories(), _InternalFactories():
         yield
 
 
@@ -113,6 +114,17 @@ class _Factories(TorchFunctionMode):
         return tree_map(lambda t: _wrap(t) if isinstance(t, torch.Tensor) else t, func(*args, **kwargs))
 
 
+class _InternalFactories(TorchDispatchMode):
+    """Factories torch calls inside an op (autograd's zeros for a backward pass) with the simulated device."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if _device_type(kwargs.get("device")) != "meta":
+            return func(*args, **kwargs)
+        out = func(*tree_map(_unwrap, args), **{**tree_map(_unwrap, kwargs), "device": torch.device("cpu")})
+        return tree_map(lambda t: _wrap(t) if isinstance(t, torch.Tensor) else t, out)
+
+
 def _device_type(value) -> str | None:
     if isinstance(value, torch.device):
         return value.type
@@ -142,12 +154,12 @@ def _check_devices(func, args, kwargs) -> None:
         return
     checked = (args[0], *args[2:], kwargs) if func in _INDEX_OPS else (args, kwargs)
     tensors = [t for t in tree_flatten(checked)[0] if isinstance(t, torch.Tensor)]
+    if any(t.device.type == "meta" and not isinstance(t, SimulatedTensor) for t in tensors):
+        raise DeviceMismatchError(f"{func} got a meta tensor with no data; on the simulated device make tensors "
+                                  f"with device=x.device (a factory the simulation does not cover made this one)")
     on_device = any(isinstance(t, SimulatedTensor) for t in tensors)
     host = [t for t in tensors if not isinstance(t, SimulatedTensor) and t.dim() > 0]
     if on_device and host:
         raise DeviceMismatchError(
             f"Expected all tensors to be on the same device, but found at least two devices, {DEVICE} "
             f"(simulated) and {host[0].device}! (in {func}: a tensor shaped {tuple(host[0].shape)} is on the CPU)")
-    if any(t.device.type == "meta" and not isinstance(t, SimulatedTensor) for t in tensors):
-        raise DeviceMismatchError(f"{func} got a meta tensor with no data; on the simulated device make tensors "
-                                  f"with device=x.device (a factory the simulation does not cover made this one)")

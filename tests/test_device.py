@@ -109,6 +109,9 @@ def test_add_modality_link_translate_and_evaluate_on_a_device(make_graph, toy_da
         assert graph.registry.node_metadata("toyaudio")["training"]["device"] == "meta"
         linked = graph.link("toyimg", "toyaudio", epochs=1)
         assert set(linked["metrics"]) == {"toyimg->toyaudio", "toyaudio->toyimg"}
+        # Faithful targets (the recognizer judges reconstructions) and spread labels (half the rows paired).
+        graph.link("toyaudio", "toyimg", epochs=1, target_confidence=0.3, paired_fraction=0.5, candidates=2,
+                   pseudo_label_confidence=0.3, source_noise=0.5, select="accuracy")
         images = sorted((toy_data / "toyimg" / "test" / "0").glob("*.png"))[:2]
         result = graph.translate_files("toyimg", "toyaudio", images, output=tmp_path / "out", samples=2)
         assert len(result["written"]) == 4
