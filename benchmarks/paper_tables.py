@@ -88,6 +88,8 @@ def main() -> None:
                              "for example after a change of their defaults")
     parser.add_argument("--redo-node", nargs="+", default=[], choices=BASE_MODALITIES + EXTRA_MODALITIES,
                         help="with --resume: train these nodes again, and every link and figure that uses them")
+    parser.add_argument("--device", default="cpu", help="where every model trains (cpu, cuda, auto); the "
+                                                          "published tables were made on the CPU")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     parser.add_argument("--work", type=Path, default=Path("benchmarks/.work/paper"))
     args = parser.parse_args()
@@ -175,7 +177,7 @@ def run_seed(args, seed: int, modalities: list[str]) -> dict:
     quick = args.budget == "quick"
     node_budget = {"epochs": QUICK["epochs"], "recognizer_epochs": QUICK["recognizer_epochs"]} if quick else {}
     link_budget = {"epochs": QUICK["link_epochs"]} if quick else {}
-    mg = ModGraph(registry=root / "registry", data_root=args.data_root, device="cpu")
+    mg = ModGraph(registry=root / "registry", data_root=args.data_root, device=args.device)
 
     # Table 2: each node trained once per seed, reused by every link below.
     for name in modalities:
@@ -217,7 +219,7 @@ def run_seed(args, seed: int, modalities: list[str]) -> dict:
             (root / "sweep" / "nodes").mkdir(parents=True, exist_ok=True)
             for name in ("fsdd", "mnist"):
                 shutil.copy(mg.registry.node_path(name), root / "sweep" / "nodes" / f"{name}.safetensors")
-            sweep = ModGraph(registry=root / "sweep", data_root=args.data_root, device="cpu")
+            sweep = ModGraph(registry=root / "sweep", data_root=args.data_root, device=args.device)
         step(f"link fsdd mnist --paired-fraction {key}",
              lambda: sweep.link("fsdd", "mnist", paired_fraction=fraction, seed=seed, **link_budget)["metrics"])
         part["fractions"][key] = {d: sweep.evaluate(*d.split("->"))["accuracy"] for d in ("fsdd->mnist", "mnist->fsdd")}
@@ -229,7 +231,7 @@ def run_seed(args, seed: int, modalities: list[str]) -> dict:
         (semi_root / "nodes").mkdir(parents=True)
         for name in ("fmnist", "mnist"):
             shutil.copy(mg.registry.node_path(name), semi_root / "nodes" / f"{name}.safetensors")
-        semi = ModGraph(registry=semi_root, data_root=args.data_root, device="cpu")
+        semi = ModGraph(registry=semi_root, data_root=args.data_root, device=args.device)
         key = f"{SEMI_FRACTION:g}"
         step(f"link fmnist mnist --pairing index --paired-fraction {key}",
              lambda: semi.link("fmnist", "mnist", pairing="index", paired_fraction=SEMI_FRACTION, seed=seed,

@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-ORDER = ["paper_tables", "core_bars", "second_judge", "scale_bars", "peers", "cost", "ddp", "memory"]
+ORDER = ["paper_tables", "core_bars", "second_judge", "scale_bars", "peers", "cost", "ddp", "memory", "gpu"]
 BENCHMARKS = Path(__file__).resolve().parent
 LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")
 

@@ -34,7 +34,7 @@ _LAZY = {
     **{name: "modgraph.errors" for name in (
         "ModgraphError", "PluginError", "DuplicateModalityError", "UnknownModalityError", "NotInRegistryError",
         "NoRouteError", "RegistryCorruptError", "DataNotFoundError", "FeatureCacheError", "InputFileError",
-        "ConfigError", "PairingError", "TrainingDivergedError", "ArchiveError")},
+        "ConfigError", "PairingError", "TrainingDivergedError", "ArchiveError", "DeviceOutOfMemoryError")},
 }
 
 

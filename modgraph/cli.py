@@ -116,6 +116,7 @@ def _scale_out(f):
 
             if launch.under_torchrun():
                 raise ConfigError("--nproc launches torchrun; leave it out when torchrun already started modgraph")
+            launch.check_gpus(nproc, kwargs.get("device"))
             return launch.run_torchrun(nproc, _command_line(click.get_current_context()))
         from modgraph import distributed
 

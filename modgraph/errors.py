@@ -81,3 +81,7 @@ def validation_message(what: str, exc, known=None) -> str:
 
 class ArchiveError(ModgraphError):
     """An archive to import is malformed, unsafe, does not match its manifest, or would overwrite trained files."""
+
+
+class DeviceOutOfMemoryError(ModgraphError):
+    """The GPU ran out of memory; nothing was saved (a smaller batch or the CPU is the way on)."""

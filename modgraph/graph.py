@@ -18,6 +18,7 @@ from modgraph.errors import ConfigError, RegistryCorruptError, UnknownModalityEr
 from modgraph.features import default_cache_dir, default_data_root, load_split
 from modgraph.modality import FeatureSet, Modality
 from modgraph.models import Associator, Recognizer, VAE
+from modgraph.out_of_memory import as_error as _out_of_memory_as_error
 from modgraph.plugins import PluginHost
 from modgraph.registry import Registry
 from modgraph.routing import find_route
@@ -122,6 +123,7 @@ class ModGraph:
         return self._edges[key]
 
     # -- intra-modal phase ---------------------------------------------------------------
+    @_out_of_memory_as_error("add-modality", training=True)
     def add_modality(self, name: str, settings: NodeSettings | None = None, *, download: bool = False,
                      **given) -> dict:
         """Train a modality's VAE and recognizer and store them as a registry node.
@@ -138,6 +140,7 @@ class ModGraph:
         return report
 
     # -- cross-modal phase ---------------------------------------------------------------
+    @_out_of_memory_as_error("link", training=True)
     def link(self, source: str, target: str, settings: LinkSettings | None = None, **given) -> dict:
         """Train both associators between two trained modalities (``one_way``: source->target only), VAEs frozen.
 
@@ -165,6 +168,7 @@ class ModGraph:
 
         return translate_normalized(self, path, x, samples)
 
+    @_out_of_memory_as_error("translate")
     def translate(self, source: str, target: str, x: torch.Tensor, via: list[str] | None = None,
                   samples: int = 1) -> torch.Tensor:
         """Raw features of the source (N, *shape) to raw features of the target (N, samples, *shape)."""
@@ -173,6 +177,7 @@ class ModGraph:
         out = self.translate_normalized(path, src.modality.normalize(x, src.stats), samples)
         return dst.modality.denormalize(out.flatten(0, 1), dst.stats).view_as(out)
 
+    @_out_of_memory_as_error("translate")
     def translate_files(self, source: str, target: str, inputs=(), output: str | Path | None = None,
                         via: list[str] | None = None, samples: int = 1, texts=(), batch_size: int = 256) -> dict:
         """Read files (or folders of files, or literal texts), translate, write the target's files."""
@@ -181,6 +186,7 @@ class ModGraph:
         return translate_files(self, source, target, inputs, output, via, samples, texts, batch_size)
 
     # -- evaluation ---------------------------------------------------------------------------
+    @_out_of_memory_as_error("eval")
     def evaluate(self, source: str, target: str, via: list[str] | None = None, split: str = "test",
                  include: dict[str, list[str]] | None = None, judge: Recognizer | None = None) -> dict:
         """Recognition accuracy of translations (``source == target``: VAE reconstruction accuracy)."""

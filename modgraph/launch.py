@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from modgraph.errors import ModgraphError
+from modgraph.errors import ConfigError, ModgraphError
 
 
 def under_torchrun() -> bool:
@@ -22,6 +22,23 @@ def rank() -> int:
 def torchrun_args(nproc: int, args: list[str]) -> list[str]:
     """torchrun's arguments for ``modgraph ARGS`` in ``nproc`` processes on this machine."""
     return ["--standalone", f"--nproc-per-node={nproc}", "-m", "modgraph", *args]
+
+
+def check_gpus(nproc: int, device: str | None) -> None:
+    """Before launching: ``nproc`` processes on GPUs need that many GPUs (one each) and CUDA at all.
+
+    Checked here, once, rather than by every rank after the launch (N tracebacks).
+    """
+    import torch
+
+    from modgraph.training import resolve_device
+
+    if resolve_device(device).type != "cuda":  # --device cuda without CUDA raises here
+        return
+    count = torch.cuda.device_count()
+    if nproc > count:
+        raise ConfigError(f"--nproc {nproc} starts one process per GPU, but this machine has {count} GPU(s); "
+                          f"use --nproc {count} or fewer, or --device cpu")
 
 
 def run_torchrun(nproc: int, args: list[str]) -> None:

@@ -18,6 +18,7 @@ from modgraph.modality import FeatureSet
 from modgraph.models import Associator
 from modgraph.pairing import class_map, paired_subset
 from modgraph.pseudo_labels import join_confident
+from modgraph.precision import check_precision
 from modgraph.settings import LinkSettings, ResolvedLink
 from modgraph.splits import group_ids, select_rows, split_validation, target_labels
 from modgraph.targets import cached_confidence, faithful_targets, reconstruction_confidence
@@ -171,6 +172,7 @@ def link(mg, source: str, target: str, settings: LinkSettings) -> dict:
     maps = {(source, target): class_map(a.modality, b.modality, settings.pairing),
             (target, source): class_map(b.modality, a.modality, settings.pairing)}
     device = distributed.setup(mg.device)
+    check_precision(mg.precision, device)  # before the data: a GPU without bf16 fails in a second
     train_sets = {name: mg.features(node.modality, "train") for name, node in ((source, a), (target, b))}
     for key in settings.exclude:
         if not any(key in f.groups for f in train_sets.values()):

@@ -284,7 +284,7 @@ class Modality(abc.ABC):
         return self.fit_normalization(sample_rows(chunks, NORMALIZATION_SAMPLE_BYTES, seed=0))
 
     def normalize(self, x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
-        """Raw features to model input."""
+        """Raw features to model input, on ``x``'s device (``torch.tensor(stats[...], device=x.device)``)."""
         return x
 
     def denormalize(self, x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
@@ -292,7 +292,11 @@ class Modality(abc.ABC):
         return x
 
     def augment_batch(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Cheap on-the-fly augmentation of a normalised training batch (default: none)."""
+        """Cheap on-the-fly augmentation of a normalised training batch (default: none).
+
+        ``x`` is on the training device (a GPU): make every tensor on ``x.device`` (random draws
+        may be made where ``generator`` lives, then moved). ``modgraph.testing`` checks it on meta.
+        """
         return x
 
     # -- files -----------------------------------------------------------------------
@@ -319,6 +323,8 @@ class Modality(abc.ABC):
     @abc.abstractmethod
     def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
         """Write one raw-feature sample to ``path`` (and companions); return what was written.
+
+        ``x`` may be on a GPU: move it to the CPU (``x.detach().cpu()``) before NumPy or file work.
 
         ``translate_files`` calls it from one writer thread, in order, while the next batch
         is read and translated: share no unguarded state with ``read_file``/``read_files``.

@@ -9,6 +9,7 @@ from modgraph.errors import ConfigError
 from modgraph.evaluation import accuracy, reconstruction_accuracy
 from modgraph.features import fit_statistics, normalized
 from modgraph.models import Recognizer, VAE
+from modgraph.precision import check_precision
 from modgraph.settings import NodeSettings, ResolvedNode
 from modgraph.splits import select_rows, split_validation
 from modgraph.training import TrainSettings, original_rows, train_recognizer, train_vae
@@ -69,6 +70,7 @@ def add_modality(mg, name: str, settings: NodeSettings, download: bool = False) 
     r = settings.resolve(modality)
     check_buildable(modality, r)
     device = distributed.setup(mg.device)
+    check_precision(mg.precision, device)  # before the data: a GPU without bf16 fails in a second
     train_all = select_rows(mg.features(modality, "train", download), r.exclude)
     test = select_rows(mg.features(modality, "test", download), r.exclude).originals()
     if len(train_all) < 2:

@@ -1,18 +1,21 @@
 """Conformance checks a plugin author runs on their own modality.
 
-``check_modality(modality, tmp_path, data_root=...)`` runs them all; each check raises
-``AssertionError`` with a message naming the modality and what is wrong.
+``check_modality(modality, tmp_path, data_root=..., device="meta")`` runs them all; each check
+raises ``AssertionError`` with a message naming the modality and what is wrong.
 """
 
 from __future__ import annotations
 
+import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
+from modgraph import simulated_device
 from modgraph.errors import DataNotFoundError
 from modgraph.modality import NAME_PATTERN, FeatureSet, Modality
-from modgraph.models import Recognizer, VAE
+from modgraph.models import Associator, Recognizer, VAE, kl_to_standard_normal, reconstruction_error
 from modgraph.registry import Registry
 
 
@@ -26,20 +29,37 @@ def check_descriptor(modality: Modality) -> None:
     assert modality.output_suffix.startswith("."), f"{name}: output_suffix must be a file suffix like .png"
 
 
-def check_models(modality: Modality, latent_dims: tuple[int, ...] = (8, 64)) -> None:
-    """The VAE and recognizer build from their configs and have the declared shapes."""
-    x = torch.rand(2, *modality.input_shape)
+def check_models(modality: Modality, latent_dims: tuple[int, ...] = (8, 64),
+                 device: str | torch.device = "cpu") -> None:
+    """The VAE, recognizer and associator build from their configs, have the declared shapes on
+    ``device`` and train there (one loss and its gradients; ``meta`` runs torch's own meta kernels)."""
+    device = torch.device(device)
+    x = torch.rand(2, *modality.input_shape, device=device)
     for dim in latent_dims:
-        vae = VAE(modality.vae_config(dim)).eval()
-        mu, logvar = vae.encode(x)
+        vae = VAE(modality.vae_config(dim)).to(device)
+        logits, mu, logvar = vae(x)
         assert mu.shape == (2, dim) and logvar.shape == (2, dim), \
             f"{modality.name}: encoder gave {tuple(mu.shape)} for latent {dim}"
-        out = vae.decode(mu)
-        assert out.shape == x.shape, f"{modality.name}: decoder gave {tuple(out.shape)}, input is {tuple(x.shape)}"
-    rec = Recognizer(modality.recognizer_config()).eval()
-    logits = rec(x)
-    assert logits.shape == (2, len(modality.classes)), \
-        f"{modality.name}: recognizer gave {tuple(logits.shape)} for {len(modality.classes)} classes"
+        assert logits.shape == x.shape, \
+            f"{modality.name}: decoder gave {tuple(logits.shape)}, input is {tuple(x.shape)}"
+        error = reconstruction_error(logits, x, modality.reconstruction_loss)
+        (error + kl_to_standard_normal(mu, logvar)).mean().backward()
+        grads = [p.grad for p in vae.parameters() if p.requires_grad]
+        assert all(g is not None and g.device.type == device.type for g in grads), \
+            f"{modality.name}: VAE gradients missing or off {device}"
+        vae.eval()
+        out = vae.decode(vae.encode(x)[0])
+        assert out.shape == x.shape and out.device.type == device.type, \
+            f"{modality.name}: decoder gave {tuple(out.shape)} on {out.device}, input is {tuple(x.shape)} on {device}"
+        assoc = Associator(modality.associator_config(dim, dim)).to(device).eval()
+        z, _ = assoc(mu.detach())
+        assert z.shape == (2, dim) and z.device.type == device.type, \
+            f"{modality.name}: associator gave {tuple(z.shape)} on {z.device}"
+    rec = Recognizer(modality.recognizer_config()).to(device)
+    torch.nn.functional.cross_entropy(rec(x), torch.zeros(2, dtype=torch.long, device=device)).backward()
+    logits = rec.eval()(x)
+    assert logits.shape == (2, len(modality.classes)) and logits.device.type == device.type, \
+        f"{modality.name}: recognizer gave {tuple(logits.shape)} on {logits.device} for {len(modality.classes)} classes"
 
 
 def check_missing_data(modality: Modality, empty_root: Path) -> None:
@@ -112,14 +132,169 @@ def check_registry_round_trip(modality: Modality, folder: Path) -> None:
     assert torch.allclose(vae.encode(x)[0], vae2.encode(x)[0]), f"{modality.name}: reloaded VAE differs"
 
 
-def check_modality(modality: Modality, tmp_path: Path, data_root: Path | None = None) -> None:
-    """All checks; with ``data_root``, also on real features and a real file round trip."""
+def check_device_hooks(modality: Modality, folder: Path, device: str | torch.device = "meta",
+                       x: torch.Tensor | None = None) -> None:
+    """Every tensor hook runs on inputs placed on ``device`` and answers there (CONVENTIONS rule 16).
+
+    The hooks are those the training, link, translate and evaluate paths call: ``fit_normalization``
+    and ``fit_normalization_stream`` (plain numbers back), ``normalize`` / ``denormalize`` and
+    ``augment_batch`` (tensors on ``device`` back), ``write_file`` (given a tensor on ``device``,
+    it moves the data to the CPU itself), and ``read_file`` / ``read_text`` (CPU tensors that
+    ``normalize`` then takes on ``device``). ``x``: raw features to use (default: the features
+    ``read_text`` gives the class concepts where a modality reads text, else random ones).
+
+    ``device="meta"`` runs them on :mod:`modgraph.simulated_device`: tensors that say they are on
+    ``meta`` but hold CPU data, so that data-dependent ops (``nonzero``, ``tolist``, boolean
+    masks), which plain meta tensors cannot run, still work, while a tensor made on the CPU
+    inside a hook and mixed with its input raises as on a GPU. Any other device (``cuda``) runs
+    them on real tensors there.
+    """
+    device = torch.device(device)
+    simulated = device.type == "meta"
+    place = simulated_device.to_device if simulated else (lambda t: t.to(device))
+    scope = simulated_device.simulated if simulated else nullcontext
+    x = _sample_features(modality) if x is None else x[:4].detach().to("cpu", torch.float32)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(hook: str, *args):
+        try:
+            with scope():
+                return getattr(modality, hook)(*args)
+        except Exception as exc:  # noqa: BLE001 - the failure is reported as the check's
+            raise AssertionError(f"{modality.name}: {hook} on device {device} failed: {type(exc).__name__}: {exc}") \
+                from exc
+
+    def on_device(hook: str, out, shape) -> torch.Tensor:
+        assert isinstance(out, torch.Tensor) and out.device.type == device.type, \
+            f"{modality.name}: {hook} of a tensor on {device} gave {_where(out)}, not a tensor on {device}"
+        assert tuple(out.shape) == tuple(shape), \
+            f"{modality.name}: {hook} changed shape {tuple(shape)} to {tuple(out.shape)}"
+        return out.detach().to("cpu")
+
+    stats = run("fit_normalization", place(x))
+    _check_stats(modality, "fit_normalization", stats, modality.fit_normalization(x))
+    _check_stats(modality, "fit_normalization_stream", run("fit_normalization_stream", [place(x[:2]), place(x[2:])]),
+                 modality.fit_normalization_stream([x[:2], x[2:]]))
+    xn = on_device("normalize", run("normalize", place(x), stats), x.shape)
+    assert torch.allclose(xn, modality.normalize(x, stats), atol=1e-5), \
+        f"{modality.name}: normalize on {device} differs from normalize on the CPU"
+    back = on_device("denormalize", run("denormalize", place(xn), stats), x.shape)
+    assert torch.allclose(back, x, atol=1e-4), f"{modality.name}: denormalize(normalize(x)) != x on {device}"
+    augmented = run("augment_batch", place(xn))
+    on_device("augment_batch", augmented, xn.shape)
+    assert augmented.dtype == xn.dtype, f"{modality.name}: augment_batch changed dtype to {augmented.dtype}"
+    path = folder / f"on-device{modality.output_suffix}"
+    written = run("write_file", place(x[0]), path)
+    assert written and all(Path(p).exists() for p in written), f"{modality.name}: write_file wrote nothing"
+    inputs = []
+    if modality.output_suffix in modality.input_suffixes:
+        inputs.append(("read_file", modality.read_file(path)[0]))
+    if type(modality).read_text is not Modality.read_text:
+        inputs.append(("read_text", modality.read_text(modality.classes[0].concept)))
+    for hook, read in inputs:
+        assert read.device.type == "cpu" and tuple(read.shape) == tuple(modality.input_shape), \
+            f"{modality.name}: {hook} gave {_where(read)} shaped {tuple(read.shape)}, not CPU features shaped " \
+            f"{tuple(modality.input_shape)}"
+        on_device(f"normalize of {hook}'s features", run("normalize", place(read[None]), stats), (1, *read.shape))
+
+
+def _sample_features(modality: Modality) -> torch.Tensor:
+    """Four rows of raw features without data: read from class concepts (text-like), else random."""
+    if type(modality).read_text is not Modality.read_text:
+        return torch.stack([modality.read_text(modality.classes[i % len(modality.classes)].concept) for i in range(4)])
+    return torch.rand(4, *modality.input_shape)
+
+
+def _where(value) -> str:
+    return f"a tensor on {value.device}" if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def _check_stats(modality: Modality, hook: str, stats, expected) -> None:
+    """Statistics are stored in a JSON header: plain numbers, the same whatever device computed them."""
+    try:
+        text = json.dumps(stats)
+    except TypeError as exc:
+        raise AssertionError(f"{modality.name}: {hook} must return plain numbers (stored as JSON): {exc}") from None
+    again = json.loads(text)
+    assert again.keys() == expected.keys(), f"{modality.name}: {hook} gave keys {sorted(again)} on the device, " \
+                                            f"{sorted(expected)} on the CPU"
+    for key in expected:
+        assert torch.allclose(torch.tensor(again[key], dtype=torch.float64),
+                              torch.tensor(expected[key], dtype=torch.float64), rtol=1e-4, atol=1e-5), \
+            f"{modality.name}: {hook}[{key!r}] differs between the device and the CPU"
+
+
+def check_modality(modality: Modality, tmp_path: Path, data_root: Path | None = None,
+                   device: str | torch.device = "meta") -> None:
+    """All checks; with ``data_root``, also on real features and a real file round trip.
+
+    ``device``: where the models and every tensor hook run (:func:`check_models`,
+    :func:`check_device_hooks`); the default ``meta`` catches, on a CPU-only machine, a tensor
+    that a hook makes on the CPU (what fails on a GPU). ``"cuda"`` runs them on a real GPU.
+    """
     check_descriptor(modality)
     check_models(modality)
+    if torch.device(device).type != "cpu":
+        check_models(modality, latent_dims=(8,), device=device)
     if modality.needs_data:
         check_missing_data(modality, Path(tmp_path) / "empty-data")
     check_registry_round_trip(modality, Path(tmp_path) / "registry")
+    feats = None
     if data_root is not None:
         feats = check_features(modality, data_root)
         check_feature_chunks(modality, data_root)
         check_file_round_trip(modality, feats.x[0], Path(tmp_path) / "files")
+    check_device_hooks(modality, Path(tmp_path) / "on-device", device, x=None if feats is None else feats.x)
+
+
+def cuda_missing(precision: str = "fp32") -> str | None:
+    """Why a GPU test cannot run here (no CUDA GPU, or no native bf16 for ``precision="bf16"``); None if it can."""
+    if not torch.cuda.is_available():
+        return "needs a CUDA GPU"
+    if precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        return f"{torch.cuda.get_device_name()} has no native bfloat16"
+    return None
+
+
+def check_graph_on_device(graph, nodes: dict[str, dict | None], links: list[tuple[str, str, str]],
+                          folder: Path, batch_size: int = 8, link_batch_size: int = 1024) -> None:
+    """Train tiny nodes, link them, translate files and evaluate on ``graph``'s device and precision.
+
+    ``nodes``: modality name -> options (one epoch each, latent 8); ``links``: (source, target,
+    pairing), trained both ways for one epoch (of the target's ``link_pairs_per_epoch`` pairs, up to
+    20,000: hence the larger ``link_batch_size``). A file written by each source node is translated
+    along every link (and a text given as text, where the source reads text). Checks that the
+    models live on the device, that the nodes record the device and precision they trained
+    with, and that every accuracy is a number in [0, 1]. Meant for a real GPU (``device="cuda"``).
+    """
+    import math
+
+    folder = Path(folder)
+    device = graph.device
+    for name, options in nodes.items():
+        report = graph.add_modality(name, latent_dim=8, epochs=1, recognizer_epochs=1, batch_size=batch_size,
+                                    options=options)
+        node = graph.node(name)
+        assert {p.device.type for p in node.vae.parameters()} == {device.type}, f"{name}: VAE is not on {device}"
+        training = node.meta["training"]
+        assert training["device"].startswith(device.type) and training["precision"] == graph.precision, \
+            f"{name}: trained on {training['device']} in {training['precision']}"
+        accuracy = report["metrics"]["reconstruction_accuracy"]
+        assert math.isnan(accuracy) or 0.0 <= accuracy <= 1.0, f"{name}: reconstruction accuracy {accuracy}"
+    for source, target, pairing in links:
+        report = graph.link(source, target, pairing=pairing, epochs=1, batch_size=link_batch_size,
+                            target_confidence=0.0)
+        for edge, metrics in report["metrics"].items():
+            assert 0.0 <= metrics["accuracy"] <= 1.0, f"{edge}: test accuracy {metrics['accuracy']}"
+        assert next(graph.associator(source, target).parameters()).device.type == device.type
+        for a, b in ((source, target), (target, source)):
+            src = graph.node(a).modality
+            sample = graph.features(src, "test").originals().x[0]
+            inputs = src.write_file(sample, folder / "inputs" / a / f"sample{src.output_suffix}") \
+                if src.output_suffix in src.input_suffixes else []
+            texts = [src.classes[0].concept] if type(src).read_text is not Modality.read_text else []
+            out = graph.translate_files(a, b, inputs[:1], folder / "outputs" / f"{a}-{b}", texts=texts, samples=2)
+            assert out["written"] and all(Path(p).exists() for p in out["written"]), f"{a}->{b}: nothing written"
+            result = graph.evaluate(a, b)
+            assert result["n"] == 0 or 0.0 <= result["accuracy"] <= 1.0, f"{a}->{b}: accuracy {result['accuracy']}"

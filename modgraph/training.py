@@ -56,7 +56,11 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
-        return torch.device(name)
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s), "
+                              f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        return device
     if name == "cpu":
         return torch.device("cpu")
     raise ConfigError(f"--device must be auto, cpu or cuda, not {name!r}")

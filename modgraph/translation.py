@@ -111,7 +111,7 @@ def translate_files(mg, source: str, target: str, inputs=(), output: str | Path 
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start:start + batch_size]
             xn = src.modality.normalize(read_batch(src.modality, chunk, notes), src.stats)
-            out = translate_normalized(mg, path, xn, samples)
+            out = mg.translate_normalized(path, xn, samples)
             raw = dst.modality.denormalize(out.flatten(0, 1), dst.stats).view_as(out)
             outputs = output_paths(chunk, raw, output, single_file, suffix, stems_seen)
             if pending is not None:

@@ -77,6 +77,21 @@ def _unsafe_archive(graph, tmp_path):
     import_archive(graph.registry, tmp_path / "evil.tar")
 
 
+def _out_of_gpu_memory(graph, tmp_path):
+    import torch
+
+    import modgraph.node_training
+
+    def out_of_memory(*args, **kwargs):  # what a GPU raises; a CPU never does
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...")
+
+    real, modgraph.node_training.train_vae = modgraph.node_training.train_vae, out_of_memory
+    try:
+        graph.add_modality("toyimg", batch_size=64, **QUICK)
+    finally:
+        modgraph.node_training.train_vae = real
+
+
 # Each error class, the situation that raises it, and words its message must contain.
 SITUATIONS = {
     errors.ModgraphError: (_locked, "locked by another modgraph process"),
@@ -94,6 +109,7 @@ SITUATIONS = {
     errors.PairingError: (lambda g, t: g.link("toycolor", "toyimg"), "--pairing index"),
     errors.TrainingDivergedError: (lambda g, t: g.add_modality("toycolor", lr=1e30, **QUICK), "--lr"),
     errors.ArchiveError: (_unsafe_archive, "'nodes/toyimg.safetensors' is a link (to '/etc/passwd')"),
+    errors.DeviceOutOfMemoryError: (_out_of_gpu_memory, "a smaller --batch-size (now 64), --device cpu"),
 }
 
 

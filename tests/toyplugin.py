@@ -254,10 +254,10 @@ class ToyAudio(_Toy):
         return {"mean": x.mean(0).tolist(), "std": x.std(0).clamp_min(1e-3).tolist()}
 
     def normalize(self, x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
-        return (x - torch.tensor(stats["mean"])) / torch.tensor(stats["std"])
+        return (x - torch.tensor(stats["mean"], device=x.device)) / torch.tensor(stats["std"], device=x.device)
 
     def denormalize(self, x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
-        return x * torch.tensor(stats["std"]) + torch.tensor(stats["mean"])
+        return x * torch.tensor(stats["std"], device=x.device) + torch.tensor(stats["mean"], device=x.device)
 
     def read_file(self, path: Path) -> tuple[torch.Tensor, list[str]]:
         return read_wav(path)

@@ -186,13 +186,17 @@ class SpeechModality(Modality):
     def augment_batch(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Zero (the mean, after normalisation) one random span of frames and one band of coefficients per clip."""
         b = len(x)
-        frames = torch.arange(x.shape[-1])
-        coeffs = torch.arange(x.shape[-2])
-        t_len = torch.randint(0, MAX_TIME_MASK + 1, (b, 1), generator=generator)
-        t_start = (torch.rand(b, 1, generator=generator) * (x.shape[-1] - t_len)).long()
-        c_len = torch.randint(0, MAX_COEFFICIENT_MASK + 1, (b, 1), generator=generator)
+        # The spans are drawn where the generator lives (the CPU unless given another), so a run
+        # draws the same masks on any device; the mask is then built on the batch's device.
+        draw = generator.device if generator is not None else torch.device("cpu")
+        t_len = torch.randint(0, MAX_TIME_MASK + 1, (b, 1), generator=generator, device=draw)
+        t_start = (torch.rand(b, 1, generator=generator, device=draw) * (x.shape[-1] - t_len)).long()
+        c_len = torch.randint(0, MAX_COEFFICIENT_MASK + 1, (b, 1), generator=generator, device=draw)
         # Coefficient 0 (overall level) is never masked: without it the rest cannot be placed.
-        c_start = 1 + (torch.rand(b, 1, generator=generator) * (x.shape[-2] - 1 - c_len)).long()
+        c_start = 1 + (torch.rand(b, 1, generator=generator, device=draw) * (x.shape[-2] - 1 - c_len)).long()
+        t_len, t_start, c_len, c_start = (t.to(x.device) for t in (t_len, t_start, c_len, c_start))
+        frames = torch.arange(x.shape[-1], device=x.device)
+        coeffs = torch.arange(x.shape[-2], device=x.device)
         time_mask = (frames >= t_start) & (frames < t_start + t_len)  # (b, frames)
         coeff_mask = (coeffs >= c_start) & (coeffs < c_start + c_len)  # (b, coeffs)
         mask = time_mask[:, None, :] | coeff_mask[:, :, None]
@@ -229,7 +233,8 @@ class SpeechModality(Modality):
         see ``features.undo_variance_norm``).
         """
         path = Path(path)
-        x = torch.as_tensor(x, dtype=torch.float32).reshape(self.input_shape)
+        # Resynthesis and the picture run on the CPU, wherever the decoder put x.
+        x = torch.as_tensor(x).detach().to("cpu", torch.float32).reshape(self.input_shape)
         if self.options.var_norm:
             spread = (self.speech_profile or GSC_PROFILE).spread[1:]  # GSC's: speech recorded at 16 kHz
             x = F.undo_variance_norm(x, torch.tensor(spread)).reshape(self.input_shape)

@@ -312,4 +312,43 @@ def test_download_extracts_only_the_recordings(tmp_path, wav_8k):
 def test_modgraph_conformance_kit(tmp_path, fsdd_root):
     from modgraph.testing import check_modality
 
-    check_modality(FSDD(), tmp_path / "conformance", data_root=fsdd_root)
+    check_modality(FSDD(), tmp_path / "conformance", data_root=fsdd_root, device="meta")
+    # var_norm takes its own path through write_file (the spread is put back before resynthesis).
+    check_modality(FSDD().with_options({"var_norm": True}), tmp_path / "var-norm", device="meta")
+
+
+class _CpuMaskFSDD(FSDD):
+    """FSDD with the augment_batch of issue 18: the mask is built on the CPU, whatever the batch's device."""
+
+    def augment_batch(self, x, generator=None):
+        b = len(x)
+        frames, coeffs = torch.arange(x.shape[-1]), torch.arange(x.shape[-2])
+        t_len = torch.randint(0, 13, (b, 1), generator=generator)
+        t_start = (torch.rand(b, 1, generator=generator) * (x.shape[-1] - t_len)).long()
+        c_len = torch.randint(0, 5, (b, 1), generator=generator)
+        c_start = 1 + (torch.rand(b, 1, generator=generator) * (x.shape[-2] - 1 - c_len)).long()
+        mask = ((frames >= t_start) & (frames < t_start + t_len))[:, None, :] \
+            | ((coeffs >= c_start) & (coeffs < c_start + c_len))[:, :, None]
+        return x.masked_fill(mask.view(b, *([1] * (x.dim() - 3)), *mask.shape[1:]), 0.0)
+
+
+def test_the_kit_catches_a_mask_built_on_the_cpu(tmp_path):
+    """What crashed `add-modality fsdd` on an H200 fails the kit on a CPU-only machine (issue 18)."""
+    from modgraph.testing import check_device_hooks
+
+    check_device_hooks(_CpuMaskFSDD(), tmp_path / "cpu", device="cpu")  # on the CPU nothing shows
+    with pytest.raises(AssertionError, match="augment_batch on device meta.*same device"):
+        check_device_hooks(_CpuMaskFSDD(), tmp_path / "meta", device="meta")
+
+
+def test_masks_are_the_same_on_any_device():
+    """The spans are drawn on the generator's device, so a seed gives the same masks on the CPU and elsewhere."""
+    from modgraph import simulated_device
+
+    x = torch.randn(6, 1, 40, 101)
+    on_cpu = FSDD().augment_batch(x, torch.Generator().manual_seed(3))
+    with simulated_device.simulated():
+        elsewhere = FSDD().augment_batch(simulated_device.to_device(x), torch.Generator().manual_seed(3))
+    assert elsewhere.device.type == "meta" and torch.equal(elsewhere.cpu(), on_cpu)
+    # On the CPU the masks are those the old code drew: training runs made before are unchanged.
+    assert torch.equal(_CpuMaskFSDD().augment_batch(x, torch.Generator().manual_seed(3)), on_cpu)

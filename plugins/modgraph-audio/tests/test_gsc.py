@@ -59,7 +59,8 @@ def test_modgraph_conformance_kit(tmp_path, audio):
     from modgraph.testing import check_modality
 
     root = write_speech_commands(tmp_path / "data", audio)
-    check_modality(GSC().with_options({"version": "v0.01"}), tmp_path / "conformance", data_root=root)
+    check_modality(GSC().with_options({"version": "v0.01"}), tmp_path / "conformance", data_root=root,
+                   device="meta")
 
 
 def test_datasets_state_their_licences():

@@ -87,14 +87,17 @@ def random_edits(x: torch.Tensor, rate: float, generator: torch.Generator | None
     if rate <= 0 or n == 0:
         return x
     device = x.device
+    # Drawn where the generator lives (the CPU unless given another), then moved to the batch's device.
+    draw = generator.device if generator is not None else torch.device("cpu")
     index = x.argmax(dim=2)
     cols = torch.arange(length, device=device).expand(n, length)
     letter = (index >= 1) & (index <= 26) & (cols >= 1)
     nxt = torch.cat([letter[:, 1:], torch.zeros_like(letter[:, :1])], dim=1)
-    kind = torch.randint(3, (n,), generator=generator).to(device)  # 0 substitution, 1 deletion, 2 swap
+    kind = torch.randint(3, (n,), generator=generator, device=draw).to(device)  # 0 substitution, 1 deletion, 2 swap
     eligible = torch.where((kind == 2)[:, None], letter & nxt, letter)
-    edited = (torch.rand(n, generator=generator).to(device) < rate) & ((index != PAD).sum(1) >= 4) & eligible.any(1)
-    score = torch.rand(n, length, generator=generator).to(device).masked_fill(~eligible, -1.0)
+    chosen = torch.rand(n, generator=generator, device=draw).to(device) < rate
+    edited = chosen & ((index != PAD).sum(1) >= 4) & eligible.any(1)
+    score = torch.rand(n, length, generator=generator, device=draw).to(device).masked_fill(~eligible, -1.0)
     pos = score.argmax(dim=1)
 
     source = cols.clone()
@@ -107,7 +110,7 @@ def random_edits(x: torch.Tensor, rate: float, generator: torch.Generator | None
     padded[:, length, PAD] = 1.0
     out = padded.gather(1, source.unsqueeze(2).expand(-1, -1, size))
     rows = (edited & (kind == 0)).nonzero().flatten()
-    letters = 1 + torch.randint(26, (len(rows),), generator=generator).to(device)
+    letters = 1 + torch.randint(26, (len(rows),), generator=generator, device=draw).to(device)
     out[rows, pos[rows]] = 0.0
     out[rows, pos[rows], letters] = 1.0
     return out

@@ -336,9 +336,9 @@ def test_non_image_is_an_input_file_error_naming_the_file(tmp_path):
 
 def test_conformance(gtsrb_root, tmp_path):
     root, _ = gtsrb_root
-    modgraph.testing.check_modality(GTSRB(), tmp_path / "check", data_root=root)
+    modgraph.testing.check_modality(GTSRB(), tmp_path / "check", data_root=root, device="meta")
     modgraph.testing.check_modality(GTSRB().with_options({"image_size": 17, "class_ids": [1, 2, 3]}),
-                                    tmp_path / "check-small")
+                                    tmp_path / "check-small", device="meta")
 
 
 def test_mirrored_signs_swap_sides_and_stay_with_their_track():

@@ -111,3 +111,11 @@ def test_datasets_state_their_licences():
         "MNIST", "Fashion-MNIST", "GTSRB")
     assert FashionMNIST.dataset.licence == "MIT" and MNIST.dataset.licence.startswith("MIT")
     assert "not stated" in GTSRB.dataset.licence  # the copy read states none; the card must not invent one
+
+
+@pytest.mark.parametrize("cls,dataset", MODALITIES)
+def test_conformance_kit_on_the_meta_device(data_root, tmp_path, cls, dataset):
+    """Every tensor hook of mnist and fmnist runs on meta (a CPU-only stand-in for a GPU, issue 18)."""
+    from modgraph.testing import check_modality
+
+    check_modality(cls(), tmp_path / "check", data_root=data_root[0], device="meta")
