@@ -309,6 +309,27 @@ def graph_cmd(fmt, registry):
                        f"  pairing {e['pairing']}  paired {e['paired_fraction']}{stale}")
 
 
+@main.command("history")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="PNG to write [default: NAME-history.png in the current folder].")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the curves as CSV instead of plotting them.")
+@click.option("--json", "as_json", is_flag=True, help="Print the curves as JSON instead of plotting them.")
+@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+def history_cmd(name, output, as_csv, as_json, registry):
+    """Plot the stored training curves of a node (mnist) or an edge (fsdd->mnist)."""
+    from modgraph.history import history_csv, plot_history, training_history
+    from modgraph.registry import Registry
+
+    title, rows = training_history(Registry(registry), name)
+    if as_csv or as_json:
+        click.echo(history_csv(rows) if as_csv else json.dumps(rows), nl=not as_csv)
+        return
+    default = name.replace("->", "--").replace(" ", "") + "-history.png"
+    path = plot_history(title, rows, output or default)
+    click.echo(f"Wrote {path} ({len(rows)} epochs of {title})")
+
+
 @main.command("plan")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["json", "commands"]), default="json", show_default=True,
