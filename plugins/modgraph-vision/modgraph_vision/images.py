@@ -6,16 +6,21 @@ Reads any image Pillow understands into MNIST-style grayscale features or RGB fe
 
 from __future__ import annotations
 
+import errno
+import io
 import os
-import tempfile
+import secrets
+import warnings
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageOps, ImageStat, UnidentifiedImageError
 
-from modgraph.errors import InputFileError
+from modgraph.errors import InputFileError, ModgraphError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+MAX_PIXELS = 64_000_000  # a 48-megapixel photo passes; decoding stays under about 1 GB
 
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
@@ -116,12 +121,18 @@ def _open_image(path: Path) -> tuple[Image.Image, list[str]]:
         problem = "not a file" if path.exists() else "no such file"
         raise InputFileError(f"{path}: {problem} (expected an image: {accepted})")
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings(), Image.open(path) as opened:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with a message
+            width, height = opened.size
+            if width * height > MAX_PIXELS:  # Pillow only warns below twice its own limit
+                raise InputFileError(f"{path}: {width}x{height} pixels is too large an image (at most "
+                                     f"{MAX_PIXELS // 1_000_000} million pixels); scale it down first")
             frames = getattr(opened, "n_frames", 1)
             opened.load()
             image = ImageOps.exif_transpose(opened)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
-        raise InputFileError(f"{path}: not a readable image ({exc}); accepted image types: {accepted}") from None
+        reason = " ".join(str(exc).split())
+        raise InputFileError(f"{path}: not a readable image ({reason}); accepted image types: {accepted}") from None
     notes = [f"used the first of {frames} frames"] if frames > 1 else []
     return image, notes
 
@@ -133,16 +144,36 @@ def _to_bytes(x: torch.Tensor) -> bytes:
 
 def _save_png(image: Image.Image, path: Path) -> list[Path]:
     """Save ``image`` as PNG so that ``path`` appears complete or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    encoded = io.BytesIO()
+    image.save(encoded, format="PNG")
+    return [_write_atomically(path, encoded.getvalue())]
+
+
+def _write_atomically(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place.
+
+    A failed write leaves ``path`` as it was and no temporary file; every I/O error is one
+    :class:`ModgraphError` line naming ``path``. The temporary name is short, whatever the
+    target's length, and only a regular file is ever replaced (never /dev/null, a FIFO or a folder).
+    """
+    temp = None
     try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        if path.exists() and not path.is_file():
+            raise OSError(errno.EEXIST, "it exists and is not a regular file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.parent / f".{secrets.token_hex(6)}.tmp"
+        with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException as exc:
+        if temp is not None:
+            temp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ModgraphError(f"could not write {path}: {(exc.strerror or str(exc)).rstrip('.')}") from None
         raise
-    return [path]
+    return path
 
 
 def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
