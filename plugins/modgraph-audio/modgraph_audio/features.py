@@ -51,7 +51,7 @@ EXPECTED = "expected an audio file (wav, flac or ogg) holding at least one sampl
 MAX_SAMPLE_RATE = 384_000
 MIN_SPEECH_RATE = 4_000  # below it a file cannot hold speech's band up to 2 kHz
 MAX_SECONDS = 60.0  # the modalities read 1 s; a longer file is refused before it is decoded
-_BLOCK_FRAMES = 1 << 16  # frames decoded at a time: many channels are mixed down block by block
+_BLOCK_SAMPLES = 1 << 20  # samples decoded at a time (4 MB): many channels are mixed down block by block
 
 
 def read_audio(path: Path) -> tuple[np.ndarray, int, list[str]]:
@@ -104,7 +104,7 @@ def _decode_mono(path: Path) -> tuple[np.ndarray, int, int]:
             raise InputFileError(f"{path}: {frames / rate:.1f} s of audio is too long (at most {MAX_SECONDS:g} s; "
                                  f"the speech modalities read a 1 s clip): cut out the word first")
         parts, total = [], 0
-        for block in f.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+        for block in f.blocks(blocksize=max(1, _BLOCK_SAMPLES // channels), dtype="float32", always_2d=True):
             total += len(block)
             if total > limit:  # the header understated the length
                 raise InputFileError(f"{path}: more than {MAX_SECONDS:g} s of audio is too long; cut out the word first")
