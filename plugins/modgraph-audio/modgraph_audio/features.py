@@ -6,6 +6,7 @@ Every MFCC function takes a whole batch of waveforms; only reading and length fi
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import io
@@ -217,12 +218,14 @@ def resampling_ratio(orig_freq: int, new_freq: int) -> tuple[int, int]:
 
     Exact when ``orig x new`` (reduced) is at most :data:`_MAX_RATIO_TERMS`; otherwise the
     closest fraction whose terms multiply to about that, which moves pitch and tempo by less
-    than 0.1 % (16001 Hz is read as 16000 Hz; 44101 Hz as 44100 Hz is off by 2 parts in 100,000).
+    than 0.1 % (16001 Hz is taken as 16000 Hz, 6 parts in 100,000 off; 44101 -> 16000 Hz
+    becomes 1527 -> 554, 2 parts in a million off).
     """
     ratio = Fraction(int(new_freq), int(orig_freq))
     if ratio.numerator * ratio.denominator > _MAX_RATIO_TERMS:
         # terms q (orig) and about ratio * q (new): q <= sqrt(limit / ratio) bounds their product
-        ratio = ratio.limit_denominator(max(1, math.isqrt(int(_MAX_RATIO_TERMS / ratio))))
+        most = max(1, math.isqrt(int(_MAX_RATIO_TERMS / ratio)))
+        ratio = max(ratio.limit_denominator(most), Fraction(1, most))  # never 0 for a ratio below 1 / most
     return ratio.denominator, ratio.numerator
 
 
@@ -610,7 +613,8 @@ def _write_atomically(path: Path, data: bytes) -> Path:
         os.replace(temp, path)
     except BaseException as exc:
         if temp is not None:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise ModgraphError(f"could not write {path}: {(exc.strerror or str(exc)).rstrip('.')}") from None
         raise

@@ -6,6 +6,7 @@ Reads any image Pillow understands into MNIST-style grayscale features or RGB fe
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -14,7 +15,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageOps, ImageStat, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageStat
 
 from modgraph.errors import InputFileError, ModgraphError
 
@@ -22,6 +23,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif
 
 MAX_PIXELS = 64_000_000  # a 48-megapixel photo passes; decoding stays under about 1 GB
 
+_MAX_SQUARE_SIDE = 4096  # longer images are shrunk before being padded to a square (16 Mpixel at most)
+_PREMULTIPLIED = {"La": "LA", "RGBa": "RGBA"}  # alpha-premultiplied modes the converters below do not take
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -39,10 +42,16 @@ def read_grayscale_image(path: Path, size: int = 28) -> tuple[torch.Tensor, list
         notes.append("inverted a dark-on-light image")
     if gray.size != (size, size):
         width, height = gray.size
-        side = max(width, height)
+        background = round(_border_mean(gray) * 255)
+        if max(width, height) > _MAX_SQUARE_SIDE:
+            # a 1 x 60,000,000 strip would make a square of 3.6e15 pixels: shrink it first
+            scale = _MAX_SQUARE_SIDE / max(width, height)
+            gray = gray.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX)
+        w, h = gray.size
+        side = max(w, h)
         # Pad with the background level, not black, so a grey photo gets no hard edges.
-        square = Image.new("L", (side, side), color=round(_border_mean(gray) * 255))
-        square.paste(gray, ((side - width) // 2, (side - height) // 2))
+        square = Image.new("L", (side, side), color=background)
+        square.paste(gray, ((side - w) // 2, (side - h) // 2))
         gray = square.resize((size, size), Image.Resampling.LANCZOS)
         notes.append(f"resized {width}x{height} to {size}x{size}")
     return _to_tensor(gray), notes
@@ -94,8 +103,9 @@ def load_rgb_images(paths: list[Path], size: int) -> torch.Tensor:
         try:
             with Image.open(path) as opened:
                 image = opened.convert("RGB")
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
-            raise InputFileError(f"{path}: not a readable image ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - as in _open_image
+            raise InputFileError(f"{path}: not a readable image ({' '.join(str(exc).split()) or type(exc).__name__})") \
+                from None
         if image.size != (size, size):
             image = image.resize((size, size), Image.Resampling.BILINEAR)
         view[i * plane:(i + 1) * plane] = image.tobytes()
@@ -130,8 +140,12 @@ def _open_image(path: Path) -> tuple[Image.Image, list[str]]:
             frames = getattr(opened, "n_frames", 1)
             opened.load()
             image = ImageOps.exif_transpose(opened)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
-        reason = " ".join(str(exc).split())
+            if image.mode in _PREMULTIPLIED:
+                image = image.convert(_PREMULTIPLIED[image.mode])
+    except InputFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise TypeError, KeyError, struct.error... on damaged files
+        reason = " ".join(str(exc).split()) or type(exc).__name__
         raise InputFileError(f"{path}: not a readable image ({reason}); accepted image types: {accepted}") from None
     notes = [f"used the first of {frames} frames"] if frames > 1 else []
     return image, notes
@@ -169,7 +183,8 @@ def _write_atomically(path: Path, data: bytes) -> Path:
         os.replace(temp, path)
     except BaseException as exc:
         if temp is not None:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise ModgraphError(f"could not write {path}: {(exc.strerror or str(exc)).rstrip('.')}") from None
         raise

@@ -158,3 +158,14 @@ def test_unwritable_png_targets_are_one_line_errors(tmp_path, writer, target):
         WRITERS[writer](path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
     assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
+def test_a_long_thin_strip_is_not_padded_to_a_giant_square(tmp_path):
+    import resource
+
+    path = tmp_path / "strip.png"
+    Image.new("L", (1, 3_000_000), 255).save(path)  # padded as it is: a 9e12-pixel square
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    x, notes = MNIST().read_file(path)
+    assert x.shape == (1, 28, 28) and "resized 1x3000000 to 28x28" in notes
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KiB
