@@ -2,8 +2,8 @@
 
 Inputs are random bytes, valid wavs with random damage (truncated, bytes overwritten,
 a random payload after a real header) and valid files of random rates, channel counts
-and sample formats written by soundfile, which must read. In CI each property runs a
-few dozen fixed examples (derandomized, ~10 s in all); for a longer, random search::
+and sample formats written by soundfile, which must read. In CI each property runs 100
+fixed examples (derandomized, about 15 s in all); for a longer, random search::
 
     MODGRAPH_FUZZ_EXAMPLES=5000 python -m pytest plugins/modgraph-audio/tests/test_fuzz_audio.py
 """
@@ -26,7 +26,7 @@ from modgraph_audio import features as F
 from modgraph_audio.fsdd import FSDD
 from modgraph_audio.gsc import GSC
 
-EXAMPLES = int(os.environ.get("MODGRAPH_FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("MODGRAPH_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 derandomize="MODGRAPH_FUZZ_EXAMPLES" not in os.environ,  # CI: the same examples every run
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -2,7 +2,7 @@
 
 Inputs are random bytes, valid PNG/JPEG/BMP/GIF/TIFF files with random damage (truncated,
 bytes overwritten, a random payload after a real header) and valid images of random sizes
-and modes, which must read. In CI each property runs a few dozen fixed examples
+and modes, which must read. In CI each property runs 100 fixed examples
 (derandomized, a few seconds in all); for a longer, random search::
 
     MODGRAPH_FUZZ_EXAMPLES=5000 python -m pytest plugins/modgraph-vision/tests/test_fuzz_images.py
@@ -24,7 +24,7 @@ from modgraph.errors import ModgraphError
 from modgraph_vision.gtsrb import GTSRB
 from modgraph_vision.mnist import MNIST
 
-EXAMPLES = int(os.environ.get("MODGRAPH_FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("MODGRAPH_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 derandomize="MODGRAPH_FUZZ_EXAMPLES" not in os.environ,  # CI: the same examples every run
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
