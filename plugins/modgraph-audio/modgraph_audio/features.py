@@ -108,7 +108,8 @@ def _decode_mono(path: Path) -> tuple[np.ndarray, int, int]:
         for block in f.blocks(blocksize=max(1, _BLOCK_SAMPLES // channels), dtype="float32", always_2d=True):
             total += len(block)
             if total > limit:  # the header understated the length
-                raise InputFileError(f"{path}: more than {MAX_SECONDS:g} s of audio is too long; cut out the word first")
+                raise InputFileError(f"{path}: more than {MAX_SECONDS:g} s of audio is too long; "
+                                     "cut out the word first")
             if not np.isfinite(block).all():
                 raise InputFileError(f"{path}: holds NaN or infinite samples; {EXPECTED}")
             parts.append(block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0].copy())
@@ -214,7 +215,7 @@ _MAX_RATIO_TERMS = 1 << 20
 
 
 def resampling_ratio(orig_freq: int, new_freq: int) -> tuple[int, int]:
-    """The ``(orig, new)`` filter terms :func:`resample` uses: the reduced ratio, or its nearest fraction with small terms.
+    """The ``(orig, new)`` filter terms :func:`resample` uses: the reduced ratio, or a near one with small terms.
 
     Exact when ``orig x new`` (reduced) is at most :data:`_MAX_RATIO_TERMS`; otherwise the
     closest fraction whose terms multiply to about that, which moves pitch and tempo by less

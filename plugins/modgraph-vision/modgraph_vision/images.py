@@ -144,7 +144,7 @@ def _open_image(path: Path) -> tuple[Image.Image, list[str]]:
                 image = image.convert(_PREMULTIPLIED[image.mode])
     except InputFileError:
         raise
-    except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise TypeError, KeyError, struct.error... on damaged files
+    except Exception as exc:  # noqa: BLE001 - on damaged files Pillow raises TypeError, KeyError, struct.error...
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise InputFileError(f"{path}: not a readable image ({reason}); accepted image types: {accepted}") from None
     notes = [f"used the first of {frames} frames"] if frames > 1 else []
