@@ -37,7 +37,7 @@ from modgraph.settings import LinkSettings
 from modgraph.splits import split_validation
 from modgraph.models import VAE, Associator
 from modgraph.pairing import class_map
-from modgraph.training import (ClassPairSampler, TrainSettings, associator_loss, encode_all, train_associator,
+from modgraph.training import (ClassPairSampler, TrainSettings, associator_loss, train_associator,
                                train_vae, vae_loss_eval)
 
 

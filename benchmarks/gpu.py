@@ -32,7 +32,7 @@ from modgraph import ModGraph, __version__  # first: it sets the OpenMP wait pol
 
 import torch
 import torch.nn.functional as F
-from modgraph.graph import split_validation
+from modgraph.splits import split_validation
 from modgraph.models import VAE, Associator
 from modgraph.pairing import class_map
 from modgraph.training import ClassPairSampler, TrainSettings, encode_all, train_associator, train_vae

@@ -31,6 +31,7 @@ _LAZY = {
     "Registry": "modgraph.registry",
     # What a plugin needs beyond the above: plugins import from ``modgraph`` only (tests/test_plugins.py).
     "FAITHFUL_CONFIDENCE": "modgraph.targets",
+    "write_bytes_atomically": "modgraph.atomic",
     **{name: "modgraph.errors" for name in (
         "ModgraphError", "PluginError", "DuplicateModalityError", "UnknownModalityError", "NotInRegistryError",
         "NoRouteError", "RegistryCorruptError", "DataNotFoundError", "FeatureCacheError", "InputFileError",

@@ -5,6 +5,7 @@ The registry, the feature cache and its manifest all write through :func:`atomic
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Iterator
@@ -44,3 +45,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_bytes_atomically(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through :func:`atomic_path`; every I/O error is one ``ModgraphError`` naming it.
+
+    Only a regular file is ever replaced (never /dev/null, a FIFO or a folder). Plugins write
+    their output files (PNG, wav) with this.
+    """
+    from modgraph.errors import ModgraphError
+
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_file():
+            raise OSError(errno.EEXIST, "it exists and is not a regular file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        raise ModgraphError(f"could not write {path}: {(exc.strerror or str(exc)).rstrip('.')}") from None
+    return path

@@ -23,7 +23,6 @@ from modgraph.plugins import PluginHost
 from modgraph.registry import Registry
 from modgraph.routing import find_route
 from modgraph.settings import LinkSettings, NodeSettings
-from modgraph.splits import split_validation  # noqa: F401  (re-exported: benchmarks import it from here)
 from modgraph.training import configure_threads, resolve_device
 
 

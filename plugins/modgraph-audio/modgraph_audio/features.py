@@ -7,9 +7,11 @@ Every MFCC function takes a whole batch of waveforms; only reading and length fi
 from __future__ import annotations
 
 import functools
+import io
 import math
 import struct
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ import torch
 import torchaudio.functional as AF
 import torchaudio.transforms as AT
 
-from modgraph import InputFileError, ModgraphError
+from modgraph import InputFileError, write_bytes_atomically
 
 SAMPLE_RATE = 16_000
 CLIP_SAMPLES = SAMPLE_RATE  # one second, as Speech Commands
@@ -43,35 +45,72 @@ EXPECTED = "expected an audio file (wav, flac or ogg) holding at least one sampl
 # -- reading -------------------------------------------------------------------------------
 
 
+MAX_SAMPLE_RATE = 384_000
+MIN_SPEECH_RATE = 4_000  # below it a file cannot hold speech's band up to 2 kHz
+MAX_SECONDS = 60.0  # the modalities read 1 s; a longer file is refused before it is decoded
+_BLOCK_SAMPLES = 1 << 20  # samples decoded at a time (4 MB): many channels are mixed down block by block
+
+
 def read_audio(path: Path) -> tuple[np.ndarray, int, list[str]]:
     """A file's samples mixed to mono (float32), its sample rate, and notes on conversions made.
 
-    Raises :class:`InputFileError` for a missing, empty, truncated or non-audio file.
+    Raises :class:`InputFileError` for a missing, empty, truncated or non-audio file, or one
+    not a regular file (a FIFO is never opened), a rate above :data:`MAX_SAMPLE_RATE` or
+    audio longer than :data:`MAX_SECONDS`. Float samples beyond [-1, 1] are scaled into it.
     """
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"{path}: no such file; {EXPECTED}")
     if not path.is_file():
-        raise InputFileError(f"{path}: not a file; {EXPECTED}")
+        raise InputFileError(f"{path}: not a regular file; {EXPECTED}")
     if path.stat().st_size == 0:
         raise InputFileError(f"{path}: the file is empty; {EXPECTED}")
-    _check_wav_complete(path)
     try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
-        reason = getattr(exc, "error_string", None) or str(exc).split(": ", 1)[-1]
-        raise InputFileError(f"{path}: not readable as audio ({reason.rstrip('.')}); {EXPECTED}") from None
+        _check_wav_complete(path)
+        data, rate, channels = _decode_mono(path)
+    except (soundfile.SoundFileError, RuntimeError, ValueError, TypeError, OSError, struct.error) as exc:
+        reason = getattr(exc, "error_string", None) or getattr(exc, "strerror", None) or str(exc).split(": ", 1)[-1]
+        raise InputFileError(f"{path}: not readable as audio ({str(reason).rstrip('.')}); {EXPECTED}") from None
     if data.shape[0] == 0:
         raise InputFileError(f"{path}: holds no audio samples; {EXPECTED}")
-    if not np.isfinite(data).all():
-        raise InputFileError(f"{path}: holds NaN or infinite samples; {EXPECTED}")
     notes = []
-    if data.shape[1] > 1:
-        notes.append(f"mixed {data.shape[1]} channels to mono")
-    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if not np.any(wave):
+    if channels > 1:
+        notes.append(f"mixed {channels} channels to mono")
+    if rate < MIN_SPEECH_RATE:
+        notes.append(f"{rate} Hz is too low a sample rate for speech (it holds nothing above {rate / 2:g} Hz)")
+    peak = float(np.abs(data).max())
+    if peak > 1.0:
+        data /= peak
+        notes.append(f"scaled samples peaking at {peak:.3g} into [-1, 1]")
+    if not peak:
         notes.append("the audio is silent")
-    return np.ascontiguousarray(wave, dtype=np.float32), int(rate), notes
+    held = int(np.count_nonzero((np.abs(data[1:]) >= 0.99) & (data[1:] == data[:-1])))
+    if held >= max(3, len(data) // 1000):
+        notes.append(f"the audio looks clipped ({held} samples held at full scale)")
+    return data, rate, notes
+
+
+def _decode_mono(path: Path) -> tuple[np.ndarray, int, int]:
+    """Samples mixed to mono, the rate and the channel count; InputFileError for what cannot be used."""
+    with soundfile.SoundFile(str(path)) as f:
+        rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
+        if not 0 < rate <= MAX_SAMPLE_RATE:
+            raise InputFileError(f"{path}: sample rate {rate} Hz is outside 1-{MAX_SAMPLE_RATE} Hz; {EXPECTED}")
+        limit = int(MAX_SECONDS * rate)
+        if frames > limit:
+            raise InputFileError(f"{path}: {frames / rate:.1f} s of audio is too long (at most {MAX_SECONDS:g} s; "
+                                 f"the speech modalities read a 1 s clip): cut out the word first")
+        parts, total = [], 0
+        for block in f.blocks(blocksize=max(1, _BLOCK_SAMPLES // channels), dtype="float32", always_2d=True):
+            total += len(block)
+            if total > limit:  # the header understated the length
+                raise InputFileError(f"{path}: more than {MAX_SECONDS:g} s of audio is too long; "
+                                     "cut out the word first")
+            if not np.isfinite(block).all():
+                raise InputFileError(f"{path}: holds NaN or infinite samples; {EXPECTED}")
+            parts.append(block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0].copy())
+    wave = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return np.ascontiguousarray(wave, dtype=np.float32), rate, channels
 
 
 def _check_wav_complete(path: Path) -> None:
@@ -134,10 +173,29 @@ def length_note(num_samples: int, rate: int) -> str | None:
     """What :func:`fit_length` to one second does to a clip, in words (None when nothing)."""
     if num_samples == rate:
         return None
-    seconds = num_samples / rate
+    seconds = _seconds(num_samples / rate)
     if num_samples < rate:
-        return f"padded {seconds:.2f} s to 1.00 s (centred)"
-    return f"trimmed {seconds:.2f} s to its central 1.00 s"
+        return f"padded {seconds} to 1.00 s (centred)"
+    return f"trimmed {seconds} to its central 1.00 s"
+
+
+def trim_note(num_cut: int, rate: int) -> str | None:
+    """What :func:`trim_silence` did, in words; None when it cut less than one of its 10 ms frames.
+
+    A cut that short is the unframed tail it always drops, not silence it found.
+    """
+    if num_cut < max(1, rate // 100):
+        return None
+    return f"cut {_seconds(num_cut / rate)} of silence around the speech"
+
+
+def _seconds(value: float) -> str:
+    """``value`` seconds to two decimals, or to as many more as keep it from reading 0.00 or 1.00 s."""
+    for places in range(2, 7):
+        text = f"{value:.{places}f}"
+        if float(text) not in (0.0, 1.0):
+            return f"{text} s"
+    return f"{value:.6g} s"
 
 
 @functools.lru_cache(maxsize=64)
@@ -145,15 +203,59 @@ def _resampler(orig_freq: int, new_freq: int) -> AT.Resample:
     return AT.Resample(orig_freq, new_freq)  # keeps its filter kernel, unlike the functional form
 
 
+# torchaudio's polyphase kernel holds (new / gcd) x (orig / gcd + 2 * width) weights: 16001 Hz ->
+# 16 kHz would be 16000 x 16015 (1 GB, minutes of work). Ratios whose reduced terms multiply to
+# more than this are approximated (:func:`resampling_ratio`); every common rate stays exact
+# (11025 Hz, the largest, is 441 x 640 = 282,240).
+_MAX_RATIO_TERMS = 1 << 20
+
+
+def resampling_ratio(orig_freq: int, new_freq: int) -> tuple[int, int]:
+    """The ``(orig, new)`` filter terms :func:`resample` uses: the reduced ratio, or a near one with small terms.
+
+    Exact when ``orig x new`` (reduced) is at most :data:`_MAX_RATIO_TERMS`; otherwise the
+    closest fraction whose terms multiply to about that, which moves pitch and tempo by less
+    than 0.1 % (16001 Hz is taken as 16000 Hz, 6 parts in 100,000 off; 44101 -> 16000 Hz
+    becomes 1527 -> 554, 2 parts in a million off).
+    """
+    ratio = Fraction(int(new_freq), int(orig_freq))
+    if ratio.numerator * ratio.denominator > _MAX_RATIO_TERMS:
+        # terms q (orig) and about ratio * q (new): q <= sqrt(limit / ratio) bounds their product
+        most = max(1, math.isqrt(int(_MAX_RATIO_TERMS / ratio)))
+        ratio = max(ratio.limit_denominator(most), Fraction(1, most))  # never 0 for a ratio below 1 / most
+    return ratio.denominator, ratio.numerator
+
+
 def resample(waves: torch.Tensor, orig_freq: int, new_freq: int = SAMPLE_RATE) -> torch.Tensor:
-    """Resample a batch ``(..., time)`` with a cached polyphase filter (torchaudio's, same output)."""
+    """Resample a batch ``(..., time)`` with a cached polyphase filter (torchaudio's, same output).
+
+    Any two positive rates work in bounded time and memory: a ratio with large terms
+    (16001 -> 16000 Hz) is approximated by :func:`resampling_ratio`, and the output still has
+    the exact ratio's length, ``ceil(length * new_freq / orig_freq)``.
+    """
+    orig_freq, new_freq = int(orig_freq), int(new_freq)
+    if orig_freq <= 0 or new_freq <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_freq} and {new_freq}")
     if orig_freq == new_freq:
         return waves
-    transform = _resampler(int(orig_freq), int(new_freq))
-    with torch.no_grad():
-        if transform.new_freq // transform.gcd <= _FEW_PHASES:
-            return _resample_grouped(waves, transform)
-        return transform(waves)
+    orig, new = resampling_ratio(orig_freq, new_freq)
+    exact = orig * new_freq == new * orig_freq
+    length = waves.shape[-1]
+    if orig == new:
+        out = waves
+    else:
+        transform = _resampler(orig_freq, new_freq) if exact else _resampler(orig, new)
+        with torch.no_grad():
+            if new <= _FEW_PHASES:
+                out = _resample_grouped(waves, transform)
+            else:
+                out = transform(waves)
+    if exact:
+        return out
+    target = -(-length * new_freq // orig_freq)  # ceil: the exact ratio's length, as torchaudio's
+    if out.shape[-1] >= target:
+        return out[..., :target]
+    return torch.nn.functional.pad(out, (0, target - out.shape[-1]))
 
 
 # With few filter phases (8 -> 16 kHz has 2, 48 -> 16 kHz 1), torchaudio's one-input-channel
@@ -481,15 +583,16 @@ def speech_gate(speech: torch.Tensor) -> torch.Tensor:
 
 
 def write_wav(path: Path, wave: torch.Tensor, rate: int = SAMPLE_RATE) -> Path:
-    """Write a mono waveform as 16-bit PCM wav."""
-    path = Path(path)
+    """Write a mono waveform as 16-bit PCM wav; the file appears complete or not at all."""
     samples = torch.as_tensor(wave, dtype=torch.float32).reshape(-1).clamp(-1.0, 1.0).numpy()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(str(path), samples, rate, subtype="PCM_16")
-    except (soundfile.SoundFileError, RuntimeError, OSError) as exc:
-        raise ModgraphError(f"could not write {path}: {exc}") from None
-    return path
+    encoded = io.BytesIO()
+    soundfile.write(encoded, samples, rate, subtype="PCM_16", format="WAV")
+    return _write_atomically(Path(path), encoded.getvalue())
+
+
+def _write_atomically(path: Path, data: bytes) -> Path:
+    """The core's one atomic write (``modgraph.write_bytes_atomically``)."""
+    return write_bytes_atomically(path, data)
 
 
 # Five stops of matplotlib's viridis, interpolated linearly.
@@ -516,9 +619,6 @@ def mfcc_image(features: torch.Tensor, scale: int = 4):
 
 def write_mfcc_png(path: Path, features: torch.Tensor) -> Path:
     """Write :func:`mfcc_image` of one MFCC as a PNG."""
-    path = Path(path)
-    try:
-        mfcc_image(features).save(path, format="PNG")
-    except OSError as exc:
-        raise ModgraphError(f"could not write {path}: {exc}") from None
-    return path
+    encoded = io.BytesIO()
+    mfcc_image(features).save(encoded, format="PNG")
+    return _write_atomically(Path(path), encoded.getvalue())

@@ -19,7 +19,6 @@ from typing import Literal
 from pydantic import Field
 
 from modgraph import ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, TrainingDefaults
-from modgraph_audio import features as F
 from modgraph_audio.speech import SpeechModality, SpeechOptions
 from modgraph_audio.speech_profiles import FSDD_PROFILE
 

@@ -137,8 +137,9 @@ class SpeechModality(Modality):
         if not self.options.trim_db:
             return wave
         trimmed = F.trim_silence(wave, rate, self.options.trim_db)
-        if notes is not None and len(trimmed) < len(wave):
-            notes.append(f"cut {(len(wave) - len(trimmed)) / rate:.2f} s of silence around the speech")
+        note = F.trim_note(len(wave) - len(trimmed), rate)
+        if notes is not None and note:
+            notes.append(note)
         return trimmed
 
     def _mfcc(self, clips: torch.Tensor, warps: torch.Tensor | None = None) -> torch.Tensor:

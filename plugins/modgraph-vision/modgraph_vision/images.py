@@ -6,17 +6,21 @@ Reads any image Pillow understands into MNIST-style grayscale features or RGB fe
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
+import warnings
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageOps, ImageStat, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageStat
 
-from modgraph import InputFileError
+from modgraph import InputFileError, write_bytes_atomically
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
+MAX_PIXELS = 64_000_000  # a 48-megapixel photo passes; decoding stays under about 1 GB
+
+_MAX_SQUARE_SIDE = 4096  # longer images are shrunk before being padded to a square (16 Mpixel at most)
+_PREMULTIPLIED = {"La": "LA", "RGBa": "RGBA"}  # alpha-premultiplied modes the converters below do not take
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -34,10 +38,16 @@ def read_grayscale_image(path: Path, size: int = 28) -> tuple[torch.Tensor, list
         notes.append("inverted a dark-on-light image")
     if gray.size != (size, size):
         width, height = gray.size
-        side = max(width, height)
+        background = round(_border_mean(gray) * 255)
+        if max(width, height) > _MAX_SQUARE_SIDE:
+            # a 1 x 60,000,000 strip would make a square of 3.6e15 pixels: shrink it first
+            scale = _MAX_SQUARE_SIDE / max(width, height)
+            gray = gray.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX)
+        w, h = gray.size
+        side = max(w, h)
         # Pad with the background level, not black, so a grey photo gets no hard edges.
-        square = Image.new("L", (side, side), color=round(_border_mean(gray) * 255))
-        square.paste(gray, ((side - width) // 2, (side - height) // 2))
+        square = Image.new("L", (side, side), color=background)
+        square.paste(gray, ((side - w) // 2, (side - h) // 2))
         gray = square.resize((size, size), Image.Resampling.LANCZOS)
         notes.append(f"resized {width}x{height} to {size}x{size}")
     return _to_tensor(gray), notes
@@ -89,8 +99,9 @@ def load_rgb_images(paths: list[Path], size: int) -> torch.Tensor:
         try:
             with Image.open(path) as opened:
                 image = opened.convert("RGB")
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
-            raise InputFileError(f"{path}: not a readable image ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - as in _open_image
+            raise InputFileError(f"{path}: not a readable image ({' '.join(str(exc).split()) or type(exc).__name__})") \
+                from None
         if image.size != (size, size):
             image = image.resize((size, size), Image.Resampling.BILINEAR)
         view[i * plane:(i + 1) * plane] = image.tobytes()
@@ -116,12 +127,22 @@ def _open_image(path: Path) -> tuple[Image.Image, list[str]]:
         problem = "not a file" if path.exists() else "no such file"
         raise InputFileError(f"{path}: {problem} (expected an image: {accepted})")
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings(), Image.open(path) as opened:
+            warnings.simplefilter("ignore")  # bombs are refused below; decoders' metadata warnings help no one
+            width, height = opened.size
+            if width * height > MAX_PIXELS:  # Pillow only warns below twice its own limit
+                raise InputFileError(f"{path}: {width}x{height} pixels is too large an image (at most "
+                                     f"{MAX_PIXELS // 1_000_000} million pixels); scale it down first")
             frames = getattr(opened, "n_frames", 1)
             opened.load()
             image = ImageOps.exif_transpose(opened)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
-        raise InputFileError(f"{path}: not a readable image ({exc}); accepted image types: {accepted}") from None
+            if image.mode in _PREMULTIPLIED:
+                image = image.convert(_PREMULTIPLIED[image.mode])
+    except InputFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - on damaged files Pillow raises TypeError, KeyError, struct.error...
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputFileError(f"{path}: not a readable image ({reason}); accepted image types: {accepted}") from None
     notes = [f"used the first of {frames} frames"] if frames > 1 else []
     return image, notes
 
@@ -133,16 +154,14 @@ def _to_bytes(x: torch.Tensor) -> bytes:
 
 def _save_png(image: Image.Image, path: Path) -> list[Path]:
     """Save ``image`` as PNG so that ``path`` appears complete or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return [path]
+    encoded = io.BytesIO()
+    image.save(encoded, format="PNG")
+    return [_write_atomically(path, encoded.getvalue())]
+
+
+def _write_atomically(path: Path, data: bytes) -> Path:
+    """The core's one atomic write (``modgraph.write_bytes_atomically``)."""
+    return write_bytes_atomically(path, data)
 
 
 def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
