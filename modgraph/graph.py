@@ -23,6 +23,7 @@ from modgraph.models import Associator, AssociatorConfig, Recognizer, Recognizer
 from modgraph.pairing import class_map, compose, paired_subset
 from modgraph.plugins import PluginHost
 from modgraph.pseudo_labels import join_confident
+from modgraph.readings import read_batch, translation_rows
 from modgraph.registry import Registry
 from modgraph.routing import find_route
 from modgraph.targets import (cached_confidence, faithful_targets, reconstruction_confidence,
@@ -505,7 +506,7 @@ class ModGraph:
             raise ConfigError(f"-o {output} names one file but {n_out} outputs would be written; give a folder")
         if single_file and output.suffix.lower() != dst.modality.output_suffix:
             raise ConfigError(f"-o {output}: {target} outputs are {dst.modality.output_suffix} files")
-        written, notes = [], {}
+        written, notes, rows, errors = [], {}, [], {}
         jobs = [(p.stem, p) for p in items] + [(_slug(t), t) for t in texts]
         stems_seen: dict[str, int] = {}
         # One thread writes a batch's files while the next batch is read and translated: writing
@@ -514,14 +515,13 @@ class ModGraph:
             pending = None
             for start in range(0, len(jobs), batch_size):
                 chunk = jobs[start:start + batch_size]
-                files = [p for _, p in chunk if isinstance(p, Path)]
-                parts = []
-                if files:
-                    x, file_notes = src.modality.read_files(files)
-                    parts.append(x)
-                    for f, n in zip(files, file_notes):
-                        if n:
-                            notes[str(f)] = n
+                x, _, file_notes, file_errors = read_batch(src.modality, [p for _, p in chunk if isinstance(p, Path)])
+                notes.update(file_notes)
+                errors.update(file_errors)  # the readable files go on; the CLI lists these and exits 1
+                chunk = [(stem, p) for stem, p in chunk if str(p) not in file_errors or not isinstance(p, Path)]
+                if not chunk:
+                    continue
+                parts = [x] if x is not None else []
                 text_items = [t for _, t in chunk if not isinstance(t, Path)]
                 if text_items:
                     parts.append(torch.stack([src.modality.read_text(t) for t in text_items]))
@@ -529,7 +529,7 @@ class ModGraph:
                 xn = src.modality.normalize(x, src.stats)
                 out = self.translate_normalized(path, xn, samples)
                 raw = dst.modality.denormalize(out.flatten(0, 1), dst.stats).view_as(out)
-                outputs = []
+                outputs, paths_per_input = [], []
                 for (stem, _), outs in zip(chunk, raw):
                     count = stems_seen.get(stem, 0)
                     stems_seen[stem] = count + 1
@@ -541,12 +541,16 @@ class ModGraph:
                             suffix = f"_{k + 1}" if samples > 1 else ""
                             target_path = output / f"{stem}{suffix}{dst.modality.output_suffix}"
                         outputs.append((sample, target_path))
+                    paths_per_input.append([p for _, p in outputs[len(outputs) - len(outs):]])
+                rows += translation_rows(src, dst, [p for _, p in chunk], xn, out, paths_per_input)
                 if pending is not None:
                     written.extend(pending.result())  # a failed write raises here, before more is written
                 pending = writer.submit(_write_outputs, dst.modality, outputs)
             if pending is not None:
                 written.extend(pending.result())
-        return {"path": path, "written": written, "notes": notes}
+        if errors and not rows:
+            raise InputFileError(next(iter(errors.values())))
+        return {"path": path, "written": written, "notes": notes, "rows": rows, "errors": errors}
 
     # -- evaluation ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -674,8 +678,6 @@ def _expand_inputs(paths: list[Path], modality: Modality) -> list[Path]:
                 raise InputFileError(f"folder {p} holds no {modality.name} input files "
                                      f"({', '.join(modality.input_suffixes)})")
             items.extend(found)
-        elif not p.exists():
-            raise InputFileError(f"input file {p} does not exist")
-        else:
+        else:  # a missing file is reported by modgraph.readings.read_batch with the other unreadable ones
             items.append(p)
     return items
