@@ -57,6 +57,7 @@ def read_batch(modality: Modality, paths: list[Path]) -> tuple[torch.Tensor | No
                                                               dict[str, str]]:
     """Read ``paths`` with ``modality``: the features of the readable ones, those paths, their notes,
     and for each unreadable one its error message (the batch is read file by file only when it fails)."""
+    asked = [str(p) for p in paths]
     errors = {str(p): f"input file {p} does not exist" for p in paths if not p.exists()}
     paths = [p for p in paths if str(p) not in errors]
     try:
@@ -73,6 +74,7 @@ def read_batch(modality: Modality, paths: list[Path]) -> tuple[torch.Tensor | No
             notes += one_notes
             good.append(p)
         paths, x = good, torch.cat(x) if x else None
+    errors = {p: errors[p] for p in asked if p in errors}  # in the order asked
     return x, paths, {str(p): n for p, n in zip(paths, notes) if n}, errors
 
 
