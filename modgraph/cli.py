@@ -332,7 +332,8 @@ def _print_readings(report: dict, source: str, target: str | None, as_json: bool
 
     for path, notes in report["notes"].items():
         click.echo(f"Note: {path}: {'; '.join(notes)}", err=True)
-    for row in report["rows"]:
+    shown = len(report["rows"]) if as_json else 20  # every warning is printed, lines beyond 20 are not
+    for i, row in enumerate(report["rows"]):
         read = Reading(row["read_as"], row["read_confidence"])
         line = f"{row['input']}: {source} read {read.name!r} ({read.confidence:.0%})"
         warnings = [doubt(source, row["input"], read)]
@@ -340,9 +341,12 @@ def _print_readings(report: dict, source: str, target: str | None, as_json: bool
             written = Reading(row["written_as"], row["written_confidence"])
             line += f"; {target} output read as {written.name!r} ({written.confidence:.0%})"
             warnings.append(doubt(target, f"the output for {row['input']}", written))
-        click.echo(json.dumps(row) if as_json else line)
+        if i < shown:
+            click.echo(json.dumps(row) if as_json else line)
         for warning in filter(None, warnings):
             click.echo(f"Warning: {warning}", err=True)
+    if len(report["rows"]) > shown:
+        click.echo(f"... and {len(report['rows']) - shown} more (--json lists every input)")
     for message in report["errors"].values():
         click.echo(f"Error: {message}", err=True)
 
