@@ -35,6 +35,9 @@ from modgraph import graph as graph_module
 from modgraph.readings import read_files
 
 GROUPS = 3  # fonts are split by family; group 0 is the tuning group
+# Families whose digit code points draw something else (URW's clone of ITC Zapf Dingbats draws
+# pencils, scissors and ticks there): their renderings are not digits of any kind.
+NOT_DIGITS = {"D050000L"}
 TUNING_GROUP = 0
 WRITE_AUDIO = False  # --write-audio: translate writes every wav as the CLI does
 
@@ -45,7 +48,7 @@ def installed_fonts() -> list[tuple[str, Path]]:
     fonts = []
     for line in sorted(set(listing.splitlines())):
         family, _, file = line.partition("\t")
-        if Path(file).suffix.lower() in (".ttf", ".otf") and _draws_digits(Path(file)):
+        if Path(file).suffix.lower() in (".ttf", ".otf") and family not in NOT_DIGITS and _draws_digits(Path(file)):
             fonts.append((family, Path(file)))
     return fonts
 
@@ -273,7 +276,8 @@ def write_markdown(fig: dict, args) -> None:
         f"`{fig['command']}`\n\n"
         f"{fig['date']} · {fig['machine']} · torch {fig['torch']}, modgraph {fig['modgraph']} · "
         f"{fig['seconds']:.0f} s · raw figures: [real_inputs.json](real_inputs.json)\n\n"
-        f"Every installed TrueType/OpenType font that draws ten distinct digits, split by family into "
+        f"Every installed TrueType/OpenType font that draws ten distinct digits (less "
+        f"{', '.join(sorted(NOT_DIGITS))}, whose digit code points draw pictographs), split by family into "
         f"{GROUPS} groups; only group {TUNING_GROUP} was looked at while tuning the framing. Per font and digit: "
         f"{fig['typed_per_font_digit']} typed renderings (canvas 1.15-3x the glyph, either polarity, rotated up "
         f"to 10 degrees, grey levels, noise, a lighting ramp on 30%, tinted RGB on 30%, JPEG quality 50-95 on "
