@@ -236,20 +236,66 @@ def route_cmd(source, target, via, registry):
 @click.option("-o", "--output", type=click.Path(), help="Output file (one output) or folder.")
 @click.option("--via", multiple=True, help="Force the path through these modalities.")
 @click.option("--samples", type=int, default=1, show_default=True, help="Outputs drawn per input.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object per input (JSON lines): input, outputs, read_as, read_confidence, "
+                   "written_as, written_confidence (the first sample's).")
 @_common
-def translate_cmd(source, target, inputs, texts, output, via, samples, registry, data_root, device):
+def translate_cmd(source, target, inputs, texts, output, via, samples, as_json, registry, data_root, device):
     """Translate files (or folders of files) from SOURCE to TARGET along the shortest path."""
     mg = _graph(registry, data_root, device, progress=False)
     report = mg.translate_files(source, target, list(inputs), output, via=_via(via), samples=samples,
                                 texts=list(texts))
-    for path, notes in report["notes"].items():
-        click.echo(f"Note: {path}: {'; '.join(notes)}", err=True)
+    _print_readings(report, source, target, as_json)
+    if as_json:
+        sys.exit(1 if report["errors"] else 0)
     written = report["written"]
     for path in written[:20]:
         click.echo(f"Wrote {path}")
     if len(written) > 20:
         click.echo(f"... and {len(written) - 20} more")
     click.echo(f"Route: {' -> '.join(report['path'])}; {len(written)} file(s) written.")
+    if report["errors"]:
+        sys.exit(1)
+
+
+@main.command("read")
+@click.option("--modality", "name", required=True, help="The node whose recognizer reads the inputs.")
+@click.argument("inputs", nargs=-1, type=click.Path())
+@click.option("--text", "texts", multiple=True, help="A literal input (text-like modalities).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input: input, read_as, read_confidence.")
+@_common
+def read_cmd(name, inputs, texts, as_json, registry, data_root, device):
+    """Say what modality NAME's recognizer makes of files (or folders of files), with its confidence."""
+    from modgraph.readings import read_files
+
+    report = read_files(_graph(registry, data_root, device, progress=False), name, list(inputs), list(texts))
+    _print_readings(report, name, None, as_json)
+    sys.exit(1 if report["errors"] else 0)
+
+
+def _print_readings(report: dict, source: str, target: str | None, as_json: bool) -> None:
+    """Per input what was read (and written), one-line warnings when unsure, one-line errors for bad files."""
+    from modgraph.readings import Reading, doubt
+
+    for path, notes in report["notes"].items():
+        click.echo(f"Note: {path}: {'; '.join(notes)}", err=True)
+    shown = len(report["rows"]) if as_json else 20  # every warning is printed, lines beyond 20 are not
+    for i, row in enumerate(report["rows"]):
+        read = Reading(row["read_as"], row["read_confidence"])
+        line = f"{row['input']}: {source} read {read.name!r} ({read.confidence:.0%})"
+        warnings = [doubt(source, row["input"], read)]
+        if target is not None:
+            written = Reading(row["written_as"], row["written_confidence"])
+            line += f"; {target} output read as {written.name!r} ({written.confidence:.0%})"
+            warnings.append(doubt(target, f"the output for {row['input']}", written))
+        if i < shown:
+            click.echo(json.dumps(row) if as_json else line)
+        for warning in filter(None, warnings):
+            click.echo(f"Warning: {warning}", err=True)
+    if len(report["rows"]) > shown:
+        click.echo(f"... and {len(report['rows']) - shown} more (--json lists every input)")
+    for message in report["errors"].values():
+        click.echo(f"Error: {message}", err=True)
 
 
 @main.command("eval")

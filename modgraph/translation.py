@@ -14,6 +14,7 @@ import torch
 
 from modgraph.errors import ConfigError, InputFileError
 from modgraph.modality import Modality
+from modgraph.readings import read_batch, translation_rows
 
 
 @torch.no_grad()
@@ -59,18 +60,21 @@ def output_target(output: Path | None, source: str, target: str, n_out: int, suf
     return output, single_file
 
 
-def read_batch(modality: Modality, chunk: list, notes: dict) -> torch.Tensor:
-    """Raw features of a batch of jobs (files first, then literal texts); file notes go into ``notes``."""
-    files = [p for _, p in chunk if isinstance(p, Path)]
-    parts = []
-    if files:
-        x, file_notes = modality.read_files(files)
-        parts.append(x)
-        notes.update({str(f): n for f, n in zip(files, file_notes) if n})
+def read_jobs(modality: Modality, chunk: list, notes: dict, errors: dict) -> tuple[torch.Tensor | None, list]:
+    """Raw features of a batch of jobs (readable files first, then literal texts), and the jobs they are.
+
+    File notes go into ``notes``; a file that cannot be read goes into ``errors`` and is left
+    out, so the others are still translated (modgraph.readings.read_batch).
+    """
+    x, _, file_notes, file_errors = read_batch(modality, [p for _, p in chunk if isinstance(p, Path)])
+    notes.update(file_notes)
+    errors.update(file_errors)
+    chunk = [(stem, p) for stem, p in chunk if not isinstance(p, Path) or str(p) not in file_errors]
+    parts = [x] if x is not None else []
     texts = [t for _, t in chunk if not isinstance(t, Path)]
     if texts:
         parts.append(torch.stack([modality.read_text(t) for t in texts]))
-    return torch.cat(parts)
+    return (torch.cat(parts) if parts else None), chunk
 
 
 def output_paths(chunk: list, raw: torch.Tensor, output: Path, single_file: bool, suffix: str,
@@ -102,24 +106,30 @@ def translate_files(mg, source: str, target: str, inputs=(), output: str | Path 
         raise InputFileError("nothing to translate: give one or more files, a folder, or --text")
     suffix = dst.modality.output_suffix
     output, single_file = output_target(output, source, target, (len(items) + len(texts)) * samples, suffix)
-    written, notes, stems_seen = [], {}, {}
+    written, notes, stems_seen, rows, errors = [], {}, {}, [], {}
     jobs = [(p.stem, p) for p in items] + [(slug(t), t) for t in texts]
     # One thread writes a batch's files while the next batch is read and translated: writing
     # is mostly waiting on the file system (on a busy disk, longer than the models take).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modgraph-write") as writer:
         pending = None
         for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start:start + batch_size]
-            xn = src.modality.normalize(read_batch(src.modality, chunk, notes), src.stats)
+            x, chunk = read_jobs(src.modality, jobs[start:start + batch_size], notes, errors)
+            if x is None:
+                continue
+            xn = src.modality.normalize(x, src.stats)
             out = mg.translate_normalized(path, xn, samples)
             raw = dst.modality.denormalize(out.flatten(0, 1), dst.stats).view_as(out)
             outputs = output_paths(chunk, raw, output, single_file, suffix, stems_seen)
+            rows += translation_rows(src, dst, [p for _, p in chunk], xn, out,
+                                     [[p for _, p in outputs[i * samples:(i + 1) * samples]] for i in range(len(chunk))])
             if pending is not None:
                 written.extend(pending.result())  # a failed write raises here, before more is written
             pending = writer.submit(write_outputs, dst.modality, outputs)
         if pending is not None:
             written.extend(pending.result())
-    return {"path": path, "written": written, "notes": notes}
+    if errors and not rows:
+        raise InputFileError(next(iter(errors.values())))
+    return {"path": path, "written": written, "notes": notes, "rows": rows, "errors": errors}
 
 
 def write_outputs(modality: Modality, outputs: list[tuple[torch.Tensor, Path]]) -> list[str]:
@@ -145,8 +155,6 @@ def expand_inputs(paths: list[Path], modality: Modality) -> list[Path]:
                 raise InputFileError(f"folder {p} holds no {modality.name} input files "
                                      f"({', '.join(modality.input_suffixes)})")
             items.extend(found)
-        elif not p.exists():
-            raise InputFileError(f"input file {p} does not exist")
-        else:
+        else:  # a missing file is reported by modgraph.readings.read_batch with the other unreadable ones
             items.append(p)
     return items

