@@ -11,7 +11,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml plugins/modgraph-vision/pypr
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q -e ".[test]" -e plugins/modgraph-vision -e plugins/modgraph-audio -e plugins/modgraph-text
+	$(PY) -m pip install -q -e ".[test,app]" -e plugins/modgraph-vision -e plugins/modgraph-audio -e plugins/modgraph-text
 	touch $@
 
 venv: $(VENV)/.installed
