@@ -235,6 +235,47 @@ class WebSession:
         return path
 
 
+def _fail(exc: Exception, status: int = 400):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": str(exc)}, status_code=status)
+
+
+async def _translate_upload(session: "WebSession", request):
+    """POST /api/translate: a bounded multipart form (source, target, and a file or text) translated."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse
+
+    length = request.headers.get("content-length") or "0"
+    if not length.isdigit():
+        return _fail(InputFileError("the upload's Content-Length is not a number"))
+    if int(length) > MAX_UPLOAD_BYTES + 65536:  # the file's limit plus room for the form's other fields
+        return _fail(InputFileError(f"the upload is {int(length):,} bytes, more than the {MAX_UPLOAD_BYTES:,} "
+                                    f"this page takes"), 413)
+    try:
+        form = await request.form(max_files=1, max_fields=8, max_part_size=MAX_UPLOAD_BYTES + 1)
+    except Exception as exc:  # malformed multipart, or a part over the limit
+        status = getattr(exc, "status_code", 400)
+        return _fail(InputFileError(f"the upload could not be read: {getattr(exc, 'detail', exc)}"), status)
+    try:
+        upload = form.get("file")
+        kwargs = {"text": form.get("text") if isinstance(form.get("text"), str) else None}
+        if upload is not None and not isinstance(upload, str):
+            data = await upload.read(MAX_UPLOAD_BYTES + 1)
+            kwargs.update(filename=upload.filename or "", data=data)
+        result = await run_in_threadpool(session.translate, str(form.get("source", "")),
+                                         str(form.get("target", "")), **kwargs)
+        return JSONResponse(result)
+    except ModgraphError as exc:
+        return _fail(exc)
+    except Exception as exc:  # a bug, not the user's input: say so on the page and keep serving
+        logger.exception("translating failed")
+        return _fail(RuntimeError(f"internal error ({type(exc).__name__}: {exc}); the server log has the details"),
+                     500)
+    finally:
+        await form.close()
+
+
 def make_app(mg: ModGraph, workdir: Path):
     """The Starlette app serving the page, its script and the JSON API over a :class:`WebSession`."""
     from starlette.applications import Starlette
@@ -246,9 +287,6 @@ def make_app(mg: ModGraph, workdir: Path):
     from starlette.staticfiles import StaticFiles
 
     session = WebSession(mg, workdir)
-
-    def fail(exc: Exception, status: int = 400) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=status)
 
     async def index(request: Request):
         return FileResponse(STATIC / "index.html")
@@ -264,43 +302,16 @@ def make_app(mg: ModGraph, workdir: Path):
             return JSONResponse(await run_in_threadpool(session.route, request.query_params.get("source", ""),
                                                         request.query_params.get("target", "")))
         except ModgraphError as exc:
-            return fail(exc)
+            return _fail(exc)
 
     async def translate(request: Request):
-        length = request.headers.get("content-length") or "0"
-        if not length.isdigit():
-            return fail(InputFileError("the upload's Content-Length is not a number"))
-        if int(length) > MAX_UPLOAD_BYTES + 65536:  # the file's limit plus room for the form's other fields
-            return fail(InputFileError(f"the upload is {int(length):,} bytes, more than the {MAX_UPLOAD_BYTES:,} "
-                                       f"this page takes"), 413)
-        try:
-            form = await request.form(max_files=1, max_fields=8, max_part_size=MAX_UPLOAD_BYTES + 1)
-        except Exception as exc:  # malformed multipart, or a part over the limit
-            status = getattr(exc, "status_code", 400)
-            return fail(InputFileError(f"the upload could not be read: {getattr(exc, 'detail', exc)}"), status)
-        try:
-            upload = form.get("file")
-            kwargs = {"text": form.get("text") if isinstance(form.get("text"), str) else None}
-            if upload is not None and not isinstance(upload, str):
-                data = await upload.read(MAX_UPLOAD_BYTES + 1)
-                kwargs.update(filename=upload.filename or "", data=data)
-            result = await run_in_threadpool(session.translate, str(form.get("source", "")),
-                                             str(form.get("target", "")), **kwargs)
-            return JSONResponse(result)
-        except ModgraphError as exc:
-            return fail(exc)
-        except Exception as exc:  # a bug, not the user's input: say so on the page and keep serving
-            logger.exception("translating failed")
-            return fail(RuntimeError(f"internal error ({type(exc).__name__}: {exc}); the server log has the details"),
-                        500)
-        finally:
-            await form.close()
+        return await _translate_upload(session, request)
 
     async def gallery(request: Request):
         try:
             return JSONResponse(await run_in_threadpool(session.gallery, request.path_params["name"]))
         except ModgraphError as exc:
-            return fail(exc)
+            return _fail(exc)
 
     async def files(request: Request):
         path = session.file(request.path_params["path"])
