@@ -36,6 +36,7 @@ from modgraph.splits import split_validation
 from modgraph.models import VAE, Associator
 from modgraph.pairing import class_map
 from modgraph.training import ClassPairSampler, TrainSettings, encode_all, train_associator, train_vae
+from cost import git_revision, log  # noqa: E402  (benchmarks/ is on the path when a script in it runs)
 
 RECIPE = [["add-modality", "mnist"], ["add-modality", "fmnist"], ["add-modality", "fsdd"],
           ["link", "fsdd", "mnist"], ["link", "fmnist", "mnist", "--pairing", "index"]]
@@ -347,18 +348,6 @@ def mean_std(values: list[float]) -> dict:
 
 def fmt(stat: dict, digits: int = 0) -> str:
     return f"{stat['mean']:,.{digits}f} ± {stat['std']:,.{digits}f}"
-
-
-def git_revision() -> str:
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                              check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
