@@ -66,9 +66,12 @@ def node_header(mg, modality, r: ResolvedNode, parts: dict, device) -> dict:
 def add_modality(mg, name: str, settings: NodeSettings, download: bool = False) -> dict:
     """Train a modality's VAE and recognizer and store them as a registry node (see ``ModGraph.add_modality``)."""
     modality = mg.modality(name, settings.options or None)
-    r = settings.resolve(modality)
-    check_buildable(modality, r)
+    check_buildable(modality, settings.resolve(modality))  # bad settings fail before any data is read
     device = distributed.setup(mg.device)
+    # Options that depend on the data (gsc: which words have enough clips) are settled here and stored.
+    with distributed.main_process_first():  # a download happens once
+        modality, notes = modality.for_data(mg.data_root, download)
+    r = settings.resolve(modality)
     train_all = select_rows(mg.features(modality, "train", download), r.exclude)
     test = select_rows(mg.features(modality, "test", download), r.exclude).originals()
     if len(train_all) < 2:
@@ -91,4 +94,4 @@ def add_modality(mg, name: str, settings: NodeSettings, download: bool = False) 
     if distributed.is_main():  # under torchrun every rank holds the same weights; one writes them
         mg.registry.save_node(name, vae, recognizer, meta)
     distributed.barrier()
-    return {"name": name, "path": str(path), "metrics": metrics, "latent_dim": r.latent_dim}
+    return {"name": name, "path": str(path), "metrics": metrics, "latent_dim": r.latent_dim, "notes": notes}
