@@ -55,7 +55,7 @@ def node_header(mg, modality, r: ResolvedNode, parts: dict, device) -> dict:
         "config": {"vae": parts["vae"].config.model_dump(mode="json"),
                    "recognizer": parts["recognizer"].config.model_dump(mode="json")},
         "preprocessing": parts["stats"], "metrics": parts["metrics"], "options": r.options,
-        "classes": [c.model_dump() for c in modality.classes],
+        "classes": [c.model_dump(exclude_none=True) for c in modality.classes],
         "data": {"root": str(mg.data_root), "train_rows": len(train), "val_samples": len(val),
                  "augmented_rows": int(train.augmented.sum()), "test_samples": len(test), "exclude": r.exclude},
         "training": {**r.training_header(), "device": str(device), "precision": mg.precision, "processes": distributed.world_size(),

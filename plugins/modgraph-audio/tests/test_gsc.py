@@ -168,6 +168,12 @@ def test_a_node_stores_the_words_it_learnt_and_graph_names_them(tmp_path, audio,
     node = ModGraph(registry=tmp_path / "registry", data_root=tmp_path / "elsewhere", device="cpu").node("gsc")
     assert node.modality.class_names == ["zero", "five", "go"]  # rebuilt from the header, no data needed
     assert node.recognizer.config.num_classes == 3
+    from modgraph.plan import node_changes
+    from modgraph.settings import NodeSpec
+
+    spec = dict(epochs=1, recognizer_epochs=1, latent_dim=4, options={"min_clips": 3, "augment_copies": 0})
+    assert node_changes(mg, "gsc", NodeSpec(**spec)) == []  # the settled words count as what was asked
+    assert node_changes(mg, "gsc", NodeSpec(**{**spec, "options": {"words": "zero,go", "augment_copies": 0}}))
     monkeypatch.setenv("MODGRAPH_REGISTRY", str(tmp_path / "registry"))
     text = CliRunner().invoke(main, ["graph"]).output
     assert "3 classes: zero, five, go" in text and '"words": ["zero", "five", "go"]' in text
