@@ -70,6 +70,8 @@ def render(fig: dict) -> str:
         per_class = ", ".join(f"{k} {100 * v:.1f}" for k, v in r["per_class"].items())
         mark = "" if r["met"] is None else (" (met)" if r["met"] else " (missed)")
         lines.append(f"| {r['what']} | {bar} | {100 * r['accuracy']:.2f}{mark} | {r['n']} | {per_class} |")
+    if fig.get("note"):
+        lines += ["", fig["note"]]
     if fig.get("timings_s"):
         lines += ["", "| command | seconds |", "| --- | --- |"]
         lines += [f"| {k} | {v} |" for k, v in fig["timings_s"].items()]
@@ -82,6 +84,7 @@ def main() -> None:
     parser.add_argument("--registry", type=Path, default=Path("benchmarks/.work/voices"))
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     parser.add_argument("--train", action="store_true", help="train the nodes and links first (defaults)")
+    parser.add_argument("--note", help="how the measured nodes were trained, when not by --train; kept in the JSON")
     args = parser.parse_args()
     mg = ModGraph(registry=args.registry, data_root=args.data_root, device="cpu", progress=False)
     timings: dict = {}
@@ -91,7 +94,7 @@ def main() -> None:
     fig = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "platform": platform.platform(),
            "torch": torch.__version__, "modgraph": __version__, "trained": args.train,
            "gsc_words": gsc.class_names, "gsc_version": gsc.options.version,
-           "rows": measure(mg), "timings_s": timings}
+           "rows": measure(mg), "timings_s": timings, "note": args.note}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "voices.json").write_text(json.dumps(fig, indent=2) + "\n")
     text = render(fig)
