@@ -162,6 +162,8 @@ def add_modality_cmd(name, download, registry, data_root, device, precision, **g
     settings = settings_from_cli(NodeSettings, given)
     mg = _graph(registry, data_root, device, precision=precision)
     report = mg.add_modality(name, settings, download=download)
+    for note in report.get("notes", []):
+        click.echo(f"Note: {note}")
     m = report["metrics"]
     click.echo(f"Wrote {report['path']} (latent {report['latent_dim']})")
     click.echo(f"  recognizer test accuracy:      {_pct(m['recognizer_accuracy'])}")
@@ -320,6 +322,12 @@ def eval_cmd(source, target, via, split, include, as_json, registry, data_root, 
         click.echo(json.dumps(result))
         return
     click.echo(f"{' -> '.join(result['path'])} on {split}: accuracy {_pct(result['accuracy'])} (n={result['n']})")
+    per_class = result.get("per_class") or {}
+    if per_class:
+        width = max(len(name) for name in per_class)
+        click.echo(f"  per class of {result['target']}:")
+        for name, value in per_class.items():
+            click.echo(f"    {name:<{width}}  {_pct(value)}")
 
 
 @main.command("graph")
@@ -349,6 +357,8 @@ def graph_cmd(fmt, registry):
             click.echo(f"  {n['name']:<10} latent {n['latent_dim']:<4} recognizer {_pct(m.get('recognizer_accuracy'))}"
                        f"  VAE {_pct(m.get('reconstruction_accuracy'))}  plugin {n['plugin']}"
                        + (f"  options {json.dumps(opts)}" if opts else ""))
+            if n.get("classes"):
+                click.echo(f"    {len(n['classes'])} classes: {', '.join(n['classes'])}")
         for e in info["edges"]:
             stale = "  STALE: re-link" if e["stale"] else ""
             click.echo(f"  {e['source']} -> {e['target']}: accuracy {_pct((e['metrics'] or {}).get('accuracy'))}"

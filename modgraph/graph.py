@@ -85,6 +85,7 @@ class ModGraph:
         g = self.graph()
         nodes = [{"name": n, "plugin": d.get("plugin"), "latent_dim": (d.get("config") or {}).get("vae", {})
                   .get("latent_dim"), "options": d.get("options"), "metrics": d.get("metrics"),
+                  "classes": [str(c.get("name")) for c in d.get("classes") or [] if isinstance(c, dict)],
                   "created": d.get("created")} for n, d in g.nodes(data=True)]
         edges = [{"source": a, "target": b, "pairing": d.get("pairing"), "paired_fraction": d.get("paired_fraction"),
                   "metrics": d.get("metrics"), "stale": d.get("stale"), "created": d.get("created")}

@@ -31,6 +31,10 @@ class ClassInfo(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     concept: str
+    # The class's number in the dataset's own full numbering, for a modality that learns only
+    # some of its classes (gsc: the paper's word order, "five" is 5 wherever it sits in the
+    # list). ``link --pairing index`` pairs equal numbers; None: the class's position.
+    number: int | None = None
 
 
 class DatasetInfo(BaseModel):
@@ -215,6 +219,22 @@ class Modality(abc.ABC):
         clone.distribution = self.distribution
         clone.distribution_version = self.distribution_version
         return clone
+
+    def for_data(self, root: Path, download: bool = False) -> tuple["Modality", list[str]]:
+        """This modality with the options that depend on the data under ``root`` settled, and notes for the user.
+
+        ``add-modality`` trains (and stores the options of) what this returns, so a stored
+        node never needs the data to know its classes. Override when a default is "what the
+        data supports" (gsc: which release is there, which words have enough clips); the
+        default returns the modality as it is and no notes. Raise
+        :class:`modgraph.errors.DataNotFoundError` as ``load_features`` does.
+        """
+        return self, []
+
+    @property
+    def class_numbers(self) -> list[int]:
+        """Each class's number (``ClassInfo.number``, else its position): what index pairing matches."""
+        return [i if c.number is None else c.number for i, c in enumerate(self.classes)]
 
     @property
     def class_names(self) -> list[str]:

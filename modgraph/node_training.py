@@ -56,7 +56,7 @@ def node_header(mg, modality, r: ResolvedNode, parts: dict, device) -> dict:
         "config": {"vae": parts["vae"].config.model_dump(mode="json"),
                    "recognizer": parts["recognizer"].config.model_dump(mode="json")},
         "preprocessing": parts["stats"], "metrics": parts["metrics"], "options": r.options,
-        "classes": [c.model_dump() for c in modality.classes],
+        "classes": [c.model_dump(exclude_none=True) for c in modality.classes],
         "data": {"root": str(mg.data_root), "train_rows": len(train), "val_samples": len(val),
                  "augmented_rows": int(train.augmented.sum()), "test_samples": len(test), "exclude": r.exclude},
         "training": {**r.training_header(), "device": str(device), "precision": mg.precision, "processes": distributed.world_size(),
@@ -67,10 +67,13 @@ def node_header(mg, modality, r: ResolvedNode, parts: dict, device) -> dict:
 def add_modality(mg, name: str, settings: NodeSettings, download: bool = False) -> dict:
     """Train a modality's VAE and recognizer and store them as a registry node (see ``ModGraph.add_modality``)."""
     modality = mg.modality(name, settings.options or None)
-    r = settings.resolve(modality)
-    check_buildable(modality, r)
+    check_buildable(modality, settings.resolve(modality))  # bad settings fail before any data is read
     device = distributed.setup(mg.device)
     check_precision(mg.precision, device)  # before the data: a GPU without bf16 fails in a second
+    # Options that depend on the data (gsc: which words have enough clips) are settled here and stored.
+    with distributed.main_process_first():  # a download happens once
+        modality, notes = modality.for_data(mg.data_root, download)
+    r = settings.resolve(modality)
     train_all = select_rows(mg.features(modality, "train", download), r.exclude)
     test = select_rows(mg.features(modality, "test", download), r.exclude).originals()
     if len(train_all) < 2:
@@ -93,4 +96,4 @@ def add_modality(mg, name: str, settings: NodeSettings, download: bool = False) 
     if distributed.is_main():  # under torchrun every rank holds the same weights; one writes them
         mg.registry.save_node(name, vae, recognizer, meta)
     distributed.barrier()
-    return {"name": name, "path": str(path), "metrics": metrics, "latent_dim": r.latent_dim}
+    return {"name": name, "path": str(path), "metrics": metrics, "latent_dim": r.latent_dim, "notes": notes}

@@ -1,7 +1,8 @@
 """Which classes of two modalities pair up, and which samples may appear in pairs.
 
 ``concept`` pairs classes whose concept names match; ``index`` pairs class k with class
-k (the paper's protocol for F-MNIST with digits).
+k (the paper's protocol for F-MNIST with digits), k being a class's number
+(``Modality.class_numbers``: its position unless the modality numbers its classes itself).
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ def class_map(source: Modality, target: Modality, pairing: str) -> dict[int, int
             first.setdefault(concept, j)
         mapping = {i: first[c] for i, c in enumerate(source.concepts) if c in first}
     elif pairing == "index":
-        mapping = {i: i for i in range(min(len(source.classes), len(target.classes)))}
+        # Class numbers both modalities have: a gsc node that learnt zero, one, five, eight pairs
+        # "five" (number 5) with F-MNIST's class 5, not with whatever sits third in a list.
+        target_of = {}
+        for j, number in enumerate(target.class_numbers):
+            target_of.setdefault(number, j)
+        mapping = {i: target_of[n] for i, n in enumerate(source.class_numbers) if n in target_of}
     else:
         raise ConfigError(f"--pairing must be one of {', '.join(PAIRINGS)}, not {pairing!r}")
     if not mapping:

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modgraph.cli_options import settings_argv
-from modgraph.errors import ConfigError, NotInRegistryError, validation_message
+from modgraph.errors import ConfigError, DataNotFoundError, NotInRegistryError, validation_message
 from modgraph.settings import LinkSpec, NodeSpec
 
 ModalitySpec = NodeSpec  # the name before settings were defined once
@@ -97,6 +97,10 @@ def node_changes(mg, name: str, spec: NodeSpec) -> list[str]:
         record = mg.registry.node_record(name)
     except NotInRegistryError:
         return ["not in the registry"]
+    try:  # options add-modality settles from the data (gsc's words) are compared settled
+        modality, _notes = modality.for_data(mg.data_root)
+    except DataNotFoundError:
+        pass  # the data is not here: compared as given
     wanted = spec.settings().resolve(modality).model_dump()
     training = record.training
     recorded = {**{k: training.get(k) for k in wanted},

@@ -184,3 +184,20 @@ def test_registry_and_data_root_options_override_the_environment(toy_data, tmp_p
     assert (other / "nodes" / "toycolor.safetensors").is_file()
     assert "1 modalities" in run("graph", "--registry", str(other)).output
     assert "0 modalities" in run("graph").output
+
+
+def test_eval_reports_each_class_in_text_and_json(trained):
+    text = run("eval", "--from", "toyaudio", "--to", "toycolor").output.splitlines()
+    assert text[0].startswith("toyaudio -> toycolor on test: accuracy ")
+    assert text[1] == "  per class of toycolor:"
+    rows = {line.split()[0]: line.split()[1] for line in text[2:]}
+    assert set(rows) == {"red", "green", "blue"} and all(v.endswith("%") for v in rows.values())
+    report = json.loads(run("eval", "--from", "toyaudio", "--to", "toycolor", "--json").output)
+    assert {k: f"{100 * v:.2f}%" for k, v in report["per_class"].items()} == rows
+
+
+def test_graph_text_names_each_nodes_classes(trained):
+    text = run("graph").output
+    assert "    3 classes: red, green, blue" in text and "    3 classes: 0, 1, 2" in text
+    nodes = {n["name"]: n for n in json.loads(run("graph", "--format", "json").output)["nodes"]}
+    assert nodes["toycolor"]["classes"] == ["red", "green", "blue"]

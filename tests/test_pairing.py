@@ -119,3 +119,21 @@ def test_sampler_draws_a_fixed_number_of_class_matched_pairs_even_from_few_rows(
     assert (target_y[tgt] == source_y[src]).all()
     assert sorted(src[:5].tolist()) == [0, 1, 2, 3, 4]  # each pass covers every row once
     assert len(sampler.draw()[0]) == 5
+
+
+def test_index_pairing_matches_class_numbers_where_a_modality_numbers_its_classes():
+    from types import SimpleNamespace
+
+    from modgraph.modality import Modality
+
+    def modality(name, classes):
+        numbers = Modality.class_numbers.fget(SimpleNamespace(classes=classes))
+        return SimpleNamespace(name=name, classes=classes, concepts=[c.concept for c in classes],
+                               class_numbers=numbers)
+
+    # A node that learnt four of ten digits: "five" is class 5 of the other modality, not its third.
+    words = modality("words", [ClassInfo(name=w, concept=w, number=n)
+                               for w, n in [("zero", 0), ("one", 1), ("five", 5), ("eight", 8), ("go", 10)]])
+    clothes = modality("clothes", [ClassInfo(name=f"c{k}", concept=f"c{k}") for k in range(10)])
+    assert class_map(words, clothes, "index") == {0: 0, 1: 1, 2: 5, 3: 8}
+    assert class_map(clothes, words, "index") == {0: 0, 1: 1, 5: 2, 8: 3}

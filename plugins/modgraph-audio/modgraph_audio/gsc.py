@@ -1,45 +1,94 @@
-"""The ``gsc`` modality: Google Speech Commands, the paper's 14 words, as 40x101 MFCCs.
+"""The ``gsc`` modality: Google Speech Commands as 40x101 MFCCs, the paper's 14 words or those the data holds.
 
 Reads torchaudio's ``SPEECHCOMMANDS`` layout, ``<root>/SpeechCommands/speech_commands_v0.0N/
-{word}/{speaker}_nohash_{n}.wav`` with ``testing_list.txt``; v0.02 by default.
+{word}/{speaker}_nohash_{n}.wav`` with ``testing_list.txt``. Which release and which words a
+node learns are settled from the data when it is trained (:meth:`GSC.for_data`) and stored.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from modgraph import ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, TrainingDefaults
 from modgraph_audio.speech import SpeechModality, SpeechOptions
 from modgraph_audio.speech_profiles import GSC_PROFILE
 
-# The paper's 14 words, in its order; each word is its own concept.
+# The paper's 14 words, in its order; each word is its own concept. A word's position here
+# is its class number, so index pairing matches "five" with class 5 of F-MNIST whichever
+# words a node learnt. GTSRB's concepts pair go, stop, left and right with the paper's signs:
+# Ahead only, No entry, Turn left ahead, Turn right ahead (modgraph_vision.gtsrb); Keep left
+# and Keep right mean something else and keep concepts of their own.
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
          "go", "stop", "left", "right"]
+# Every other word of the releases (v0.01 has the first 16, v0.02 adds the last 5), numbered after the 14.
+OTHER_WORDS = ["bed", "bird", "cat", "dog", "down", "happy", "house", "marvin", "no", "off", "on", "sheila",
+               "tree", "up", "wow", "yes", "backward", "follow", "forward", "learn", "visual"]
+ALL_WORDS = WORDS + OTHER_WORDS
+VERSIONS = ("v0.02", "v0.01")  # looked for in this order when the release is not chosen
+DOWNLOAD_SIZE = {"v0.01": "1.4 GB", "v0.02": "2.3 GB"}
+# A word with fewer training clips than this is left out unless asked for: on the local folder
+# the seven words with ~500 clips are learnt, the seven with 8 or 9 are not.
+MIN_CLIPS = 100
 
 
 class GSCOptions(SpeechOptions):
-    """Options of the ``gsc`` modality (``--option version=v0.01``)."""
+    """Options of the ``gsc`` modality (``--option version=v0.01``, ``--option words=go,left,right``)."""
 
-    version: Literal["v0.01", "v0.02"] = Field("v0.02", description="Speech Commands release")
+    version: Literal["v0.01", "v0.02"] | None = Field(
+        None, description="Speech Commands release; unset: the one under the data root (v0.02 when both are, "
+                          "and v0.02 is what --download fetches)")
+    words: list[str] | None = Field(
+        None, description="the words to learn, in this order; unset: those of the paper's 14 with at least "
+                          "min_clips training clips in the data")
+    min_clips: int = Field(MIN_CLIPS, ge=1, description="training clips a word needs to be learnt when words is unset")
     augment_copies: int = Field(1, ge=0, le=50, description="augmented copies of each training clip")
+    # Nodes trained before words and an unset version existed learnt the 14 words of v0.02 (its default then).
+    legacy: ClassVar[dict] = {**SpeechOptions.legacy, "version": "v0.02", "words": list(WORDS)}
+
+    @field_validator("words", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        # "--option words=go,left" arrives as a string; "[\"go\", \"left\"]" as a list.
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("words")
+    @classmethod
+    def _known_unique_words(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        unknown = [w for w in value if w not in ALL_WORDS]
+        if unknown:
+            raise ValueError(f"unknown word(s) {unknown}: Speech Commands has {', '.join(ALL_WORDS)}")
+        repeated = sorted({w for w in value if value.count(w) > 1})
+        if repeated:
+            raise ValueError(f"word(s) {repeated} appear more than once; list each word once")
+        if len(value) < 2:
+            raise ValueError(f"choose at least 2 words to tell apart, got {value}")
+        return value
 
 
 class GSC(SpeechModality):
-    """Google Speech Commands (Warden 2018): 1-second spoken words, 16 kHz."""
+    """Google Speech Commands (Warden 2018): 1-second spoken words, 16 kHz; the classes are the ``words`` option."""
 
     name = "gsc"
-    description = "Google Speech Commands, 14 words (zero..nine, go, stop, left, right), 40x101 MFCCs"
+    description = ("Google Speech Commands as 40x101 MFCCs: the paper's 14 words (zero..nine, go, stop, left, "
+                   "right), or those with enough clips under the data root")
     dataset = DatasetInfo(name="Speech Commands", licence="CC BY 4.0",
                           url="https://www.tensorflow.org/datasets/catalog/speech_commands",
                           citation="P. Warden, Speech Commands: A Dataset for Limited-Vocabulary Speech Recognition "
                                    "(arXiv:1804.03209), 2018")
-    classes = [ClassInfo(name=w, concept=w) for w in WORDS]
-    # The full v0.02 set has ~54,000 clips of these words: a few epochs go a long way.
+    # The full v0.02 set has ~54,000 clips of these words: a few epochs go a long way there.
+    # On the ~3,600 training clips of the seven words here (one augmented copy each, 56 steps
+    # an epoch), 4 recognizer epochs read 67.1% of the held-out speakers' clips and 15 read 89.3%
+    # (same VAE; docs/results/voices.md), so 15 it is; on a full release that is ~1,000 steps an
+    # epoch and costs more than it needs.
     training_defaults = TrainingDefaults(epochs=8, batch_size=128, lr=1e-3, kl_weight=1.0,
-                                         recognizer_epochs=4, link_epochs=5,
+                                         recognizer_epochs=15, link_epochs=5,
                                          link_pairs_per_epoch=20000, link_candidates=8,
                                          link_target_confidence=FAITHFUL_CONFIDENCE)
     options_model = GSCOptions
@@ -47,23 +96,97 @@ class GSC(SpeechModality):
     feature_version = "1"
     options: GSCOptions
 
-    def folder(self, root: Path) -> Path:
-        return Path(root) / "SpeechCommands" / f"speech_commands_{self.options.version}"
+    def __init__(self, options: GSCOptions | None = None):
+        super().__init__(options)
+        self.classes = [ClassInfo(name=w, concept=w, number=ALL_WORDS.index(w)) for w in self.words]
 
+    @property
+    def words(self) -> list[str]:
+        """The words this modality learns, in label order (the paper's 14 until the data settles them)."""
+        return list(self.options.words) if self.options.words is not None else list(WORDS)
+
+    def folder(self, root: Path, version: str | None = None) -> Path:
+        version = version or self.options.version or self._present_version(root) or VERSIONS[0]
+        return Path(root) / "SpeechCommands" / f"speech_commands_{version}"
+
+    def _present_version(self, root: Path) -> str | None:
+        for version in VERSIONS:
+            if _has_words(Path(root) / "SpeechCommands" / f"speech_commands_{version}", ALL_WORDS):
+                return version
+        return None
+
+    # -- settling the options from the data --------------------------------------------------
+    def for_data(self, root: Path, download: bool = False) -> tuple["GSC", list[str]]:
+        """The release found under ``root`` (or fetched) and, unless chosen, the words with ``min_clips`` clips."""
+        notes: list[str] = []
+        version = self.options.version or self._present_version(root)
+        if version is None:
+            self._ensure_data(root, download)  # raises, or downloads the default release
+            version = self._present_version(root) or VERSIONS[0]
+        if self.options.version is None:
+            notes.append(f"gsc: Speech Commands {version} (found in {self.folder(root, version)})")
+        counts = self.training_counts(root, version, download)
+        words = self.options.words
+        if words is None:
+            words = [w for w in WORDS if counts.get(w, 0) >= self.options.min_clips]
+            left_out = [f"{w} ({counts.get(w, 0)})" for w in WORDS if w not in words]
+            if len(words) < 2:
+                raise DataNotFoundError(
+                    f"only {len(words)} of the paper's 14 words have at least {self.options.min_clips} training "
+                    f"clips in {self.folder(root, version)} (clips per word: "
+                    f"{', '.join(f'{w} {counts.get(w, 0)}' for w in WORDS)}); lower --option min_clips=N, "
+                    f"choose --option words=..., or pass --download to fetch the full dataset")
+            if left_out:
+                notes.append(f"gsc: learning {len(words)} words with at least {self.options.min_clips} training "
+                             f"clips: {', '.join(f'{w} ({counts[w]})' for w in words)}; left out, too few clips: "
+                             f"{', '.join(left_out)} (choose with --option words=... or --option min_clips=N)")
+        else:
+            empty = [w for w in words if not counts.get(w)]
+            if empty:
+                raise DataNotFoundError(
+                    f"no training clips of {', '.join(empty)} in {self.folder(root, version)}; choose other "
+                    f"--option words=..., or pass --download to fetch the full dataset")
+        return self.with_options({**self.options.model_dump(), "version": version, "words": words}), notes
+
+    def training_counts(self, root: Path, version: str, download: bool = False) -> dict[str, int]:
+        """Training clips (those not in ``testing_list.txt``) of every word present in the release."""
+        folder = self.folder(root, version)
+        if not _has_words(folder, ALL_WORDS):
+            self._ensure_data(root, download, version)
+        test_files = _read_list(folder / "testing_list.txt")
+        return {w: sum(1 for p in (folder / w).glob("*.wav") if f"{w}/{p.name}" not in test_files)
+                for w in ALL_WORDS if (folder / w).is_dir()}
+
+    def _ensure_data(self, root: Path, download: bool, version: str | None = None) -> None:
+        """Download ``version`` (default: the option, else v0.02), or say where the data was looked for."""
+        version = version or self.options.version
+        if download:
+            download_speech_commands(Path(root), version or VERSIONS[0])
+            return
+        base = Path(root) / "SpeechCommands"
+        if version is None:
+            raise DataNotFoundError(
+                f"Speech Commands not found in {base} (looked for speech_commands_v0.02 and speech_commands_v0.01 "
+                f"with {{word}}/*.wav folders); pass --download to fetch v0.02 ({DOWNLOAD_SIZE['v0.02']}), or "
+                f"--option version=v0.01 --download for v0.01 ({DOWNLOAD_SIZE['v0.01']})")
+        other = [v for v in VERSIONS if v != version and _has_words(base / f"speech_commands_{v}", ALL_WORDS)]
+        hint = f"; {other[0]} is there: pass --option version={other[0]} to use it" if other else ""
+        raise DataNotFoundError(
+            f"Speech Commands {version} not found in {base / f'speech_commands_{version}'} (expected {{word}}/*.wav "
+            f"folders){hint}; or pass --download to fetch {version} ({DOWNLOAD_SIZE[version]})")
+
+    # -- data ------------------------------------------------------------------------------
     def recordings(self, root: Path, split: Literal["train", "test"],
                    download: bool = False) -> tuple[list[Path], list[int], list[str]]:
         if split not in ("train", "test"):
             raise ConfigError(f"unknown split {split!r} for {self.name!r}; use 'train' or 'test'")
         folder = self.folder(root)
-        if not any((folder / w).is_dir() for w in WORDS):
-            if not download:
-                raise DataNotFoundError(
-                    f"Speech Commands {self.options.version} not found in {folder} (expected {{word}}/*.wav "
-                    f"folders); pass --download to fetch it (2.3 GB for v0.02)")
-            download_speech_commands(Path(root), self.options.version)
+        if not _has_words(folder, self.words):
+            self._ensure_data(root, download, self.options.version)
+            folder = self.folder(root)
         test_files = _read_list(folder / "testing_list.txt")
         paths, labels, speakers = [], [], []
-        for label, word in enumerate(WORDS):
+        for label, word in enumerate(self.words):
             for path in sorted((folder / word).glob("*.wav")) if (folder / word).is_dir() else []:
                 in_test = f"{word}/{path.name}" in test_files
                 if in_test == (split == "test"):
@@ -71,10 +194,14 @@ class GSC(SpeechModality):
                     labels.append(label)
                     speakers.append(path.name.split("_nohash_")[0])
         if not paths:
-            raise DataNotFoundError(f"no {split} clips of the words {', '.join(WORDS)} in {folder}; "
+            raise DataNotFoundError(f"no {split} clips of the words {', '.join(self.words)} in {folder}; "
                                     f"pass --download to fetch the full dataset")
         # The official validation list stays in training: the core holds out its own validation rows.
         return paths, labels, speakers
+
+
+def _has_words(folder: Path, words: list[str]) -> bool:
+    return any((folder / w).is_dir() for w in words)
 
 
 def _read_list(path: Path) -> set[str]:

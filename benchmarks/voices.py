@@ -1,0 +1,106 @@
+"""Issue 19's gsc bars on the real Speech Commands clips here, with defaults: a markdown table and JSON.
+
+    python benchmarks/voices.py [--data-root ../shared/data] [--registry R] [--train] [--out docs/results]
+
+With ``--train`` it runs ``add-modality`` for gsc, mnist and gtsrb and ``link gsc mnist`` and
+``link gsc gtsrb`` into R (defaults, seed 0), timing each; without it it measures the nodes and
+edges R already holds. Every figure is on held-out speakers (gsc's test split) or the other
+modality's test split, as ``modgraph eval`` reports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from modgraph import ModGraph, __version__
+
+# (what, source, target, bar): the issue's bars.
+BARS = [
+    ("gsc recognizer (held-out speakers)", "gsc", None, 0.92),
+    ("gsc VAE reconstruction", "gsc", "gsc", None),
+    ("gsc -> mnist (shared digits)", "gsc", "mnist", 0.92),
+    ("mnist -> gsc (shared digits)", "mnist", "gsc", 0.85),
+    ("gsc -> gtsrb (go, left, right)", "gsc", "gtsrb", 0.85),
+    ("gtsrb -> gsc (Ahead only, Turn left/right ahead)", "gtsrb", "gsc", 0.85),
+]
+
+
+def train(mg: ModGraph, timings: dict) -> None:
+    for name in ("gsc", "mnist", "gtsrb"):
+        start = time.monotonic()
+        mg.add_modality(name)
+        timings[f"add-modality {name}"] = round(time.monotonic() - start)
+    for target in ("mnist", "gtsrb"):
+        start = time.monotonic()
+        mg.link("gsc", target)
+        timings[f"link gsc {target}"] = round(time.monotonic() - start)
+
+
+def measure(mg: ModGraph) -> list[dict]:
+    rows = []
+    for what, source, target, bar in BARS:
+        if target is None:
+            node = mg.node(source)
+            value, n, per_class = node.meta["metrics"]["recognizer_accuracy"], node.meta["metrics"]["test_samples"], {}
+        else:
+            result = mg.evaluate(source, target)
+            value, n, per_class = result["accuracy"], result["n"], result["per_class"]
+        rows.append({"what": what, "accuracy": round(value, 4), "n": n, "bar": bar, "per_class": per_class,
+                     "met": None if bar is None else value >= bar})
+    return rows
+
+
+def render(fig: dict) -> str:
+    lines = ["# gsc on the Speech Commands clips here (issue 19)", "",
+             f"Command: `python benchmarks/voices.py{' --train' if fig['trained'] else ''}`. {fig['when']}, "
+             f"{fig['platform']}, torch {fig['torch']}, modgraph {fig['modgraph']}. Defaults, seed 0. The gsc node "
+             f"learnt {', '.join(fig['gsc_words'])} (Speech Commands {fig['gsc_version']}); test split: "
+             f"held-out speakers.", "",
+             "| figure | bar | measured | n | per class |", "| --- | --- | --- | --- | --- |"]
+    for r in fig["rows"]:
+        bar = "-" if r["bar"] is None else f">= {100 * r['bar']:.0f}"
+        per_class = ", ".join(f"{k} {100 * v:.1f}" for k, v in r["per_class"].items())
+        mark = "" if r["met"] is None else (" (met)" if r["met"] else " (missed)")
+        lines.append(f"| {r['what']} | {bar} | {100 * r['accuracy']:.2f}{mark} | {r['n']} | {per_class} |")
+    if fig.get("note"):
+        lines += ["", fig["note"]]
+    if fig.get("timings_s"):
+        lines += ["", "| command | seconds |", "| --- | --- |"]
+        lines += [f"| {k} | {v} |" for k, v in fig["timings_s"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("MODGRAPH_DATA", "../shared/data")))
+    parser.add_argument("--registry", type=Path, default=Path("benchmarks/.work/voices"))
+    parser.add_argument("--out", type=Path, default=Path("docs/results"))
+    parser.add_argument("--train", action="store_true", help="train the nodes and links first (defaults)")
+    parser.add_argument("--note", help="how the measured nodes were trained, when not by --train; kept in the JSON")
+    args = parser.parse_args()
+    mg = ModGraph(registry=args.registry, data_root=args.data_root, device="cpu", progress=False)
+    timings: dict = {}
+    if args.train:
+        train(mg, timings)
+    gsc = mg.node("gsc").modality
+    fig = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "platform": platform.platform(),
+           "torch": torch.__version__, "modgraph": __version__, "trained": args.train,
+           "gsc_words": gsc.class_names, "gsc_version": gsc.options.version,
+           "rows": measure(mg), "timings_s": timings, "note": args.note}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "voices.json").write_text(json.dumps(fig, indent=2) + "\n")
+    text = render(fig)
+    (args.out / "voices.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
