@@ -19,6 +19,7 @@ from modgraph.models import Associator
 from modgraph.pairing import class_map, paired_subset
 from modgraph.pseudo_labels import join_confident
 from modgraph.precision import check_precision
+from modgraph.progress import status
 from modgraph.settings import LinkSettings, ResolvedLink
 from modgraph.splits import group_ids, select_rows, split_validation, target_labels
 from modgraph.targets import cached_confidence, faithful_targets, reconstruction_confidence
@@ -83,6 +84,7 @@ def prepare_side(mg, name: str, features: FeatureSet, settings: LinkSettings, *,
     see in their reconstruction count as no class.
     """
     node = mg.node(name)
+    status(f"{name}: preparing its rows for the link (selecting, pairing, encoding)", mg.progress)
     # An exclusion applies to the modality whose data have that grouping (speakers: the audio side).
     feats = select_rows(features, {k: v for k, v in settings.exclude.items() if k in features.groups})
     everything, val = split_validation(feats, settings.seed)
@@ -97,8 +99,12 @@ def prepare_side(mg, name: str, features: FeatureSet, settings: LinkSettings, *,
     threshold, confidence = settings.side(node.modality)
     source_y, spread = train.y, None
     if spreads and threshold < 1.0 and not bool(paired.all()):
+        status(f"{name}: spreading the paired rows' labels to {int((~paired).sum())} unpaired rows", mg.progress)
         mu, logvar, source_y, spread = _spread_sources(node, everything, paired, train, mu, logvar, threshold, device)
     confidence = confidence if aimed_at else 0.0
+    if confidence > 0:
+        status(f"{name}: finding the targets its VAE reconstructs recognisably (confidence >= {confidence:g})",
+               mg.progress)
     y, val_y = (faithful_labels(mg, name, f, xs, confidence) for f, xs in ((train, x_train), (val, x_val)))
     return LinkSide(train, val, x_train, x_val, mu, logvar, val_mu, source_y, y, val_y, confidence, spread)
 
@@ -139,6 +145,7 @@ def train_edge(mg, src: str, dst: str, s: LinkSide, t: LinkSide, settings: Resol
 def edge_header(mg, src: str, dst: str, edge: TrainedEdge, sides: dict[str, LinkSide], created: dict[str, str],
                 exclude: dict) -> tuple[dict, dict]:
     """The metrics of a trained associator (on the test split) and its stored header."""
+    status(f"{src} -> {dst}: scoring on {src}'s test split", mg.progress)
     acc = edge_accuracy(mg, src, dst, edge.assoc, edge.mapping, "test")
     s, log, st = sides[src], edge.log, edge.settings
     metrics = {"accuracy": acc["accuracy"], "test_samples": acc["n"], "val_loss": log["best_val_loss"],

@@ -10,6 +10,7 @@ from modgraph.evaluation import accuracy, reconstruction_accuracy
 from modgraph.features import fit_statistics, normalized
 from modgraph.models import Recognizer, VAE
 from modgraph.precision import check_precision
+from modgraph.progress import status
 from modgraph.settings import NodeSettings, ResolvedNode
 from modgraph.splits import select_rows, split_validation
 from modgraph.training import TrainSettings, original_rows, train_recognizer, train_vae
@@ -74,6 +75,7 @@ def add_modality(mg, name: str, settings: NodeSettings, download: bool = False) 
     with distributed.main_process_first():  # a download happens once
         modality, notes = modality.for_data(mg.data_root, download)
     r = settings.resolve(modality)
+    status(f"{name}: reading its training and test features", mg.progress)
     train_all = select_rows(mg.features(modality, "train", download), r.exclude)
     test = select_rows(mg.features(modality, "test", download), r.exclude).originals()
     if len(train_all) < 2:
@@ -83,6 +85,7 @@ def add_modality(mg, name: str, settings: NodeSettings, download: bool = False) 
     xt, xv, xs = (normalized(modality, x, stats) for x in (train.x, val.x, test.x))
     vae, recognizer, vae_log, settings_vae, rec_settings = _train_models(mg, modality, r, train, xt, xv, device)
     rec_log = train_recognizer(recognizer, xt, train.y, xv, val.y, rec_settings, augment=modality.augment_batch)
+    status(f"{name}: scoring the recognizer and the reconstructions on {len(test)} test samples", mg.progress)
     metrics = {
         "recognizer_accuracy": accuracy(recognizer, xs, test.y),
         "reconstruction_accuracy": reconstruction_accuracy(vae, recognizer, xs, test.y),

@@ -6,8 +6,18 @@ its owner asks for (one per epoch, one per tenth of a cache build), each with th
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+
+
+def status(text: str, enabled: bool = True) -> None:
+    """One line on stderr saying what a step without a bar is doing, so no phase is silent.
+
+    Under torchrun only rank 0 speaks.
+    """
+    if enabled and os.environ.get("RANK", "0") == "0":
+        print(text, file=sys.stderr, flush=True)
 
 
 class Progress:
@@ -36,8 +46,15 @@ class Progress:
         return False
 
     def close(self) -> None:
+        """Close the bar, leaving one summary line: what ran, how far, in how long, with its last figures."""
+        if self.bar is None and not self.lines:
+            return
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
+        figures = ", ".join(f"{k} {v}" for k, v in self.postfix.items())
+        status(f"{self.desc}: {self.n - self.first} of {self.total - self.first} steps in "
+               f"{time.monotonic() - self.start:.0f} s" + (f" ({figures})" if figures else ""))
 
     def update(self, n: int = 1) -> None:
         self.n += n

@@ -27,7 +27,8 @@ def _out_of_memory(*args, **kwargs):
 
 def _one_line(result, *parts: str) -> None:
     assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and result.output.count("\n") == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert "Traceback" not in result.output and len(errors) == 1, result.output
     for part in parts:
         assert part in result.output, result.output
 
