@@ -241,13 +241,14 @@ def route_cmd(source, target, via, registry):
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object per input (JSON lines): input, outputs, read_as, read_confidence, "
                    "written_as, written_confidence (the first sample's).")
+@click.option("-q", "--quiet", is_flag=True, help="No notes on how inputs were read (errors and warnings stay).")
 @_common
-def translate_cmd(source, target, inputs, texts, output, via, samples, as_json, registry, data_root, device):
+def translate_cmd(source, target, inputs, texts, output, via, samples, as_json, quiet, registry, data_root, device):
     """Translate files (or folders of files) from SOURCE to TARGET along the shortest path."""
     mg = _graph(registry, data_root, device, progress=False)
     report = mg.translate_files(source, target, list(inputs), output, via=_via(via), samples=samples,
                                 texts=list(texts))
-    _print_readings(report, source, target, as_json)
+    _print_readings(report, source, target, as_json, quiet)
     if as_json:
         sys.exit(1 if report["errors"] else 0)
     written = report["written"]
@@ -265,21 +266,22 @@ def translate_cmd(source, target, inputs, texts, output, via, samples, as_json, 
 @click.argument("inputs", nargs=-1, type=click.Path())
 @click.option("--text", "texts", multiple=True, help="A literal input (text-like modalities).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input: input, read_as, read_confidence.")
+@click.option("-q", "--quiet", is_flag=True, help="No notes on how inputs were read (errors and warnings stay).")
 @_common
-def read_cmd(name, inputs, texts, as_json, registry, data_root, device):
+def read_cmd(name, inputs, texts, as_json, quiet, registry, data_root, device):
     """Say what modality NAME's recognizer makes of files (or folders of files), with its confidence."""
     from modgraph.readings import read_files
 
     report = read_files(_graph(registry, data_root, device, progress=False), name, list(inputs), list(texts))
-    _print_readings(report, name, None, as_json)
+    _print_readings(report, name, None, as_json, quiet)
     sys.exit(1 if report["errors"] else 0)
 
 
-def _print_readings(report: dict, source: str, target: str | None, as_json: bool) -> None:
+def _print_readings(report: dict, source: str, target: str | None, as_json: bool, quiet: bool = False) -> None:
     """Per input what was read (and written), one-line warnings when unsure, one-line errors for bad files."""
     from modgraph.readings import Reading, doubt
 
-    for path, notes in report["notes"].items():
+    for path, notes in ({} if quiet else report["notes"]).items():
         click.echo(f"Note: {path}: {'; '.join(notes)}", err=True)
     shown = len(report["rows"]) if as_json else 20  # every warning is printed, lines beyond 20 are not
     for i, row in enumerate(report["rows"]):

@@ -190,3 +190,20 @@ def test_cli_bad_input_is_one_line_and_exit_1(trained, toy_installed, tmp_path, 
     assert "Traceback" not in result.output
     [line] = result.output.strip().splitlines()
     assert line.startswith(f"Error: {bad}:")
+
+
+@pytest.mark.usefixtures("toy_installed")
+def test_quiet_silences_the_notes_but_not_the_readings(trained, tmp_path):
+    from click.testing import CliRunner
+
+    from modgraph.cli import main
+
+    source = tmp_path / "big.png"
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(source)
+    for command in (["translate", "--from", "toyimg", "--to", "toyaudio", "-o", str(tmp_path / "out")],
+                    ["read", "--modality", "toyimg"]):
+        loud = CliRunner().invoke(main, [*command, str(source)])
+        quiet = CliRunner().invoke(main, [*command, "--quiet", str(source)])
+        assert loud.exit_code == quiet.exit_code == 0, loud.output
+        assert "Note:" in loud.output and "converted RGB to grayscale" in loud.output
+        assert "Note:" not in quiet.output and "toyimg read '" in quiet.output
