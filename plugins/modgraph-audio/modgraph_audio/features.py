@@ -617,8 +617,20 @@ def mfcc_image(features: torch.Tensor, scale: int = 4):
     return image.resize((N_FRAMES * scale, N_MFCC * scale), Image.NEAREST)
 
 
-def write_mfcc_png(path: Path, features: torch.Tensor) -> Path:
-    """Write :func:`mfcc_image` of one MFCC as a PNG."""
+def labelled(image, label: str):
+    """``image`` under a white band with ``label`` in black (PIL's built-in font)."""
+    from PIL import Image, ImageDraw
+
+    band = 14
+    out = Image.new("RGB", (image.width, image.height + band), "white")
+    out.paste(image, (0, band))
+    ImageDraw.Draw(out).text((3, 1), label, fill="black")
+    return out
+
+
+def write_mfcc_png(path: Path, features: torch.Tensor, label: str | None = None) -> Path:
+    """Write :func:`mfcc_image` of one MFCC as a PNG, under ``label`` when one is given."""
     encoded = io.BytesIO()
-    mfcc_image(features).save(encoded, format="PNG")
+    image = mfcc_image(features)
+    (labelled(image, label) if label else image).save(encoded, format="PNG")
     return _write_atomically(Path(path), encoded.getvalue())

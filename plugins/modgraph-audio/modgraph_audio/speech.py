@@ -226,7 +226,9 @@ class SpeechModality(Modality):
         return self._mfcc(F.to_clips(waves, rates)), all_notes
 
     def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
-        """Write the clip resynthesised from raw MFCCs ``x`` to ``path`` (16 kHz wav) and its picture to ``.png``.
+        """Write the clip resynthesised from raw MFCCs ``x`` to ``path`` (16 kHz wav) and its picture.
+
+        The picture, ``<stem>.mfcc.png``, is labelled as the wav's MFCC.
 
         The wav is made from ``x`` restored to the modality's :attr:`speech_profile` (speech
         frames, spectral spread and envelope; see ``features.restore_speech``); the picture
@@ -241,7 +243,9 @@ class SpeechModality(Modality):
             x = F.undo_variance_norm(x, torch.tensor(spread)).reshape(self.input_shape)
         wave = F.mfcc_to_waveform(x, profile=self.speech_profile, mean_norm=self.options.mean_norm)
         wav = F.write_wav(path, wave[0])
-        png = F.write_mfcc_png(path.with_suffix(".png"), x)
+        # Named and labelled as the wav's picture, so it is never taken for an image output.
+        png = F.write_mfcc_png(path.with_name(f"{path.stem}.mfcc.png"), x,
+                               label=f"MFCC of {path.name[:60]} (audio; time ->, coefficient 0 at the bottom)")
         return [wav, png]
 
 

@@ -177,7 +177,7 @@ def test_unreadable_files_raise_input_file_error(fsdd, tmp_path, wav_8k, content
 def test_write_file_writes_a_16k_wav_and_a_png(fsdd, tmp_path, wav_8k):
     x, _ = fsdd.read_file(wav_8k)
     written = fsdd.write_file(x, tmp_path / "new" / "out.wav")  # a folder that does not exist yet
-    assert written == [tmp_path / "new" / "out.wav", tmp_path / "new" / "out.png"]
+    assert written == [tmp_path / "new" / "out.wav", tmp_path / "new" / "out.mfcc.png"]
     info = soundfile.info(str(written[0]))
     assert (info.samplerate, info.channels, info.frames, info.subtype) == (16000, 1, 16000, "PCM_16")
     with Image.open(written[1]) as image:
