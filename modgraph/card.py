@@ -13,6 +13,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from modgraph.cli_options import option_value
 from modgraph.errors import ModgraphError
 from modgraph.registry import Registry
 
@@ -35,16 +36,6 @@ def _cell(value) -> str:
 
 def _number(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _option_value(value) -> str:
-    """How ``--option key=value`` spells ``value`` (the CLI parses it as JSON where it can)."""
-    if isinstance(value, str):
-        try:
-            json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return json.dumps(value)
 
 
 def _excludes(exclude: dict | None) -> list[str]:
@@ -74,7 +65,7 @@ def node_command(name: str, meta: dict, default_options: dict | None = None) -> 
     for key, value in sorted((meta.get("options") or {}).items()):
         if default_options is not None and default_options.get(key) == value:
             continue
-        parts.append(f"--option {shlex.quote(f'{key}={_option_value(value)}')}")
+        parts.append(f"--option {shlex.quote(f'{key}={option_value(value)}')}")
     parts += _excludes((meta.get("data") or {}).get("exclude"))
     return " ".join(parts)
 

@@ -35,13 +35,11 @@ def _click_type(annotation) -> tuple[Any, bool]:
     return {int: int, float: float, str: str}.get(inner, str), False
 
 
-def settings_options(model: type[BaseModel], skip: tuple[str, ...] = ()):
+def settings_options(model: type[BaseModel]):
     """A decorator adding one option per field of ``model`` (``--options-file`` beside ``--option``)."""
 
     def decorate(f):
         for name, field in reversed(list(model.model_fields.items())):
-            if name in skip:
-                continue
             help_text = field.description or ""
             if name == "options":
                 f = click.option("--options-file", type=click.Path(dir_okay=False),
@@ -112,7 +110,7 @@ def settings_from_cli(model, params: dict[str, Any]):
     return model.parse(values)
 
 
-def _option_value(value: Any) -> str:
+def option_value(value: Any) -> str:
     """What ``--option key=VALUE`` needs so the CLI reads back ``value`` (it parses JSON first)."""
     if isinstance(value, str):
         try:
@@ -127,7 +125,7 @@ def settings_argv(settings: BaseModel) -> list[str]:
     argv: list[str] = []
     for name, value in settings.given().items():
         if name == "options":
-            argv += [a for key, v in value.items() for a in ("--option", f"{key}={_option_value(v)}")]
+            argv += [a for key, v in value.items() for a in ("--option", f"{key}={option_value(v)}")]
         elif name == "exclude":
             argv += [a for key, vs in value.items() for a in ("--exclude", f"{key}={','.join(vs)}")]
         elif value is True:

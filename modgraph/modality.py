@@ -7,7 +7,6 @@ register an instance from the ``register_modalities`` hook.
 from __future__ import annotations
 
 import abc
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Literal, Sequence
@@ -16,9 +15,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from modgraph.errors import ConfigError, PluginError, validation_message
+from modgraph.safe_io import NAME_PATTERN  # noqa: F401  (plugins and the kit read it here)
 from modgraph.models import AssociatorConfig, RecognizerConfig, VAEConfig
 
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 class ClassInfo(BaseModel):

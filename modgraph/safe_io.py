@@ -15,7 +15,7 @@ from pathlib import Path
 
 from modgraph.errors import ConfigError, RegistryCorruptError
 
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # also modality.NAME_PATTERN
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a modality name: a graph node and a file name
 MAX_REGISTRY_FILE = 4 << 30  # bytes: far above any model modgraph trains
 MAX_HEADER = 16 << 20  # bytes of a safetensors JSON header
 MAX_PARAMETERS = 500_000_000  # a module rebuilt from a header (about 2 GB of fp32 weights)
