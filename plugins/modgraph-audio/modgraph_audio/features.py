@@ -284,6 +284,18 @@ def _resample_grouped(waves: torch.Tensor, transform: AT.Resample) -> torch.Tens
     return out[:, :target].reshape(*shape[:-1], -1)
 
 
+def band_limit(wave: torch.Tensor, rate: int, band_rate: int) -> torch.Tensor:
+    """``wave`` at ``band_rate``, as if recorded at it: nothing above half of it is left, not even a filter's leak.
+
+    The spectrum above ``band_rate / 2`` is zeroed before resampling: a resampling filter alone
+    lets through tens of dB that, on the log-mel scale, would fill bands an ``band_rate``
+    recording has empty.
+    """
+    spectrum = torch.fft.rfft(wave.to(torch.float64))
+    spectrum[..., torch.fft.rfftfreq(wave.shape[-1], 1.0 / rate) > band_rate / 2] = 0
+    return resample(torch.fft.irfft(spectrum, n=wave.shape[-1]).to(wave.dtype), rate, band_rate)
+
+
 def to_clips(waves: list[torch.Tensor], rates: list[int], offsets: list[int] | None = None) -> torch.Tensor:
     """One-second 16 kHz clips ``(B, 16000)`` from waveforms at any rates.
 

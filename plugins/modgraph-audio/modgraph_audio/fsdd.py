@@ -42,6 +42,11 @@ class FSDDOptions(SpeechOptions):
     (mean 71.5) to 71.2 / 68.0 / 75.8 / 80.8 / 79.2 (mean 75.0; ``docs/tuning.md``).
     """
 
+    speech_commands: int = Field(
+        0, ge=0, le=100_000,
+        description="up to this many Speech Commands clips of each digit word join the training split, as more "
+                    "voices (from speakers in neither its testing nor its validation list; the release under the "
+                    "data root); 0: FSDD's five speakers alone")
     trim_db: float = Field(30.0, ge=0.0, le=80.0, description=SpeechOptions.model_fields["trim_db"].description)
     vtlp: float = Field(0.2, ge=0.0, le=0.3, description=SpeechOptions.model_fields["vtlp"].description)
 
@@ -93,7 +98,33 @@ class FSDD(SpeechModality):
         if not chosen:
             raise DataNotFoundError(f"no {split} recordings (take index {'0-4' if split == 'test' else '5 or more'}) "
                                     f"in {folder}; pass --download to fetch the full dataset")
-        return [r[0] for r in chosen], [r[1] for r in chosen], [r[2] for r in chosen]
+        paths, labels, speakers = [r[0] for r in chosen], [r[1] for r in chosen], [r[2] for r in chosen]
+        if split == "train" and self.options.speech_commands:
+            more = speech_commands_digits(Path(root), self.options.speech_commands, download)
+            paths, labels, speakers = paths + more[0], labels + more[1], speakers + more[2]
+        return paths, labels, speakers
+
+
+def speech_commands_digits(root: Path, per_digit: int,
+                           download: bool = False) -> tuple[list[Path], list[int], list[str]]:
+    """Up to ``per_digit`` Speech Commands clips of each digit word, none by a speaker of its held-out lists."""
+    from modgraph_audio.gsc import GSC, download_speech_commands, held_out_clips
+
+    folder = GSC().folder(root)  # the release under the root (v0.02 when both are)
+    if download and not any((folder / word).is_dir() for word in CONCEPTS):
+        download_speech_commands(root, folder.name.removeprefix("speech_commands_"))
+    held_out = held_out_clips(folder)
+    paths, labels, speakers = [], [], []
+    for digit, word in enumerate(CONCEPTS):
+        clips = [p for p in sorted((folder / word).glob("*.wav")) if f"{word}/{p.name}" not in held_out]
+        for path in clips[:per_digit]:
+            paths.append(path)
+            labels.append(digit)
+            speakers.append("gsc-" + path.name.split("_nohash_")[0])
+    if not paths:
+        raise DataNotFoundError(f"no Speech Commands digit clips in {folder} to add as voices; "
+                                f"set --option speech_commands=0 or put the dataset there")
+    return paths, labels, speakers
 
 
 def _list_recordings(folder: Path) -> list[tuple[Path, int, str, int]]:

@@ -204,6 +204,11 @@ def _has_words(folder: Path, words: list[str]) -> bool:
     return any((folder / w).is_dir() for w in words)
 
 
+def held_out_clips(folder: Path) -> set[str]:
+    """``word/file.wav`` of every clip in the release's testing and validation lists (speakers no split trains on)."""
+    return _read_list(folder / "testing_list.txt") | _read_list(folder / "validation_list.txt")
+
+
 def _read_list(path: Path) -> set[str]:
     if not path.exists():
         return set()

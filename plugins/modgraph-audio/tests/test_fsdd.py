@@ -352,3 +352,51 @@ def test_masks_are_the_same_on_any_device():
     assert elsewhere.device.type == "meta" and torch.equal(elsewhere.cpu(), on_cpu)
     # On the CPU the masks are those the old code drew: training runs made before are unchanged.
     assert torch.equal(_CpuMaskFSDD().augment_batch(x, torch.Generator().manual_seed(3)), on_cpu)
+
+
+def test_band_rate_makes_a_16k_recording_read_like_the_same_one_made_at_8k(tmp_path, audio):
+    rate = 16000
+    t = np.arange(int(0.6 * rate)) / rate
+    speech_band = audio.tone(0.6, rate, 300, 900)
+    hiss = (0.2 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)  # above 4 kHz: never in FSDD's 8 kHz files
+    wide = audio.write_wav(tmp_path / "wide.wav", speech_band + hiss, rate)
+    narrow = audio.write_wav(tmp_path / "narrow.wav", speech_band, rate)
+    banded = FSDD().with_options({"band_rate": 8000})
+    (a, b), notes = banded.read_files([wide, narrow])
+    torch.testing.assert_close(a, b, atol=0.3, rtol=0)  # the hiss is gone before the features
+    (c, d), _ = FSDD().with_options({"band_rate": 0}).read_files([wide, narrow])
+    assert (c - d).abs().max() > 5  # without it, the hiss is all over the upper coefficients
+    assert FSDD.options_model.legacy["band_rate"] == 0  # older nodes read files as they did
+    assert banded.cache_key() != FSDD().with_options({"band_rate": 0}).cache_key()
+
+
+def _speech_commands_digits(root, audio):
+    """Two Speech Commands digit words in torchaudio's layout, one speaker in each held-out list."""
+    folder = root / "SpeechCommands" / "speech_commands_v0.01"
+    for w, word in enumerate(["zero", "one", "go"]):
+        for speaker in ("aaaa0001", "aaaa0002", "aaaa0003", "bbbb0001", "cccc0001"):
+            audio.write_wav(folder / word / f"{speaker}_nohash_0.wav", audio.tone(0.5, 16000, 300 + 200 * w), 16000)
+    (folder / "testing_list.txt").write_text("zero/bbbb0001_nohash_0.wav\none/bbbb0001_nohash_0.wav\n")
+    (folder / "validation_list.txt").write_text("zero/cccc0001_nohash_0.wav\none/cccc0001_nohash_0.wav\n")
+    return folder
+
+
+def test_speech_commands_option_adds_digit_clips_of_training_speakers_only(fsdd_root, audio):
+    _speech_commands_digits(fsdd_root, audio)
+    alone = FSDD().recordings(fsdd_root, "train")
+    more = FSDD().with_options({"speech_commands": 2}).recordings(fsdd_root, "train")
+    added = list(zip(*(column[len(alone[0]):] for column in more)))
+    assert [(p.parent.name, p.name, label, speaker) for p, label, speaker in added] == [
+        ("zero", "aaaa0001_nohash_0.wav", 0, "gsc-aaaa0001"), ("zero", "aaaa0002_nohash_0.wav", 0, "gsc-aaaa0002"),
+        ("one", "aaaa0001_nohash_0.wav", 1, "gsc-aaaa0001"), ("one", "aaaa0002_nohash_0.wav", 1, "gsc-aaaa0002")]
+    assert more[:3] != alone and list(more[0][:len(alone[0])]) == alone[0]
+    every = FSDD().with_options({"speech_commands": 100}).recordings(fsdd_root, "train")
+    assert {p.name.split("_")[0] for p in every[0][len(alone[0]):]} == {"aaaa0001", "aaaa0002", "aaaa0003"}
+    # The test split stays FSDD's own, and the option is part of the cache key.
+    assert FSDD().with_options({"speech_commands": 2}).recordings(fsdd_root, "test") == FSDD().recordings(fsdd_root, "test")
+    assert FSDD().with_options({"speech_commands": 2}).cache_key() != FSDD().cache_key()
+
+
+def test_speech_commands_option_without_the_data_says_what_to_do(fsdd_root):
+    with pytest.raises(DataNotFoundError, match="Speech Commands"):
+        FSDD().with_options({"speech_commands": 5}).recordings(fsdd_root, "train")
