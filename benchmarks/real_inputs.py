@@ -31,7 +31,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from modgraph import ModGraph, __version__
-from modgraph import graph as graph_module
+from modgraph import translation as translation_module
 from modgraph.readings import read_files
 
 GROUPS = 3  # fonts are split by family; group 0 is the tuning group
@@ -151,7 +151,7 @@ def measure(mg: ModGraph, folder: Path, out: Path | None, mode: str) -> tuple[di
     """{path: read_as} from ``read`` and {path: written_as} from ``translate mnist -> fsdd`` (when ``out``)."""
     with mnist_reading(mode), contextlib.ExitStack() as stack:
         if not WRITE_AUDIO:  # resynthesis is the slow part and does not change what fsdd reads: the decoded MFCCs
-            stack.enter_context(patched(graph_module, "_write_outputs", lambda modality, outputs: []))
+            stack.enter_context(patched(translation_module, "write_outputs", lambda modality, outputs: []))
         read = read_files(mg, "mnist", [folder])
         translated = mg.translate_files("mnist", "fsdd", [folder], out) if out else {"rows": [], "errors": {}}
     assert not read["errors"] and not translated["errors"], (read["errors"], translated["errors"])

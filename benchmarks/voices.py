@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from modgraph import ModGraph, __version__
+from unheard_voices import held_out_digit_clips, measure as measure_unheard
 
 # (what, source, target, bar): the issue's bars.
 BARS = [
@@ -34,14 +35,37 @@ BARS = [
 
 
 def train(mg: ModGraph, timings: dict) -> None:
-    for name in ("gsc", "mnist", "gtsrb"):
+    for name in ("gsc", "mnist", "gtsrb", "fsdd"):
         start = time.monotonic()
         mg.add_modality(name)
         timings[f"add-modality {name}"] = round(time.monotonic() - start)
-    for target in ("mnist", "gtsrb"):
+    for source, target in (("gsc", "mnist"), ("gsc", "gtsrb"), ("fsdd", "mnist")):
         start = time.monotonic()
-        mg.link("gsc", target)
-        timings[f"link gsc {target}"] = round(time.monotonic() - start)
+        mg.link(source, target)
+        timings[f"link {source} {target}"] = round(time.monotonic() - start)
+
+
+def measure_spoken_digits(mg: ModGraph, data_root: Path, loso: Path) -> list[dict]:
+    """The issue's table: fsdd -> mnist and the fsdd recognizer, by who speaks."""
+    node = mg.node("fsdd")
+    rows = [{"who": "FSDD's own test split (its 5 speakers)", "n": node.meta["metrics"]["test_samples"],
+             "fsdd -> mnist": round(mg.evaluate("fsdd", "mnist")["accuracy"], 4),
+             "fsdd recognizer": round(node.meta["metrics"]["recognizer_accuracy"], 4)}]
+    if loso.exists():
+        fig = json.loads(loso.read_text())
+        per = ", ".join(f"{k} {100 * v['accuracy']:.1f}" for k, v in fig["loso"].items())
+        rows.append({"who": f"one FSDD speaker never heard, mean of {len(fig['loso'])} "
+                            f"(`core_bars.py --part loso`, {fig['loso_date'][:10]}: {per})",
+                     "n": sum(v["n"] for v in fig["loso"].values()),
+                     "fsdd -> mnist": round(fig["loso_mean"], 4), "fsdd recognizer": None})
+    for which, lists in (("test", "testing"), ("validation", "validation")):
+        paths, labels = held_out_digit_clips(data_root, which)
+        result = measure_unheard(mg, paths, labels)
+        rows.append({"who": f"Speech Commands digit words, speakers of its {lists} list (never in training), "
+                            f"16 kHz, their own microphones", "n": result["n"],
+                     "fsdd -> mnist": result["fsdd -> mnist"], "fsdd recognizer": result["fsdd recognizer"],
+                     "per digit": result["fsdd -> mnist per digit"]})
+    return rows
 
 
 def measure(mg: ModGraph) -> list[dict]:
@@ -70,6 +94,17 @@ def render(fig: dict) -> str:
         per_class = ", ".join(f"{k} {100 * v:.1f}" for k, v in r["per_class"].items())
         mark = "" if r["met"] is None else (" (met)" if r["met"] else " (missed)")
         lines.append(f"| {r['what']} | {bar} | {100 * r['accuracy']:.2f}{mark} | {r['n']} | {per_class} |")
+    if fig.get("spoken_digits"):
+        lines += ["", "## Spoken digits by who speaks (the fsdd node)", "",
+                  f"The fsdd node: `add-modality fsdd` with defaults ({fig['fsdd_options']}), "
+                  "`link fsdd mnist` with defaults. Bars: fsdd -> mnist >= 80 on speakers never heard, "
+                  "FSDD leave-one-speaker-out mean >= 85.", "",
+                  "| who speaks | n | fsdd -> mnist | fsdd recognizer | fsdd -> mnist per digit |",
+                  "| --- | --- | --- | --- | --- |"]
+        for r in fig["spoken_digits"]:
+            rec = "-" if r["fsdd recognizer"] is None else f"{100 * r['fsdd recognizer']:.2f}"
+            per = ", ".join(f"{k} {100 * v:.0f}" for k, v in r.get("per digit", {}).items())
+            lines.append(f"| {r['who']} | {r['n']} | {100 * r['fsdd -> mnist']:.2f} | {rec} | {per} |")
     if fig.get("note"):
         lines += ["", fig["note"]]
     if fig.get("timings_s"):
@@ -95,6 +130,9 @@ def main() -> None:
            "torch": torch.__version__, "modgraph": __version__, "trained": args.train,
            "gsc_words": gsc.class_names, "gsc_version": gsc.options.version,
            "rows": measure(mg), "timings_s": timings, "note": args.note}
+    if "fsdd" in mg.graph().nodes:
+        fig["fsdd_options"] = mg.node("fsdd").modality.options.model_dump()
+        fig["spoken_digits"] = measure_spoken_digits(mg, args.data_root, args.out / "loso.json")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "voices.json").write_text(json.dumps(fig, indent=2) + "\n")
     text = render(fig)
