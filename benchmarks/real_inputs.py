@@ -151,7 +151,7 @@ def measure(mg: ModGraph, folder: Path, out: Path | None, mode: str) -> tuple[di
     """{path: read_as} from ``read`` and {path: written_as} from ``translate mnist -> fsdd`` (when ``out``)."""
     with mnist_reading(mode), contextlib.ExitStack() as stack:
         if not WRITE_AUDIO:  # resynthesis is the slow part and does not change what fsdd reads: the decoded MFCCs
-            stack.enter_context(patched(translation_module, "write_outputs", lambda modality, outputs: []))
+            stack.enter_context(patched(translation_module, "write_outputs", lambda modality, outputs, scale=1: []))
         read = read_files(mg, "mnist", [folder])
         translated = mg.translate_files("mnist", "fsdd", [folder], out) if out else {"rows": [], "errors": {}}
     assert not read["errors"] and not translated["errors"], (read["errors"], translated["errors"])

@@ -238,17 +238,25 @@ def route_cmd(source, target, via, registry):
 @click.option("-o", "--output", type=click.Path(), help="Output file (one output) or folder.")
 @click.option("--via", multiple=True, help="Force the path through these modalities.")
 @click.option("--samples", type=int, default=1, show_default=True, help="Outputs drawn per input.")
+@click.option("--scale", type=int, default=1, show_default=True,
+              help="Write image outputs this many times larger (1-16, nearest neighbour).")
+@click.option("--sheet", type=click.Path(dir_okay=False),
+              help="Also write a contact sheet PNG here: each input beside its outputs, labelled with what the "
+                   "recognizers read (a long batch: its first inputs, and how many more there were).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object per input (JSON lines): input, outputs, read_as, read_confidence, "
                    "written_as, written_confidence (the first sample's).")
 @click.option("-q", "--quiet", is_flag=True, help="No notes on how inputs were read (errors and warnings stay).")
 @_common
-def translate_cmd(source, target, inputs, texts, output, via, samples, as_json, quiet, registry, data_root, device):
+def translate_cmd(source, target, inputs, texts, output, via, samples, scale, sheet, as_json, quiet, registry,
+                  data_root, device):
     """Translate files (or folders of files) from SOURCE to TARGET along the shortest path."""
     mg = _graph(registry, data_root, device, progress=False)
     report = mg.translate_files(source, target, list(inputs), output, via=_via(via), samples=samples,
-                                texts=list(texts))
+                                texts=list(texts), scale=scale, sheet=sheet)
     _print_readings(report, source, target, as_json, quiet)
+    for note in report["output_notes"]:
+        click.echo(f"Note: {note}", err=True)
     if as_json:
         sys.exit(1 if report["errors"] else 0)
     written = report["written"]
@@ -256,6 +264,10 @@ def translate_cmd(source, target, inputs, texts, output, via, samples, as_json, 
         click.echo(f"Wrote {path}")
     if len(written) > 20:
         click.echo(f"... and {len(written) - 20} more")
+    if "sheet" in report:
+        left_out = report["sheet"]["left_out"]
+        click.echo(f"Wrote contact sheet {report['sheet']['path']} ({report['sheet']['rows']} input(s)"
+                   + (f"; {left_out} more not shown" if left_out else "") + ")")
     click.echo(f"Route: {' -> '.join(report['path'])}; {len(written)} file(s) written.")
     if report["errors"]:
         sys.exit(1)

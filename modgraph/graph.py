@@ -179,11 +179,16 @@ class ModGraph:
 
     @_out_of_memory_as_error("translate")
     def translate_files(self, source: str, target: str, inputs=(), output: str | Path | None = None,
-                        via: list[str] | None = None, samples: int = 1, texts=(), batch_size: int = 256) -> dict:
-        """Read files (or folders of files, or literal texts), translate, write the target's files."""
+                        via: list[str] | None = None, samples: int = 1, texts=(), batch_size: int = 256,
+                        scale: int = 1, sheet: str | Path | None = None) -> dict:
+        """Read files (or folders of files, or literal texts), translate, write the target's files.
+
+        ``scale``: image outputs written that many times larger (1-16, nearest neighbour);
+        ``sheet``: also write a PNG contact sheet there (:func:`modgraph.translation.translate_files`).
+        """
         from modgraph.translation import translate_files
 
-        return translate_files(self, source, target, inputs, output, via, samples, texts, batch_size)
+        return translate_files(self, source, target, inputs, output, via, samples, texts, batch_size, scale, sheet)
 
     # -- evaluation ---------------------------------------------------------------------------
     @_out_of_memory_as_error("eval")

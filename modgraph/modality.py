@@ -340,14 +340,59 @@ class Modality(abc.ABC):
         raise InputFileError(f"modality {self.name!r} does not take literal text; give a file instead")
 
     @abc.abstractmethod
-    def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
+    def write_file(self, x: torch.Tensor, path: Path, *, scale: int = 1) -> list[Path]:
         """Write one raw-feature sample to ``path`` (and companions); return what was written.
 
         ``x`` may be on a GPU: move it to the CPU (``x.detach().cpu()``) before NumPy or file work.
 
+        ``scale`` (``translate --scale``, 1-16): an image output is written ``scale`` times
+        larger, nearest neighbour; other outputs ignore it. The host passes it only when it is
+        not 1 and only to a ``write_file`` that declares it (:func:`takes_scale`), so an
+        implementation without it keeps working; its images are then written at their own size.
+
         ``translate_files`` calls it from one writer thread, in order, while the next batch
         is read and translated: share no unguarded state with ``read_file``/``read_files``.
         """
+
+    def picture(self, x: torch.Tensor) -> Any:
+        """Optional: what one raw-feature sample looks like, for ``translate --sheet``'s contact sheet.
+
+        Return a PIL image, a ``uint8`` NumPy array ``(H, W, 3)`` (or ``(H, W)``, grey), a string
+        (drawn as text: text-like modalities), or None (the sheet shows the readings only). The
+        sheet enlarges a small picture by whole multiples, nearest neighbour; label a picture
+        that is not what it looks like (audio: "mel spectrogram"). ``x`` may be on a GPU.
+        The default draws features shaped ``(1|3, H, W)``, ``(H, W)`` or ``(N,)`` as pixels:
+        values clamped to [0, 1] with ``reconstruction_loss="bce"``, else scaled from their
+        minimum to their maximum; other shapes give None.
+        """
+        return default_picture(x, clamp=self.reconstruction_loss == "bce")
+
+
+def takes_scale(modality: Modality) -> bool:
+    """Whether ``modality.write_file`` declares ``scale`` (plugins written before it do not)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(modality.write_file).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C-implemented callable: assume the old signature
+        return False
+    return any(p.name == "scale" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def default_picture(x: torch.Tensor, clamp: bool):
+    """``x`` as a ``uint8`` picture ``(H, W)`` or ``(H, W, 3)`` (see :meth:`Modality.picture`), or None."""
+    x = torch.as_tensor(x).detach().to("cpu", torch.float32)
+    if x.dim() == 3 and x.shape[0] in (1, 3):
+        x = x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)
+    elif x.dim() == 1:
+        x = x[None]
+    elif x.dim() != 2:
+        return None
+    x = torch.nan_to_num(x)
+    if not clamp:
+        low, high = float(x.min()), float(x.max())
+        x = (x - low) / (high - low) if high > low else torch.zeros_like(x)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
 NORMALIZATION_SAMPLE_BYTES = 256 << 20

@@ -14,7 +14,7 @@ import torch
 
 from modgraph import simulated_device
 from modgraph.errors import DataNotFoundError
-from modgraph.modality import NAME_PATTERN, FeatureSet, Modality
+from modgraph.modality import NAME_PATTERN, FeatureSet, Modality, takes_scale
 from modgraph.models import Associator, Recognizer, VAE, kl_to_standard_normal, reconstruction_error
 from modgraph.registry import Registry
 
@@ -111,6 +111,33 @@ def check_file_round_trip(modality: Modality, x: torch.Tensor, folder: Path) -> 
     if modality.output_suffix in modality.input_suffixes:
         back, _ = modality.read_file(path)
         assert tuple(back.shape) == tuple(modality.input_shape), f"{modality.name}: read_file shape {tuple(back.shape)}"
+
+
+def check_write_scale(modality: Modality, x: torch.Tensor, folder: Path) -> None:
+    """``translate --scale 2`` works with this ``write_file``: declared, it enlarges a PNG output exactly
+    twice (nearest neighbour); not declared (a plugin written before ``scale``), the host leaves it out."""
+    from PIL import Image
+
+    from modgraph.translation import write_output
+
+    folder.mkdir(parents=True, exist_ok=True)
+    plain, scaled = folder / f"plain{modality.output_suffix}", folder / f"scaled{modality.output_suffix}"
+    assert modality.write_file(x, plain), f"{modality.name}: write_file wrote nothing"
+    try:
+        written = write_output(modality, x, scaled, scale=2)
+    except Exception as exc:  # noqa: BLE001 - reported as the check's failure
+        raise AssertionError(f"{modality.name}: write_file(x, path, scale=2) failed: {type(exc).__name__}: {exc}") \
+            from exc
+    assert written and all(Path(p).exists() for p in written), f"{modality.name}: write_file with scale wrote nothing"
+    if not takes_scale(modality) or modality.output_suffix.lower() != ".png":
+        return
+    with Image.open(plain) as small, Image.open(scaled) as large:
+        assert large.size == (2 * small.width, 2 * small.height), \
+            f"{modality.name}: write_file(scale=2) wrote {large.size[0]}x{large.size[1]} pixels; the plain output " \
+            f"is {small.width}x{small.height}, so it should be {2 * small.width}x{2 * small.height}"
+        expected = small.convert(large.mode).resize(large.size, Image.NEAREST)
+        assert large.tobytes() == expected.tobytes(), \
+            f"{modality.name}: write_file(scale=2) is not the plain output enlarged by nearest neighbour"
 
 
 def check_registry_round_trip(modality: Modality, folder: Path) -> None:
@@ -245,6 +272,8 @@ def check_modality(modality: Modality, tmp_path: Path, data_root: Path | None = 
         feats = check_features(modality, data_root)
         check_feature_chunks(modality, data_root)
         check_file_round_trip(modality, feats.x[0], Path(tmp_path) / "files")
+    check_write_scale(modality, _sample_features(modality)[0] if feats is None else feats.x[0],
+                      Path(tmp_path) / "scaled")
     check_device_hooks(modality, Path(tmp_path) / "on-device", device, x=None if feats is None else feats.x)
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 import torch
 
 from modgraph.errors import ConfigError, InputFileError
-from modgraph.modality import Modality
+from modgraph.modality import Modality, takes_scale
 from modgraph.readings import read_batch, translation_rows
+from modgraph.sheet import SheetRows
+from modgraph.sheet import check_path as check_sheet_path
 
 
 @torch.no_grad()
@@ -93,10 +95,18 @@ def output_paths(chunk: list, raw: torch.Tensor, output: Path, single_file: bool
 
 
 def translate_files(mg, source: str, target: str, inputs=(), output: str | Path | None = None,
-                    via: list[str] | None = None, samples: int = 1, texts=(), batch_size: int = 256) -> dict:
-    """Read files (or folders of files, or literal texts), translate, write the target's files."""
+                    via: list[str] | None = None, samples: int = 1, texts=(), batch_size: int = 256,
+                    scale: int = 1, sheet: str | Path | None = None) -> dict:
+    """Read files (or folders of files, or literal texts), translate, write the target's files.
+
+    ``scale``: image outputs are written that many times larger (nearest neighbour). ``sheet``: a
+    PNG contact sheet of the first inputs beside their outputs, labelled with their readings
+    (:mod:`modgraph.sheet`); the report's ``sheet`` says where, how many rows, how many left out.
+    """
     if samples < 1:
         raise ConfigError(f"--samples must be at least 1, not {samples}")
+    check_scale(scale)
+    sheet = check_sheet_path(sheet) if sheet is not None else None
     if any(not str(p).strip() for p in inputs):
         raise InputFileError("an input name is empty; give files, folders, or --text")
     path = mg.route(source, target, via)
@@ -108,6 +118,7 @@ def translate_files(mg, source: str, target: str, inputs=(), output: str | Path 
     output, single_file = output_target(output, source, target, (len(items) + len(texts)) * samples, suffix)
     written, notes, stems_seen, rows, errors = [], {}, {}, [], {}
     jobs = [(p.stem, p) for p in items] + [(slug(t), t) for t in texts]
+    pictured = SheetRows(src.modality, dst.modality) if sheet is not None else None
     # One thread writes a batch's files while the next batch is read and translated: writing
     # is mostly waiting on the file system (on a busy disk, longer than the models take).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modgraph-write") as writer:
@@ -120,24 +131,55 @@ def translate_files(mg, source: str, target: str, inputs=(), output: str | Path 
             out = mg.translate_normalized(path, xn, samples)
             raw = dst.modality.denormalize(out.flatten(0, 1), dst.stats).view_as(out)
             outputs = output_paths(chunk, raw, output, single_file, suffix, stems_seen)
-            rows += translation_rows(src, dst, [p for _, p in chunk], xn, out,
-                                     [[p for _, p in outputs[i * samples:(i + 1) * samples]] for i in range(len(chunk))])
+            new_rows = translation_rows(src, dst, [p for _, p in chunk], xn, out,
+                                        [[p for _, p in outputs[i * samples:(i + 1) * samples]]
+                                         for i in range(len(chunk))])
+            rows += new_rows
+            if pictured is not None:
+                pictured.add([p for _, p in chunk], x, raw, new_rows)
             if pending is not None:
                 written.extend(pending.result())  # a failed write raises here, before more is written
-            pending = writer.submit(write_outputs, dst.modality, outputs)
+            pending = writer.submit(write_outputs, dst.modality, outputs, scale)
         if pending is not None:
             written.extend(pending.result())
     if errors and not rows:
         raise InputFileError(next(iter(errors.values())))
-    return {"path": path, "written": written, "notes": notes, "rows": rows, "errors": errors}
+    report = {"path": path, "written": written, "notes": notes, "rows": rows, "errors": errors,
+              "output_notes": scale_notes(dst.modality, scale)}
+    if pictured is not None:
+        report["sheet"] = pictured.write(sheet, path)
+    return report
 
 
-def write_outputs(modality: Modality, outputs: list[tuple[torch.Tensor, Path]]) -> list[str]:
+MAX_SCALE = 16
+
+
+def check_scale(scale) -> None:
+    if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= MAX_SCALE:
+        raise ConfigError(f"--scale must be a whole number from 1 to {MAX_SCALE}, not {scale!r}")
+
+
+def scale_notes(modality: Modality, scale: int) -> list[str]:
+    """Why ``--scale`` changed nothing, when the target's plugin predates it."""
+    if scale == 1 or takes_scale(modality):
+        return []
+    return [f"{modality.name}'s plugin ({modality.distribution}) does not take --scale: its outputs are written "
+            "at their own size"]
+
+
+def write_output(modality: Modality, sample: torch.Tensor, path: Path, scale: int = 1) -> list[Path]:
+    """``modality.write_file``, given ``scale`` only when it is not 1 and the plugin declares it."""
+    if scale != 1 and takes_scale(modality):
+        return modality.write_file(sample, path, scale=scale)
+    return modality.write_file(sample, path)
+
+
+def write_outputs(modality: Modality, outputs: list[tuple[torch.Tensor, Path]], scale: int = 1) -> list[str]:
     """Write translated samples, in order; the paths written (a sample may write companions too)."""
     written = []
     for sample, path in outputs:
         path.parent.mkdir(parents=True, exist_ok=True)
-        written.extend(str(p) for p in modality.write_file(sample, path))
+        written.extend(str(p) for p in write_output(modality, sample, path, scale))
     return written
 
 
