@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 
 from modgraph import (ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, FeatureSet, InputFileError,
                       Modality, ModalityOptions, RecognizerConfig, TrainingDefaults, VAEConfig)
-from modgraph_vision.images import IMAGE_SUFFIXES, load_rgb_images, read_rgb_image, write_rgb_png
+from modgraph_vision.images import IMAGE_SUFFIXES, load_rgb_images, read_rgb_image, rgb_image, write_rgb_png
 
 # Every GTSRB class id: (official name, default concept). The concepts of the paper's
 # four sign/command pairs are the spoken commands ("go", "stop", "left", "right");
@@ -384,7 +384,11 @@ class GTSRB(Modality):
     def read_file(self, path: Path) -> tuple[torch.Tensor, list[str]]:
         return read_rgb_image(path, size=self.options.image_size)
 
-    def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
+    def write_file(self, x: torch.Tensor, path: Path, *, scale: int = 1) -> list[Path]:
         if tuple(x.shape) != self.input_shape:
             raise ValueError(f"{self.name} writes tensors shaped {self.input_shape}, got {tuple(x.shape)}")
-        return write_rgb_png(x, path)
+        return write_rgb_png(x, path, scale)
+
+    def picture(self, x: torch.Tensor):
+        """The RGB picture ``write_file`` writes (the contact sheet enlarges it)."""
+        return rgb_image(x)

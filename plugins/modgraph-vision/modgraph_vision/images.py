@@ -116,20 +116,25 @@ def _read_gray_array(path: Path) -> tuple[np.ndarray, list[str]]:
     return np.asarray(gray, dtype=np.float32) / 255.0, notes
 
 
-def write_grayscale_png(x: torch.Tensor, path: Path) -> list[Path]:
-    """Write a (1, H, W) or (H, W) tensor in [0, 1] as an 8-bit grayscale PNG at ``path``.
-
-    Values are clamped to [0, 1]. The file appears complete or not at all: it is
-    written next to ``path`` and renamed into place.
-    """
-    path = Path(path)
+def grayscale_image(x: torch.Tensor) -> Image.Image:
+    """A (1, H, W) or (H, W) tensor in [0, 1] as an 8-bit grayscale PIL image (NaN as 0, clamped)."""
     x = x.detach().to("cpu", torch.float32)
     if x.dim() == 3 and x.shape[0] == 1:
         x = x[0]
     if x.dim() != 2:
         raise ValueError(f"expected a (1, H, W) grayscale image tensor, got shape {tuple(x.shape)}")
     height, width = x.shape
-    return _save_png(Image.frombytes("L", (width, height), _to_bytes(x)), path)
+    return Image.frombytes("L", (width, height), _to_bytes(x))
+
+
+def write_grayscale_png(x: torch.Tensor, path: Path, scale: int = 1) -> list[Path]:
+    """Write a (1, H, W) or (H, W) tensor in [0, 1] as an 8-bit grayscale PNG at ``path``.
+
+    Values are clamped to [0, 1]; ``scale`` enlarges the picture that many times, nearest
+    neighbour. The file appears complete or not at all: it is written next to ``path`` and
+    renamed into place.
+    """
+    return _save_png(_enlarged(grayscale_image(x), scale), Path(path))
 
 
 def read_rgb_image(path: Path, size: int) -> tuple[torch.Tensor, list[str]]:
@@ -172,14 +177,25 @@ def load_rgb_images(paths: list[Path], size: int) -> torch.Tensor:
     return pixels.view(len(paths), size, size, 3).permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)
 
 
-def write_rgb_png(x: torch.Tensor, path: Path) -> list[Path]:
-    """Write a (3, H, W) tensor in [0, 1] as an 8-bit RGB PNG at ``path`` (clamped, atomic)."""
-    path = Path(path)
+def rgb_image(x: torch.Tensor) -> Image.Image:
+    """A (3, H, W) tensor in [0, 1] as an 8-bit RGB PIL image (NaN as 0, clamped)."""
     x = x.detach().to("cpu", torch.float32)
     if x.dim() != 3 or x.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) RGB image tensor, got shape {tuple(x.shape)}")
     _, height, width = x.shape
-    return _save_png(Image.frombytes("RGB", (width, height), _to_bytes(x.permute(1, 2, 0))), path)
+    return Image.frombytes("RGB", (width, height), _to_bytes(x.permute(1, 2, 0)))
+
+
+def write_rgb_png(x: torch.Tensor, path: Path, scale: int = 1) -> list[Path]:
+    """Write a (3, H, W) tensor in [0, 1] as an 8-bit RGB PNG at ``path`` (clamped, ``scale`` times larger, atomic)."""
+    return _save_png(_enlarged(rgb_image(x), scale), Path(path))
+
+
+def _enlarged(image: Image.Image, scale: int) -> Image.Image:
+    """``image`` ``scale`` times larger, each pixel a ``scale`` x ``scale`` block (``translate --scale``)."""
+    if scale == 1:
+        return image
+    return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
 
 
 def _open_image(path: Path) -> tuple[Image.Image, list[str]]:

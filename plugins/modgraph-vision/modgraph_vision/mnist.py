@@ -14,7 +14,8 @@ import torch
 
 from modgraph import (ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, FeatureSet, Modality,
                       RecognizerConfig, TrainingDefaults, VAEConfig)
-from modgraph_vision.images import IMAGE_SUFFIXES, read_digit_image, read_product_image, write_grayscale_png
+from modgraph_vision.images import (IMAGE_SUFFIXES, grayscale_image, read_digit_image, read_product_image,
+                                    write_grayscale_png)
 
 IMAGE_SIZE = 28
 
@@ -102,10 +103,14 @@ class _IdxImageModality(Modality):
     def load_features(self, root: Path, split: Literal["train", "test"], download: bool = False) -> FeatureSet:
         return load_idx_images(self.torchvision_dataset, root, split, download)
 
-    def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
+    def write_file(self, x: torch.Tensor, path: Path, *, scale: int = 1) -> list[Path]:
         if tuple(x.shape) != self.input_shape:
             raise ValueError(f"{self.name} writes tensors shaped {self.input_shape}, got {tuple(x.shape)}")
-        return write_grayscale_png(x, path)
+        return write_grayscale_png(x, path, scale)
+
+    def picture(self, x: torch.Tensor):
+        """The 28x28 picture ``write_file`` writes (the contact sheet enlarges it)."""
+        return grayscale_image(x)
 
 
 class MNIST(_IdxImageModality):

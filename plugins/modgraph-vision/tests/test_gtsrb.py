@@ -299,6 +299,15 @@ def test_write_then_read_round_trip(tmp_path):
     assert not list(path.parent.glob(".*.tmp"))
 
 
+def test_write_scale_and_picture(tmp_path):
+    x = torch.rand(3, 52, 52, generator=torch.Generator().manual_seed(0))
+    plain, big = GTSRB().write_file(x, tmp_path / "a.png")[0], GTSRB().write_file(x, tmp_path / "b.png", scale=2)[0]
+    with Image.open(plain) as small, Image.open(big) as large:
+        assert (large.mode, large.size) == ("RGB", (104, 104))
+        assert large.tobytes() == small.resize((104, 104), Image.NEAREST).tobytes()
+        assert GTSRB().picture(x).tobytes() == small.tobytes()
+
+
 def test_write_rejects_the_wrong_shape(tmp_path):
     with pytest.raises(ValueError, match=r"\(3, 52, 52\)"):
         GTSRB().write_file(torch.zeros(1, 52, 52), tmp_path / "gray.png")

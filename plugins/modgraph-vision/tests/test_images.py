@@ -119,3 +119,21 @@ def test_text_file_named_png_is_an_input_file_error(tmp_path):
 def test_missing_file_is_an_input_file_error(tmp_path):
     with pytest.raises(InputFileError, match="no such file"):
         FashionMNIST().read_file(tmp_path / "absent.png")
+
+
+@pytest.mark.parametrize("scale", [1, 3, 16])
+def test_write_scale_enlarges_by_nearest_neighbour(tmp_path, scale):
+    x = _digit()
+    path = MNIST().write_file(x, tmp_path / "big.png", scale=scale)[0]
+    with Image.open(path) as image:
+        assert (image.mode, image.size) == ("L", (28 * scale, 28 * scale))
+        pixels = torch.tensor(list(image.tobytes()), dtype=torch.float32).view(28 * scale, 28 * scale) / 255
+    blocks = x[0].repeat_interleave(scale, 0).repeat_interleave(scale, 1)  # each pixel a scale x scale block
+    assert (pixels - blocks).abs().max().item() <= 1 / 255
+
+
+def test_picture_is_what_write_file_writes(tmp_path):
+    x = _digit()
+    path = MNIST().write_file(x, tmp_path / "d.png")[0]
+    with Image.open(path) as written:
+        assert MNIST().picture(x).tobytes() == written.tobytes()
