@@ -621,12 +621,28 @@ def mfcc_image(features: torch.Tensor, scale: int = 4):
 
     x = torch.as_tensor(features, dtype=torch.float64).reshape(N_MFCC, N_FRAMES).numpy()
     x = x / np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-12)
-    level = np.clip((x[::-1] + 1.0) / 2.0, 0.0, 1.0) * (len(_COLOURS) - 1)
+    image = Image.fromarray(_colour_map(np.clip((x[::-1] + 1.0) / 2.0, 0.0, 1.0)))
+    return image.resize((N_FRAMES * scale, N_MFCC * scale), Image.NEAREST)
+
+
+def mel_image(mel: torch.Tensor, scale: int = 2):
+    """A colour-mapped picture (PIL image) of one log-mel ``(64, frames)`` in dB, low bands at the bottom.
+
+    0 dB (the clip's loudest bin) is the brightest colour, the -80 dB floor the darkest.
+    """
+    from PIL import Image
+
+    level = np.clip(1.0 + torch.as_tensor(mel, dtype=torch.float64).numpy()[::-1] / TOP_DB, 0.0, 1.0)
+    rgb = _colour_map(level)
+    return Image.fromarray(rgb).resize((rgb.shape[1] * scale, rgb.shape[0] * scale), Image.NEAREST)
+
+
+def _colour_map(level: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] as viridis colours, ``uint8`` (H, W, 3)."""
+    level = level * (len(_COLOURS) - 1)
     low = np.minimum(level.astype(int), len(_COLOURS) - 2)
     frac = (level - low)[..., None]
-    rgb = (_COLOURS[low] * (1 - frac) + _COLOURS[low + 1] * frac).round().astype(np.uint8)
-    image = Image.fromarray(np.ascontiguousarray(rgb))
-    return image.resize((N_FRAMES * scale, N_MFCC * scale), Image.NEAREST)
+    return np.ascontiguousarray((_COLOURS[low] * (1 - frac) + _COLOURS[low + 1] * frac).round().astype(np.uint8))
 
 
 def labelled(image, label: str):

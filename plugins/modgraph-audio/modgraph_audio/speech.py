@@ -234,10 +234,11 @@ class SpeechModality(Modality):
             all_notes.append(notes)
         return self._mfcc(F.to_clips(waves, rates)), all_notes
 
-    def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
+    def write_file(self, x: torch.Tensor, path: Path, *, scale: int = 1) -> list[Path]:
         """Write the clip resynthesised from raw MFCCs ``x`` to ``path`` (16 kHz wav) and its picture.
 
-        The picture, ``<stem>.mfcc.png``, is labelled as the wav's MFCC.
+        The picture, ``<stem>.mfcc.png``, is labelled as the wav's MFCC. ``scale`` (``translate
+        --scale``) is for image outputs; a wav and its picture ignore it.
 
         The wav is made from ``x`` restored to the modality's :attr:`speech_profile` (speech
         frames, spectral spread and envelope; see ``features.restore_speech``); the picture
@@ -245,11 +246,7 @@ class SpeechModality(Modality):
         see ``features.undo_variance_norm``).
         """
         path = Path(path)
-        # Resynthesis and the picture run on the CPU, wherever the decoder put x.
-        x = torch.as_tensor(x).detach().to("cpu", torch.float32).reshape(self.input_shape)
-        if self.options.var_norm:
-            spread = (self.speech_profile or GSC_PROFILE).spread[1:]  # GSC's: speech recorded at 16 kHz
-            x = F.undo_variance_norm(x, torch.tensor(spread)).reshape(self.input_shape)
+        x = self._spread_back(x)
         wave = F.mfcc_to_waveform(x, profile=self.speech_profile, mean_norm=self.options.mean_norm)
         wav = F.write_wav(path, wave[0])
         # Named and labelled as the wav's picture, so it is never taken for an image output.
@@ -257,7 +254,25 @@ class SpeechModality(Modality):
                                label=f"MFCC of {path.name[:60]} (audio; time ->, coefficient 0 at the bottom)")
         return [wav, png]
 
+    def picture(self, x: torch.Tensor):
+        """The clip's mel spectrogram, labelled as such (the contact sheet of ``translate --sheet``).
 
+        Drawn from ``x`` as ``write_file`` resynthesises it (restored to the :attr:`speech_profile`
+        when there is one), so it shows what the wav holds: time to the right, low pitch at the bottom.
+        """
+        x = self._spread_back(x)
+        if self.speech_profile is not None:
+            x, _ = F.restore_speech(x, self.speech_profile, self.options.mean_norm)
+        return F.labelled(F.mel_image(F.mfcc_to_mel_db(x)[0]), "mel spectrogram (audio; time ->)")
+
+    def _spread_back(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw MFCCs on the CPU, shaped ``input_shape``; with ``var_norm``, coefficients 1-39 get a speech spread."""
+        # Resynthesis and pictures run on the CPU, wherever the decoder put x.
+        x = torch.as_tensor(x).detach().to("cpu", torch.float32).reshape(self.input_shape)
+        if self.options.var_norm:
+            spread = (self.speech_profile or GSC_PROFILE).spread[1:]  # GSC's: speech recorded at 16 kHz
+            x = F.undo_variance_norm(x, torch.tensor(spread)).reshape(self.input_shape)
+        return x
 
 
 def augment_waveform(wave: torch.Tensor, rate: int, rng: np.random.Generator) -> torch.Tensor:

@@ -184,6 +184,27 @@ def test_write_file_writes_a_16k_wav_and_a_png(fsdd, tmp_path, wav_8k):
         assert image.format == "PNG" and image.size[0] > image.size[1]
 
 
+def test_write_file_takes_scale_and_ignores_it(fsdd, tmp_path, wav_8k):
+    x, _ = fsdd.read_file(wav_8k)
+    plain = fsdd.write_file(x, tmp_path / "a.wav")
+    scaled = fsdd.write_file(x, tmp_path / "b.wav", scale=4)  # translate --scale is for image outputs
+    assert plain[0].read_bytes() == scaled[0].read_bytes()
+    with Image.open(plain[1]) as small, Image.open(scaled[1]) as picture:  # labelled with the wav's name
+        assert small.size == picture.size
+
+
+def test_picture_is_a_labelled_mel_spectrogram(fsdd, wav_8k):
+    x, _ = fsdd.read_file(wav_8k)
+    picture = np.asarray(fsdd.picture(x))
+    assert picture.shape == (14 + 2 * F.N_MELS, 2 * F.N_FRAMES, 3) and picture.dtype == np.uint8
+    assert (picture[:14].min(axis=2) < 100).any()  # the label, in black on a white band
+    spectrogram = picture[14:].astype(int)
+    floor = F.mel_image(torch.full((F.N_MELS, F.N_FRAMES), -F.TOP_DB)).getpixel((0, 0))
+    assert spectrogram.sum(axis=2).max() > 2 * sum(floor)  # the tone is brighter than the -80 dB floor
+    silence = np.asarray(F.mel_image(torch.full((F.N_MELS, F.N_FRAMES), -F.TOP_DB)))
+    assert (silence == floor).all()
+
+
 def test_resynthesised_wav_has_correlated_mfcc(fsdd, tmp_path, wav_8k):
     fsdd = fsdd.with_options({"trim_db": 0})  # frame by frame: reading back must not re-centre the word
     x, _ = fsdd.read_file(wav_8k)
