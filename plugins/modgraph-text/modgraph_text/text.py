@@ -6,7 +6,6 @@ files are UTF-8 ``.txt`` files whose first non-empty line is the text.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -14,7 +13,7 @@ import torch
 from pydantic import Field, field_validator
 
 from modgraph import (ClassInfo, DatasetInfo, ConfigError, FAITHFUL_CONFIDENCE, FeatureSet, InputFileError, Modality,
-                      ModalityOptions, RecognizerConfig, TrainingDefaults, VAEConfig)
+                      ModalityOptions, RecognizerConfig, TrainingDefaults, VAEConfig, write_bytes_atomically)
 from modgraph_text.encoding import (ALPHABET_DESCRIPTION, ALPHABET_SIZE, MAX_LENGTH, decode, encode, fold,
                                     random_edits, unsupported_characters)
 from modgraph_text.spellings import CLEAN_VARIANTS, CONCEPTS, generate_spellings
@@ -151,20 +150,18 @@ class Text(Modality):
                                  f"{MAX_LENGTH}")
         return encode(folded)
 
-    def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
-        """The decoded string and a newline, UTF-8; the file appears complete or not at all."""
+    def write_file(self, x: torch.Tensor, path: Path, *, scale: int = 1) -> list[Path]:
+        """The decoded string and a newline, UTF-8; the file appears complete or not at all.
+
+        ``scale`` (``translate --scale``) is for image outputs; text ignores it.
+        """
         if tuple(x.shape) != self.input_shape:
             raise ValueError(f"{self.name} writes tensors shaped {self.input_shape}, got {tuple(x.shape)}")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(decode(x) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return [path]
+        return [write_bytes_atomically(path, (decode(x) + "\n").encode("utf-8"))]
+
+    def picture(self, x: torch.Tensor) -> str:
+        """The decoded string: the contact sheet draws it as text."""
+        return decode(x)
 
     def decode(self, x: torch.Tensor) -> str:
         """The string a feature tensor or a decoder output spells (see :func:`modgraph_text.decode`)."""

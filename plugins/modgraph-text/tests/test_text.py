@@ -183,6 +183,12 @@ def test_write_file_decodes_a_vae_output(tmp_path):
     assert path.read_text(encoding="utf-8") == decode(out) + "\n"
 
 
+def test_picture_is_the_decoded_string_and_scale_is_ignored(tmp_path):
+    assert Text().picture(encode("keep left")) == "keep left"
+    path = Text().write_file(encode("keep left"), tmp_path / "k.txt", scale=3)[0]
+    assert path.read_text(encoding="utf-8") == "keep left\n"
+
+
 def test_write_file_refuses_other_shapes(tmp_path):
     with pytest.raises(ValueError, match="shaped"):
         Text().write_file(torch.zeros(1, MAX_LENGTH, ALPHABET_SIZE), tmp_path / "x.txt")
@@ -200,8 +206,9 @@ def test_translate_files_reads_literal_text_and_writes_txt(tmp_path):
     assert set(report["metrics"]) >= {"recognizer_accuracy", "reconstruction_accuracy"}
     (tmp_path / "in.txt").write_text("Seven\n", encoding="utf-8")
     result = graph.translate_files("text", "text", [tmp_path / "in.txt"], tmp_path / "out",
-                                   texts=["stop sign!"])
+                                   texts=["stop sign!"], sheet=tmp_path / "sheet.png")
     assert sorted(p.rsplit("/", 1)[-1] for p in result["written"]) == ["in.txt", "stop-sign.txt"]
+    assert result["sheet"]["rows"] == 2 and (tmp_path / "sheet.png").stat().st_size > 0  # a file and a --text
     for path in result["written"]:
         assert (tmp_path / "out" / path.rsplit("/", 1)[-1]).read_text(encoding="utf-8").endswith("\n")
 
