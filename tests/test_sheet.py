@@ -206,3 +206,8 @@ def test_kit_catches_a_write_file_that_declares_scale_and_gets_it_wrong(tmp_path
     x = torch.rand(1, 8, 8)
     with pytest.raises(AssertionError, match=message):
         check_write_scale(modality, x, tmp_path)
+
+
+def test_the_readme_states_the_sheets_row_limit():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"a row per input (the first {sheet_module.MAX_ROWS};" in readme
