@@ -95,7 +95,7 @@ class SheetRows:
 
 
 def input_cell(modality: Modality, what: Path | str, x: torch.Tensor, row: dict) -> Cell:
-    name = what.name if isinstance(what, Path) else f"--text {short(what, 30)!r}"
+    name = what.name if isinstance(what, Path) else f"typed {short(what, 36)!r}"  # a --text input
     lines = [short(name), reading_line(modality.name, row["read_as"], row["read_confidence"])]
     return Cell(picture_of(modality, x), lines, row["read_confidence"] < LOW_CONFIDENCE)
 

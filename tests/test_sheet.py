@@ -91,7 +91,7 @@ def test_labels_are_drawn_under_each_picture():
 
 
 def test_text_is_drawn_as_text_and_a_missing_picture_is_a_blank_cell():
-    text = render("t", [[Cell("seven", ["--text 'seven'"]), Cell(None, ["out.csv"])]], 0, ["in", "out"])
+    text = render("t", [[Cell("seven", ["typed 'seven'"]), Cell(None, ["out.csv"])]], 0, ["in", "out"])
     assert ink(text, (0, 40, text.width // 2, text.height)) > 50
 
 
