@@ -84,9 +84,12 @@ class SheetRows:
         return [[input_cell(self.source, what, x, row), *output_cells(self.target, out, row)]
                 for what, x, out, row in self.samples]
 
-    def write(self, path: Path, route: list[str]) -> dict:
-        """Draw and write the sheet; ``{"path", "rows", "left_out"}``."""
+    def write(self, path: Path, route: list[str], written: list[str] = ()) -> dict:
+        """Draw and write the sheet; ``{"path", "rows", "left_out"}``. It never replaces a ``written`` output."""
         from modgraph.atomic import write_bytes_atomically
+
+        if any(Path(w).resolve() == Path(path).resolve() for w in written):
+            raise ConfigError(f"--sheet {path} is also the name of a translated output; give the sheet another name")
 
         image = render(title(route), self.cells(), self.left_out,
                        header=[f"input ({self.source.name})", *output_headers(self.target.name, self.samples)])

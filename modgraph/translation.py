@@ -147,7 +147,7 @@ def translate_files(mg, source: str, target: str, inputs=(), output: str | Path 
     report = {"path": path, "written": written, "notes": notes, "rows": rows, "errors": errors,
               "output_notes": scale_notes(dst.modality, scale)}
     if pictured is not None:
-        report["sheet"] = pictured.write(sheet, path)
+        report["sheet"] = pictured.write(sheet, path, written)
     return report
 
 

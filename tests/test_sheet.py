@@ -111,6 +111,14 @@ def test_the_sheet_must_be_a_png_name(trained, tmp_path, name):
     assert not (tmp_path / "o").exists()  # refused before anything was translated
 
 
+def test_the_sheet_never_replaces_an_output(trained, tmp_path):
+    source = wav_file(tmp_path / "a.wav", 0)
+    with pytest.raises(ConfigError, match="also the name of a translated output"):
+        trained.translate_files("toyaudio", "toyimg", [source], tmp_path / "o", sheet=tmp_path / "o" / "a.png")
+    with Image.open(tmp_path / "o" / "a.png") as image:
+        assert image.size == (8, 8)  # the translation, not a sheet
+
+
 def test_cli_writes_the_sheet_and_says_so(trained, toy_installed, tmp_path):
     source = image_file(tmp_path / "a.png", 2)
     result = CliRunner().invoke(main, ["translate", "--from", "toyimg", "--to", "toyaudio", str(source),
