@@ -105,8 +105,9 @@ def recipe(args) -> None:
 
     # The recipe with defaults (features cached beforehand, as after a first run).
     for name in ("mnist", "fmnist", "fsdd"):
+        settled, _notes = mg.modality(name).for_data(args.data_root)  # as add-modality will train it
         for split in ("train", "test"):
-            mg.features(mg.modality(name), split)
+            mg.features(settled, split)
     recipe_start = time.monotonic()
     nodes = {}
     if args.reuse_nodes:
