@@ -240,6 +240,11 @@ def route_cmd(source, target, via, registry):
 @click.option("--samples", type=int, default=1, show_default=True, help="Outputs drawn per input.")
 @click.option("--scale", type=int, default=1, show_default=True,
               help="Write image outputs this many times larger (1-16, nearest neighbour).")
+@click.option("--anchor", type=int, default=None, metavar="K",
+              help="Translate each input as the mean of the K training samples nearest to it of the class the "
+                   "source recognizer reads, so that unusual inputs (typed digits, other microphones) land where "
+                   "the associator learnt [default: 20]; 0: the latent as it is (the paper's translation, what "
+                   "eval measures).")
 @click.option("--sheet", type=click.Path(dir_okay=False),
               help="Also write a contact sheet PNG here: each input beside its outputs, labelled with what the "
                    "recognizers read (a long batch: its first inputs, and how many more there were).")
@@ -248,12 +253,12 @@ def route_cmd(source, target, via, registry):
                    "written_as, written_confidence (the first sample's).")
 @click.option("-q", "--quiet", is_flag=True, help="No notes on how inputs were read (errors and warnings stay).")
 @_common
-def translate_cmd(source, target, inputs, texts, output, via, samples, scale, sheet, as_json, quiet, registry,
-                  data_root, device):
+def translate_cmd(source, target, inputs, texts, output, via, samples, scale, anchor, sheet, as_json, quiet,
+                  registry, data_root, device):
     """Translate files (or folders of files) from SOURCE to TARGET along the shortest path."""
     mg = _graph(registry, data_root, device, progress=False)
     report = mg.translate_files(source, target, list(inputs), output, via=_via(via), samples=samples,
-                                texts=list(texts), scale=scale, sheet=sheet)
+                                texts=list(texts), scale=scale, sheet=sheet, anchor=anchor)
     _print_readings(report, source, target, as_json, quiet)
     for note in report["output_notes"]:
         click.echo(f"Note: {note}", err=True)

@@ -33,6 +33,7 @@ class LoadedNode:
     recognizer: Recognizer
     stats: dict
     meta: dict
+    anchors: tuple | None = None  # (latent means, classes) of training samples: modgraph.anchors
 
 
 class ModGraph:
@@ -107,10 +108,10 @@ class ModGraph:
         except UnknownModalityError as exc:
             raise UnknownModalityError(f"registry node {name!r} was made by plugin {meta.get('plugin')!r}, "
                                        f"which is not installed here: {exc}") from None
-        record, vae, recognizer = self.registry.load_node(name)
+        record, vae, recognizer, anchors = self.registry.load_node(name)
         _check_statistics(modality, record.preprocessing, self.registry.node_path(name))
         loaded = LoadedNode(modality, vae.to(self.device), recognizer.to(self.device), record.preprocessing,
-                            record.model_dump())
+                            record.model_dump(), anchors)
         self._nodes[name] = loaded
         return loaded
 
@@ -162,11 +163,15 @@ class ModGraph:
         return removed
 
     # -- translation -----------------------------------------------------------------------
-    def translate_normalized(self, path: list[str], x: torch.Tensor, samples: int = 1) -> torch.Tensor:
-        """Model inputs of ``path[0]`` to model outputs of ``path[-1]``: (N, samples, *shape)."""
+    def translate_normalized(self, path: list[str], x: torch.Tensor, samples: int = 1, anchor: int = 0) -> torch.Tensor:
+        """Model inputs of ``path[0]`` to model outputs of ``path[-1]``: (N, samples, *shape).
+
+        ``anchor``: k > 0 anchors each input's latent to its k nearest training latents of the class
+        the source recognizer reads (``modgraph.anchors``); 0 is the paper's translation.
+        """
         from modgraph.translation import translate_normalized
 
-        return translate_normalized(self, path, x, samples)
+        return translate_normalized(self, path, x, samples, anchor)
 
     @_out_of_memory_as_error("translate")
     def translate(self, source: str, target: str, x: torch.Tensor, via: list[str] | None = None,
@@ -180,15 +185,18 @@ class ModGraph:
     @_out_of_memory_as_error("translate")
     def translate_files(self, source: str, target: str, inputs=(), output: str | Path | None = None,
                         via: list[str] | None = None, samples: int = 1, texts=(), batch_size: int = 256,
-                        scale: int = 1, sheet: str | Path | None = None) -> dict:
+                        scale: int = 1, sheet: str | Path | None = None, anchor: int | None = None) -> dict:
         """Read files (or folders of files, or literal texts), translate, write the target's files.
 
         ``scale``: image outputs written that many times larger (1-16, nearest neighbour);
-        ``sheet``: also write a PNG contact sheet there (:func:`modgraph.translation.translate_files`).
+        ``sheet``: also write a PNG contact sheet there (:func:`modgraph.translation.translate_files`);
+        ``anchor``: neighbours an input's latent is anchored to (default 20, 0: the paper's
+        translation; :mod:`modgraph.anchors`).
         """
         from modgraph.translation import translate_files
 
-        return translate_files(self, source, target, inputs, output, via, samples, texts, batch_size, scale, sheet)
+        return translate_files(self, source, target, inputs, output, via, samples, texts, batch_size, scale, sheet,
+                               anchor)
 
     # -- evaluation ---------------------------------------------------------------------------
     @_out_of_memory_as_error("eval")

@@ -239,17 +239,20 @@ class Registry:
         return parse_record(EdgeRecord, self.edge_metadata(source, target), self.edge_path(source, target))
 
     # -- modules in and out ------------------------------------------------------------------
-    def save_node(self, name: str, vae, recognizer, header: dict) -> Path:
-        """Store a node's VAE and recognizer with its header, atomically, under the lock."""
+    def save_node(self, name: str, vae, recognizer, header: dict, anchors: dict | None = None) -> Path:
+        """Store a node's VAE and recognizer (and its anchors, ``modgraph.anchors``) with its header,
+        atomically, under the lock."""
         tensors = {f"vae.{k}": v for k, v in vae.state_dict().items()}
         tensors.update({f"recognizer.{k}": v for k, v in recognizer.state_dict().items()})
+        tensors.update(anchors or {})
         path = self.node_path(name)
         with self.lock():
             self.write(path, tensors, header)
         return path
 
     def load_node(self, name: str):
-        """A node's record, VAE and recognizer (on the CPU, in eval mode)."""
+        """A node's record, VAE, recognizer (on the CPU, in eval mode) and anchors ((z, y), or None
+        for a node trained before nodes stored them)."""
         from modgraph.models import Recognizer, RecognizerConfig, VAE, VAEConfig
 
         path = self.node_path(name)
@@ -262,12 +265,13 @@ class Registry:
             vae, recognizer = VAE(vae_config), Recognizer(rec_config)
             vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
             recognizer.load_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("recognizer.")})
+            anchors = _anchors(tensors, vae_config.latent_dim, len(record.classes) or None)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             first = " ".join(str(exc).split())[:300] or type(exc).__name__
             raise RegistryCorruptError(f"registry file {path} does not match the architecture of modality {name!r} "
                                        f"(plugin {record.plugin}): {first}; retrain it with: "
                                        f"modgraph add-modality {name}") from None
-        return record, vae.eval(), recognizer.eval()
+        return record, vae.eval(), recognizer.eval(), anchors
 
     def load_edge(self, source: str, target: str):
         """An associator's record and module (on the CPU, in eval mode)."""
@@ -389,3 +393,16 @@ class Registry:
                 self.edge_metadata(source, target)  # raises the helpful error
             path.unlink()
             return path
+
+
+def _anchors(tensors: dict, latent_dim: int, classes: int | None):
+    """A node's anchors, checked against its latent size and classes; None when it has none."""
+    if "anchors.z" not in tensors and "anchors.y" not in tensors:
+        return None
+    z, y = tensors["anchors.z"], tensors["anchors.y"]
+    if (z.dim() != 2 or z.shape[1] != latent_dim or y.dim() != 1 or len(y) != len(z) or not z.is_floating_point()
+            or y.is_floating_point() or not torch.isfinite(z).all()
+            or (len(y) and (int(y.min()) < 0 or (classes is not None and int(y.max()) >= classes)))):
+        raise ValueError(f"its anchors ({tuple(z.shape)} latents, {tuple(y.shape)} classes) do not fit a "
+                         f"{latent_dim}-d latent")
+    return z.float(), y.long()

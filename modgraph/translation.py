@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from modgraph.anchors import DEFAULT_NEIGHBOURS, MAX_NEIGHBOURS, anchor_latents
 from modgraph.errors import ConfigError, InputFileError
 from modgraph.modality import Modality, takes_scale
 from modgraph.readings import read_batch, translation_rows
@@ -20,17 +21,21 @@ from modgraph.sheet import check_path as check_sheet_path
 
 
 @torch.no_grad()
-def translate_normalized(mg, path: list[str], x: torch.Tensor, samples: int = 1) -> torch.Tensor:
+def translate_normalized(mg, path: list[str], x: torch.Tensor, samples: int = 1, anchor: int = 0) -> torch.Tensor:
     """Model inputs of ``path[0]`` to model outputs of ``path[-1]``: (N, samples, *shape).
 
     Latents are chained through each associator's mean; at every modality in between,
     the latent is decoded and encoded again, so the next associator gets a latent like
     those it was trained on (fsdd -> fmnist -> mnist: 49.6% against 33.2% when the
     associator's output is passed on as it is). With ``samples > 1`` the last step
-    draws from its Gaussian (for a same-modality path, from the VAE posterior).
+    draws from its Gaussian (for a same-modality path, from the VAE posterior). ``anchor``
+    k > 0: the source latent is first anchored (:mod:`modgraph.anchors`), where the node has anchors.
     """
     device = mg.device
-    z, logvar = mg.node(path[0]).vae.encode(x.to(device))
+    source = mg.node(path[0])
+    z, logvar = source.vae.encode(x.to(device))
+    if anchor and source.anchors is not None and len(path) > 1:
+        z = anchor_latents(z, source.recognizer(x.to(device)).argmax(1), source.anchors, anchor)
     for i, (a, b) in enumerate(zip(path[:-1], path[1:])):
         if i > 0:
             vae = mg.node(a).vae
@@ -96,7 +101,7 @@ def output_paths(chunk: list, raw: torch.Tensor, output: Path, single_file: bool
 
 def translate_files(mg, source: str, target: str, inputs=(), output: str | Path | None = None,
                     via: list[str] | None = None, samples: int = 1, texts=(), batch_size: int = 256,
-                    scale: int = 1, sheet: str | Path | None = None) -> dict:
+                    scale: int = 1, sheet: str | Path | None = None, anchor: int | None = None) -> dict:
     """Read files (or folders of files, or literal texts), translate, write the target's files.
 
     ``scale``: image outputs are written that many times larger (nearest neighbour). ``sheet``: a
@@ -105,6 +110,7 @@ def translate_files(mg, source: str, target: str, inputs=(), output: str | Path 
     """
     if samples < 1:
         raise ConfigError(f"--samples must be at least 1, not {samples}")
+    anchor = check_anchor(anchor)
     check_scale(scale)
     sheet = check_sheet_path(sheet) if sheet is not None else None
     if any(not str(p).strip() for p in inputs):
@@ -128,7 +134,7 @@ def translate_files(mg, source: str, target: str, inputs=(), output: str | Path 
             if x is None:
                 continue
             xn = src.modality.normalize(x, src.stats)
-            out = mg.translate_normalized(path, xn, samples)
+            out = mg.translate_normalized(path, xn, samples, anchor)
             raw = dst.modality.denormalize(out.flatten(0, 1), dst.stats).view_as(out)
             outputs = output_paths(chunk, raw, output, single_file, suffix, stems_seen)
             new_rows = translation_rows(src, dst, [p for _, p in chunk], xn, out,
@@ -145,13 +151,29 @@ def translate_files(mg, source: str, target: str, inputs=(), output: str | Path 
     if errors and not rows:
         raise InputFileError(next(iter(errors.values())))
     report = {"path": path, "written": written, "notes": notes, "rows": rows, "errors": errors,
-              "output_notes": scale_notes(dst.modality, scale)}
+              "output_notes": scale_notes(dst.modality, scale) + anchor_notes(src, anchor, len(path))}
     if pictured is not None:
         report["sheet"] = pictured.write(sheet, path, written)
     return report
 
 
 MAX_SCALE = 16
+
+
+def check_anchor(anchor) -> int:
+    if anchor is None:
+        return DEFAULT_NEIGHBOURS
+    if isinstance(anchor, bool) or not isinstance(anchor, int) or not 0 <= anchor <= MAX_NEIGHBOURS:
+        raise ConfigError(f"--anchor must be a whole number from 0 to {MAX_NEIGHBOURS}, not {anchor!r}")
+    return anchor
+
+
+def anchor_notes(source, anchor: int, hops: int) -> list[str]:
+    """Why inputs were translated unanchored though anchoring was asked for."""
+    if not anchor or source.anchors is not None or hops < 2:
+        return []
+    return [f"{source.modality.name}'s node stores no anchors (trained before modgraph kept them): inputs are "
+            f"translated as they are; retrain it (modgraph add-modality {source.modality.name}) to anchor them"]
 
 
 def check_scale(scale) -> None:
