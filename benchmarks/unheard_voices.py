@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from modgraph import ModGraph
+from modgraph.anchors import DEFAULT_NEIGHBOURS
 from modgraph.training import predict
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -49,9 +50,13 @@ def measure(mg: ModGraph, paths: list[Path], labels: list[int], options: dict | 
     xn = modality.normalize(x, node.stats)
     recognized = predict(node.recognizer, xn)
     # fsdd's class i is the digit i, and so is mnist's.
-    translated = predict(mg.node("mnist").recognizer, mg.translate_normalized(["fsdd", "mnist"], xn)[:, 0])
+    judge = mg.node("mnist").recognizer
+    translated = predict(judge, mg.translate_normalized(["fsdd", "mnist"], xn)[:, 0])
+    # What `translate` writes by default: the latent anchored (modgraph.anchors), where the node stores anchors.
+    anchored = predict(judge, mg.translate_normalized(["fsdd", "mnist"], xn, anchor=DEFAULT_NEIGHBOURS)[:, 0])
     result = {"n": len(y)}
-    for name, pred in (("fsdd recognizer", recognized), ("fsdd -> mnist", translated)):
+    for name, pred in (("fsdd recognizer", recognized), ("fsdd -> mnist", translated),
+                       ("fsdd -> mnist anchored", anchored)):
         right = pred == y
         result[name] = round(right.float().mean().item(), 4)
         result[f"{name} per digit"] = {DIGITS[d]: round(right[y == d].float().mean().item(), 3)
