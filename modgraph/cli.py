@@ -325,22 +325,29 @@ def _print_readings(report: dict, source: str, target: str | None, as_json: bool
 @click.option("--via", multiple=True)
 @click.option("--split", type=click.Choice(["test", "train", "all"]), default="test", show_default=True)
 @click.option("--include", multiple=True, metavar="GROUP=VALUE", help="Only rows of these groups, e.g. speaker=lucas.")
+@click.option("--anchor", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="K",
+              help="Measure translations anchored to K neighbours, as translate writes them by default "
+                   "(translate --anchor); 0: the paper's translation.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_common
-def eval_cmd(source, target, via, split, include, as_json, registry, data_root, device):
+def eval_cmd(source, target, via, split, include, anchor, as_json, registry, data_root, device):
     """Recognition accuracy of SOURCE->TARGET translations (SOURCE=TARGET: VAE reconstruction)."""
     from modgraph.errors import DataNotFoundError
 
     mg = _graph(registry, data_root, device, progress=False)
     try:
-        result = mg.evaluate(source, target, via=_via(via), split=split, include=_pairs(include, "--include"))
+        result = mg.evaluate(source, target, via=_via(via), split=split, include=_pairs(include, "--include"),
+                             anchor=anchor)
     except DataNotFoundError as exc:  # eval has no --download: the node's add-modality fetches the data
         raise DataNotFoundError(str(exc).replace("pass --download", f"run modgraph add-modality {source} "
                                                  f"--download")) from None
     if as_json:
         click.echo(json.dumps(result))
         return
-    click.echo(f"{' -> '.join(result['path'])} on {split}: accuracy {_pct(result['accuracy'])} (n={result['n']})")
+    anchored = {None: " (not anchored: the source node stores no anchors)"}.get(
+        result.get("anchor"), f" (anchored to {anchor})" if "anchor" in result else "")
+    click.echo(f"{' -> '.join(result['path'])} on {split}: accuracy {_pct(result['accuracy'])} (n={result['n']})"
+               f"{anchored}")
     per_class = result.get("per_class") or {}
     if per_class:
         width = max(len(name) for name in per_class)

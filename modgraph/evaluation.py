@@ -55,12 +55,13 @@ def route_class_map(mg, path: list[str]) -> dict[int, int]:
 
 
 def evaluate(mg, source: str, target: str, via: list[str] | None = None, split: str = "test",
-             include: dict[str, list[str]] | None = None, judge: Recognizer | None = None) -> dict:
+             include: dict[str, list[str]] | None = None, judge: Recognizer | None = None, anchor: int = 0) -> dict:
     """Recognition accuracy of translations (``source == target``: VAE reconstruction accuracy).
 
     The source split is translated along the route, the target's recognizer (or ``judge``,
     any classifier of the target's normalised inputs) classifies each output, and the
-    result is compared with the paired class.
+    result is compared with the paired class. ``anchor`` k > 0 measures what ``translate``
+    writes by default (:mod:`modgraph.anchors`); 0, the default, is the paper's translation.
     """
     if split not in ("train", "test", "all"):
         raise ConfigError(f"--split must be test, train or all, not {split!r}")
@@ -77,15 +78,19 @@ def evaluate(mg, source: str, target: str, via: list[str] | None = None, split: 
     for f, kept in zip(feats, keep.split([len(f) for f in feats])):
         x = f.subset(kept).x
         for s in range(0, len(x), EVAL_BATCH):
-            out = mg.translate_normalized(path, src.modality.normalize(x[s:s + EVAL_BATCH], src.stats))
+            out = mg.translate_normalized(path, src.modality.normalize(x[s:s + EVAL_BATCH], src.stats),
+                                          anchor=anchor)
             preds.append(predict(judge or dst.recognizer, out[:, 0]))
     pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
     correct = pred == expected
     per_class = {dst.modality.classes[c].name: round(correct[expected == c].float().mean().item(), 4)
                  for c in expected.unique().tolist()}
-    return {"source": source, "target": target, "path": path, "split": split, "n": int(len(expected)),
-            "accuracy": correct.float().mean().item() if len(expected) else float("nan"),
-            "per_class": per_class}
+    result = {"source": source, "target": target, "path": path, "split": split, "n": int(len(expected)),
+              "accuracy": correct.float().mean().item() if len(expected) else float("nan"),
+              "per_class": per_class}
+    if anchor and len(path) > 1:
+        result["anchor"] = anchor if src.anchors is not None else None  # None: the node stores no anchors
+    return result
 
 
 def translation_judge(val_mu: torch.Tensor, val_y: torch.Tensor, mapping: dict[int, int], target, seed: int,

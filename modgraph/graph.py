@@ -201,11 +201,13 @@ class ModGraph:
     # -- evaluation ---------------------------------------------------------------------------
     @_out_of_memory_as_error("eval")
     def evaluate(self, source: str, target: str, via: list[str] | None = None, split: str = "test",
-                 include: dict[str, list[str]] | None = None, judge: Recognizer | None = None) -> dict:
-        """Recognition accuracy of translations (``source == target``: VAE reconstruction accuracy)."""
+                 include: dict[str, list[str]] | None = None, judge: Recognizer | None = None,
+                 anchor: int = 0) -> dict:
+        """Recognition accuracy of translations (``source == target``: VAE reconstruction accuracy);
+        ``anchor`` k > 0: of translations anchored as ``translate`` does by default."""
         from modgraph.evaluation import evaluate
 
-        return evaluate(self, source, target, via, split, include, judge)
+        return evaluate(self, source, target, via, split, include, judge, anchor)
 
 
 def _check_statistics(modality: Modality, stats: dict, path: Path) -> None:

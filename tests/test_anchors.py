@@ -115,3 +115,18 @@ def test_cli_anchor_option(trained, tmp_path):
     assert ok.exit_code == 0, ok.output
     bad = CliRunner().invoke(main, ["translate", "--from", "toyimg", "--to", "toyaudio", str(image), "--anchor", "-3"])
     assert bad.exit_code == 1 and "--anchor must be a whole number" in bad.output
+
+
+@pytest.mark.usefixtures("toy_installed")
+def test_eval_measures_anchored_translations_when_asked(trained):
+    plain = trained.evaluate("toyimg", "toyaudio")
+    anchored = trained.evaluate("toyimg", "toyaudio", anchor=DEFAULT_NEIGHBOURS)
+    assert "anchor" not in plain and anchored["anchor"] == DEFAULT_NEIGHBOURS and anchored["n"] == plain["n"]
+    # Anchored, an output is a translation of the class the source recognizer read: never better than that reading.
+    node = trained.node("toyimg")
+    test = trained.features(node.modality, "test").originals()
+    with torch.no_grad():
+        read = node.recognizer(node.modality.normalize(test.x, node.stats)).argmax(1)
+    assert anchored["accuracy"] <= (read == test.y).float().mean().item() + 1e-6
+    out = CliRunner().invoke(main, ["eval", "--from", "toyimg", "--to", "toyaudio", "--anchor", "5"])
+    assert out.exit_code == 0 and "(anchored to 5)" in out.output, out.output
