@@ -15,7 +15,6 @@ from modgraph.errors import ConfigError, DataNotFoundError, InputFileError
 from modgraph.models import VAE, Recognizer
 from modgraph.plugins import PluginHost
 from modgraph_audio import FSDD
-from modgraph_audio.fsdd import AUTO_SPEECH_COMMANDS
 from modgraph_audio import features as F
 from modgraph_audio.gsc import GSC
 from modgraph_audio.measure_profiles import profile_of
@@ -419,18 +418,11 @@ def test_speech_commands_option_adds_digit_clips_of_training_speakers_only(fsdd_
     assert FSDD().with_options({"speech_commands": 2}).cache_key() != FSDD().cache_key()
 
 
-def test_speech_commands_by_default_where_the_release_is_there_and_stored_as_settled(fsdd_root, audio):
-    alone, notes = FSDD().for_data(fsdd_root)
-    assert alone.options.speech_commands == 0 and "five speakers alone" in notes[0]
-    assert FSDD().recordings(fsdd_root, "train") == alone.recordings(fsdd_root, "train")
+def test_fsdd_reads_in_its_band_by_default_and_learns_its_own_speakers_alone(fsdd_root, audio):
     _speech_commands_digits(fsdd_root, audio)
-    settled, notes = FSDD().for_data(fsdd_root)
-    assert settled.options.speech_commands == AUTO_SPEECH_COMMANDS and "more voices" in notes[0]
-    assert FSDD().recordings(fsdd_root, "train") == settled.recordings(fsdd_root, "train") != alone.recordings(
+    assert FSDD().options.band_rate == 8000 and FSDD().options.speech_commands == 0
+    assert FSDD().recordings(fsdd_root, "train") == FSDD().with_options({"speech_commands": 0}).recordings(
         fsdd_root, "train")
-    chosen = FSDD().with_options({"speech_commands": 0})
-    assert chosen.for_data(fsdd_root) == (chosen, [])  # a choice is kept, without a note
-    assert FSDD().options.band_rate == 8000 and FSDD.options_model.legacy["speech_commands"] == 0
 
 
 def test_speech_commands_option_without_the_data_says_what_to_do(fsdd_root):
