@@ -96,9 +96,9 @@ def add_modality(mg, name: str, settings: NodeSettings, download: bool = False) 
     }
     meta = node_header(mg, modality, r, dict(train=train, val=val, test=test, vae=vae, recognizer=recognizer,
                                              stats=stats, metrics=metrics, vae_log=vae_log), device)
-    anchors = training_anchors(vae.eval(), xt, train.y, torch.nonzero(~train.augmented)[:, 0], r.seed)
     path = mg.registry.node_path(name)
     if distributed.is_main():  # under torchrun every rank holds the same weights; one writes them
+        anchors = training_anchors(vae.eval(), xt, train.y, torch.nonzero(~train.augmented)[:, 0], r.seed)
         mg.registry.save_node(name, vae, recognizer, meta, anchors)
     distributed.barrier()
     return {"name": name, "path": str(path), "metrics": metrics, "latent_dim": r.latent_dim, "notes": notes}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
@@ -12,22 +11,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 import toyplugin
+from toyplugin import image_file, wav_file
 from modgraph import sheet as sheet_module
 from modgraph.cli import main
 from modgraph.errors import ConfigError, PluginError
 from modgraph.modality import takes_scale
 from modgraph.sheet import RULE, Cell, render
 from modgraph.testing import check_write_scale
-
-
-def image_file(path: Path, label: int, seed: int = 0) -> Path:
-    toyplugin.write_png(toyplugin.image_pattern(label, random.Random(seed)), path)
-    return path
-
-
-def wav_file(path: Path, label: int, seed: int = 0) -> Path:
-    toyplugin.write_wav(toyplugin.audio_clip(label, 0, random.Random(seed)), path)
-    return path
 
 
 def rows_drawn(path: Path) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import wave
 from pathlib import Path
 
@@ -12,18 +11,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 import toyplugin
+from toyplugin import image_file, wav_file
 from modgraph.cli import main
 from modgraph.errors import ConfigError, InputFileError
-
-
-def image_file(path: Path, label: int, seed: int = 0) -> Path:
-    toyplugin.write_png(toyplugin.image_pattern(label, random.Random(seed)), path)
-    return path
-
-
-def wav_file(path: Path, label: int, seed: int = 0) -> Path:
-    toyplugin.write_wav(toyplugin.audio_clip(label, 0, random.Random(seed)), path)
-    return path
 
 
 def recognized(graph, name: str, x: torch.Tensor) -> int:

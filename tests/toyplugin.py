@@ -80,6 +80,18 @@ def write_wav(samples: list[float], path: Path, rate: int = AUDIO_RATE) -> None:
         fh.writeframes(b"".join(i.to_bytes(2, "little", signed=True) for i in ints))
 
 
+def image_file(path: Path, label: int, seed: int = 0) -> Path:
+    """A toyimg PNG of class ``label`` written to ``path``."""
+    write_png(image_pattern(label, random.Random(seed)), path)
+    return path
+
+
+def wav_file(path: Path, label: int, seed: int = 0) -> Path:
+    """A toyaudio wav of class ``label`` written to ``path``."""
+    write_wav(audio_clip(label, 0, random.Random(seed)), path)
+    return path
+
+
 def color_vector(label: int, rng: random.Random) -> list[float]:
     return [(0.95 if k % 3 == label else 0.05) + rng.uniform(-0.05, 0.05) for k in range(COLOR_DIM)]
 
