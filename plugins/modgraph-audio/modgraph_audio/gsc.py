@@ -87,8 +87,8 @@ class GSC(SpeechModality):
     # steps an epoch; docs/results/voices.md, held-out speakers): 4 recognizer epochs read 67.1%
     # and 15 read 89.3%; 8 VAE epochs gave reconstructions the recognizer read 73.2% of the time
     # (right 24.1%, mostly heard as "five"), 20 gave 85.8% and 40 88.2% (right 63.8%), at about
-    # 4 s an epoch. The full v0.02 set has ~54,000 clips, ~1,000 steps an epoch: there
-    # --epochs 8 --recognizer-epochs 4 go as far for a fifteenth of the time.
+    # 2.5 s an epoch on one core. The full v0.02 set has ~54,000 clips, ~1,000 steps an epoch:
+    # there fewer epochs (e.g. --epochs 8 --recognizer-epochs 4) should do, untried here.
     training_defaults = TrainingDefaults(epochs=40, batch_size=128, lr=1e-3, kl_weight=1.0,
                                          recognizer_epochs=15, link_epochs=5,
                                          link_pairs_per_epoch=20000, link_candidates=8,

@@ -418,11 +418,19 @@ def test_speech_commands_option_adds_digit_clips_of_training_speakers_only(fsdd_
     assert FSDD().with_options({"speech_commands": 2}).cache_key() != FSDD().cache_key()
 
 
-def test_fsdd_reads_in_its_band_by_default_and_learns_its_own_speakers_alone(fsdd_root, audio):
+def test_fsdd_adds_speech_commands_voices_by_default_when_the_release_is_there(fsdd_root, audio):
+    assert FSDD().options.band_rate == 8000 and FSDD().options.speech_commands is None
+    alone, notes = FSDD().for_data(fsdd_root)
+    assert alone.options.speech_commands == 0 and "five speakers alone" in notes[0]
+    assert alone.recordings(fsdd_root, "train") == FSDD().recordings(fsdd_root, "train")
     _speech_commands_digits(fsdd_root, audio)
-    assert FSDD().options.band_rate == 8000 and FSDD().options.speech_commands == 0
-    assert FSDD().recordings(fsdd_root, "train") == FSDD().with_options({"speech_commands": 0}).recordings(
+    settled, notes = FSDD().for_data(fsdd_root)
+    assert settled.options.speech_commands == 100 and "up to 100 Speech Commands clips" in notes[0]
+    assert settled.recordings(fsdd_root, "train") == FSDD().with_options({"speech_commands": 100}).recordings(
         fsdd_root, "train")
+    chosen, notes = FSDD().with_options({"speech_commands": 0}).for_data(fsdd_root)
+    assert chosen.options.speech_commands == 0 and notes == []
+    assert FSDD.options_model.legacy["speech_commands"] == 0  # nodes trained before the option learnt FSDD alone
 
 
 def test_speech_commands_option_without_the_data_says_what_to_do(fsdd_root):
