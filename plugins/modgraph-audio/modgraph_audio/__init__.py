@@ -1,4 +1,4 @@
-"""modgraph-audio: speech modalities for modgraph (``fsdd``, ``gsc``), built on a shared MFCC front end.
+"""modgraph-audio: speech modalities for modgraph (``fsdd``, ``spoken``, ``gsc``), built on a shared MFCC front end.
 
 The ``register_modalities`` hook registers them; :mod:`modgraph_audio.features` is the front end.
 """
@@ -7,11 +7,13 @@ from modgraph import hookimpl
 
 from modgraph_audio.fsdd import FSDD, FSDDOptions
 from modgraph_audio.gsc import GSC, GSCOptions
+from modgraph_audio.spoken import Spoken, SpokenOptions
 
-__all__ = ["FSDD", "FSDDOptions", "GSC", "GSCOptions", "register_modalities"]
+__all__ = ["FSDD", "FSDDOptions", "GSC", "GSCOptions", "Spoken", "SpokenOptions", "register_modalities"]
 
 
 @hookimpl
 def register_modalities(register):
     register(FSDD())
+    register(Spoken())
     register(GSC())

@@ -14,7 +14,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -24,8 +24,6 @@ from modgraph_audio.speech_profiles import FSDD_PROFILE
 
 RELEASE_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
 CONCEPTS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-# Speech Commands clips of each digit a node adds when the release is there (speech_commands unset).
-SPEECH_COMMANDS_CLIPS = 100
 TEST_TAKES = 5  # the dataset's README: takes 0-4 of every speaker and digit are the test set
 _FILE_NAME = re.compile(r"^(?P<digit>[0-9])_(?P<speaker>.+)_(?P<index>[0-9]+)\.wav$")
 
@@ -49,19 +47,15 @@ class FSDDOptions(SpeechOptions):
     (``docs/tuning.md``); FSDD's own recordings are 8 kHz, so training is unchanged by it.
     """
 
-    speech_commands: int | None = Field(
-        None, ge=0, le=100_000,
+    speech_commands: int = Field(
+        0, ge=0, le=100_000,
         description="up to this many Speech Commands clips of each digit word join the training split, as more "
                     "voices (from speakers in neither its testing nor its validation list; the release under the "
-                    "data root); 0: FSDD's five speakers alone; unset: 100 when a release with digit clips is under "
-                    "the data root, else 0. With 100, fsdd -> mnist read 83-86% of the digits said by Speech "
-                    "Commands speakers never heard, against 59%, and a left-out FSDD speaker 74.8% against 75.0% "
+                    "data root); 0: FSDD's five speakers alone. The ``spoken`` modality is fsdd with 100 of them "
                     "(docs/tuning.md)")
     band_rate: int = Field(8000, ge=0, le=16000, description=SpeechOptions.model_fields["band_rate"].description)
     trim_db: float = Field(30.0, ge=0.0, le=80.0, description=SpeechOptions.model_fields["trim_db"].description)
     vtlp: float = Field(0.2, ge=0.0, le=0.3, description=SpeechOptions.model_fields["vtlp"].description)
-    # Nodes trained before speech_commands existed learnt from FSDD alone.
-    legacy: ClassVar[dict] = {**SpeechOptions.legacy, "speech_commands": 0}
 
 
 class FSDD(SpeechModality):
@@ -92,21 +86,6 @@ class FSDD(SpeechModality):
     options_model = FSDDOptions
     speech_profile = FSDD_PROFILE
     feature_version = "1"
-
-    # -- settling the options from the data ------------------------------------------------
-    def for_data(self, root: Path, download: bool = False) -> tuple["FSDD", list[str]]:
-        """``speech_commands`` unset: 100 clips a digit when a Speech Commands release holds them, else 0."""
-        if self.options.speech_commands is not None:
-            return self, []
-        found = _speech_commands_digit_folder(Path(root))
-        if found is None:
-            note = (f"fsdd: learning from FSDD's five speakers alone: no Speech Commands digit clips under {root} "
-                    f"(SpeechCommands/speech_commands_v0.0N/zero/*.wav ...); with them, voices it never heard "
-                    f"are read far better (docs/tuning.md). Set --option speech_commands=0 to silence this")
-            return self.with_options({**self.options.model_dump(), "speech_commands": 0}), [note]
-        note = (f"fsdd: adding up to {SPEECH_COMMANDS_CLIPS} Speech Commands clips of each digit word from {found} "
-                f"as more voices (--option speech_commands=0: FSDD alone)")
-        return self.with_options({**self.options.model_dump(), "speech_commands": SPEECH_COMMANDS_CLIPS}), [note]
 
     # -- data ---------------------------------------------------------------------------
     def recordings(self, root: Path, split: Literal["train", "test"],
@@ -153,14 +132,6 @@ def speech_commands_digits(root: Path, per_digit: int,
         raise DataNotFoundError(f"no Speech Commands digit clips in {folder} to add as voices; "
                                 f"set --option speech_commands=0 or put the dataset there")
     return paths, labels, speakers
-
-
-def _speech_commands_digit_folder(root: Path) -> Path | None:
-    """The Speech Commands release under ``root`` that holds clips of a digit word, or None."""
-    from modgraph_audio.gsc import GSC
-
-    folder = GSC().folder(root)
-    return folder if any(any((folder / word).glob("*.wav")) for word in CONCEPTS if (folder / word).is_dir()) else None
 
 
 def _list_recordings(folder: Path) -> list[tuple[Path, int, str, int]]:

@@ -391,7 +391,7 @@ def test_band_rate_makes_a_16k_recording_read_like_the_same_one_made_at_8k(tmp_p
     assert banded.cache_key() != FSDD().with_options({"band_rate": 0}).cache_key()
 
 
-def _speech_commands_digits(root, audio):
+def speech_commands_digits(root, audio):
     """Two Speech Commands digit words in torchaudio's layout, one speaker in each held-out list."""
     folder = root / "SpeechCommands" / "speech_commands_v0.01"
     for w, word in enumerate(["zero", "one", "go"]):
@@ -403,7 +403,7 @@ def _speech_commands_digits(root, audio):
 
 
 def test_speech_commands_option_adds_digit_clips_of_training_speakers_only(fsdd_root, audio):
-    _speech_commands_digits(fsdd_root, audio)
+    speech_commands_digits(fsdd_root, audio)
     alone = FSDD().with_options({"speech_commands": 0}).recordings(fsdd_root, "train")
     more = FSDD().with_options({"speech_commands": 2}).recordings(fsdd_root, "train")
     added = list(zip(*(column[len(alone[0]):] for column in more)))
@@ -418,19 +418,13 @@ def test_speech_commands_option_adds_digit_clips_of_training_speakers_only(fsdd_
     assert FSDD().with_options({"speech_commands": 2}).cache_key() != FSDD().cache_key()
 
 
-def test_fsdd_adds_speech_commands_voices_by_default_when_the_release_is_there(fsdd_root, audio):
-    assert FSDD().options.band_rate == 8000 and FSDD().options.speech_commands is None
-    alone, notes = FSDD().for_data(fsdd_root)
-    assert alone.options.speech_commands == 0 and "five speakers alone" in notes[0]
-    assert alone.recordings(fsdd_root, "train") == FSDD().recordings(fsdd_root, "train")
-    _speech_commands_digits(fsdd_root, audio)
+def test_fsdd_reads_in_its_band_by_default_and_learns_its_own_speakers_alone(fsdd_root, audio):
+    speech_commands_digits(fsdd_root, audio)
+    assert FSDD().options.band_rate == 8000 and FSDD().options.speech_commands == 0
     settled, notes = FSDD().for_data(fsdd_root)
-    assert settled.options.speech_commands == 100 and "up to 100 Speech Commands clips" in notes[0]
-    assert settled.recordings(fsdd_root, "train") == FSDD().with_options({"speech_commands": 100}).recordings(
+    assert settled.options.speech_commands == 0 and notes == []
+    assert FSDD().recordings(fsdd_root, "train") == FSDD().with_options({"speech_commands": 0}).recordings(
         fsdd_root, "train")
-    chosen, notes = FSDD().with_options({"speech_commands": 0}).for_data(fsdd_root)
-    assert chosen.options.speech_commands == 0 and notes == []
-    assert FSDD.options_model.legacy["speech_commands"] == 0  # nodes trained before the option learnt FSDD alone
 
 
 def test_speech_commands_option_without_the_data_says_what_to_do(fsdd_root):
