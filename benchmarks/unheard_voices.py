@@ -1,13 +1,13 @@
-"""Spoken digits said by people a node never heard: Speech Commands digit clips through the fsdd node.
+"""Spoken digits said by people a node never heard: Speech Commands digit clips through the fsdd (or spoken) node.
 
-    python benchmarks/unheard_voices.py --registry R [--data-root ../shared/data] [--option band_rate=8000]
+    python benchmarks/unheard_voices.py --registry R [--node spoken] [--data-root D] [--option band_rate=8000]
 
-R holds an fsdd node, an mnist node and the fsdd -> mnist associator. The clips are the
+R holds the node (fsdd by default), an mnist node and the node -> mnist associator. The clips are the
 digit words of Speech Commands' testing and validation lists (speakers kept out of its
 training split), recorded at 16 kHz on their speakers' own microphones; FSDD's five
-speakers are not among them. Prints the fsdd recognizer's and fsdd -> mnist's accuracy
-on them, per list and per digit; ``--option`` reads the clips with other fsdd options
-(the node's own are the default).
+speakers are not among them. Prints the node's recognizer's and node -> mnist's accuracy
+on them, per list and per digit; ``--option`` reads the clips with other options (the
+node's own are the default).
 """
 
 from __future__ import annotations
@@ -41,22 +41,22 @@ def held_out_digit_clips(data_root: Path, which: str = "test", version: str = "v
 
 
 @torch.no_grad()
-def measure(mg: ModGraph, paths: list[Path], labels: list[int], options: dict | None = None) -> dict:
-    """fsdd recognizer and fsdd -> mnist accuracy on the clips (the fsdd node read with ``options`` on top of its own)."""
-    node = mg.node("fsdd")
-    modality = node.modality.with_options({**node.modality.options.model_dump(), **(options or {})})
+def measure(mg: ModGraph, paths: list[Path], labels: list[int], options: dict | None = None,
+            node: str = "fsdd") -> dict:
+    """``node``'s recognizer and ``node`` -> mnist accuracy on the clips (read with ``options`` on top of its own)."""
+    loaded = mg.node(node)
+    modality = loaded.modality.with_options({**loaded.modality.options.model_dump(), **(options or {})})
     x, _notes = modality.read_files(paths)
     y = torch.tensor(labels)
-    xn = modality.normalize(x, node.stats)
-    recognized = predict(node.recognizer, xn)
-    # fsdd's class i is the digit i, and so is mnist's.
+    xn = modality.normalize(x, loaded.stats)
+    recognized = predict(loaded.recognizer, xn)
+    # The spoken-digit modalities' class i is the digit i, and so is mnist's.
     judge = mg.node("mnist").recognizer
-    translated = predict(judge, mg.translate_normalized(["fsdd", "mnist"], xn)[:, 0])
+    translated = predict(judge, mg.translate_normalized([node, "mnist"], xn)[:, 0])
     # What `translate` writes by default: the latent anchored (modgraph.anchors), where the node stores anchors.
-    anchored = predict(judge, mg.translate_normalized(["fsdd", "mnist"], xn, anchor=DEFAULT_NEIGHBOURS)[:, 0])
+    anchored = predict(judge, mg.translate_normalized([node, "mnist"], xn, anchor=DEFAULT_NEIGHBOURS)[:, 0])
     result = {"n": len(y)}
-    for name, pred in (("fsdd recognizer", recognized), ("fsdd -> mnist", translated),
-                       ("fsdd -> mnist anchored", anchored)):
+    for name, pred in (("recognizer", recognized), ("to mnist", translated), ("to mnist anchored", anchored)):
         right = pred == y
         result[name] = round(right.float().mean().item(), 4)
         result[f"{name} per digit"] = {DIGITS[d]: round(right[y == d].float().mean().item(), 3)
@@ -68,14 +68,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--registry", type=Path, required=True)
     parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("MODGRAPH_DATA", "../shared/data")))
-    parser.add_argument("--option", action="append", default=[], help="KEY=VALUE read option of the fsdd node")
+    parser.add_argument("--node", default="fsdd", help="the spoken-digit node to measure (fsdd or spoken)")
+    parser.add_argument("--option", action="append", default=[], help="KEY=VALUE read option of the node")
     args = parser.parse_args()
     options = {k: json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
                for k, v in (o.split("=", 1) for o in args.option)}
     mg = ModGraph(registry=args.registry, data_root=args.data_root, device="cpu", progress=False)
     for which in LISTS:
         paths, labels = held_out_digit_clips(args.data_root, which)
-        print(which, json.dumps(measure(mg, paths, labels, options)), flush=True)
+        print(which, json.dumps(measure(mg, paths, labels, options, args.node)), flush=True)
 
 
 if __name__ == "__main__":
