@@ -2,9 +2,10 @@
 
     python benchmarks/voices.py [--data-root ../shared/data] [--registry R] [--train] [--out docs/results]
 
-With ``--train`` it runs ``add-modality`` for gsc, mnist and gtsrb and ``link gsc mnist`` and
-``link gsc gtsrb`` into R (defaults, seed 0), timing each; without it it measures the nodes and
-edges R already holds. Every figure is on held-out speakers (gsc's test split) or the other
+With ``--train`` it runs ``add-modality`` for gsc, mnist, gtsrb, fsdd and spoken and ``link gsc
+mnist``, ``link gsc gtsrb``, ``link fsdd mnist`` and ``link spoken mnist`` into R (defaults, seed
+0), timing each; without it it measures the nodes and edges R already holds (the fsdd and
+spoken tables where R has them). Every figure is on held-out speakers (gsc's test split) or the other
 modality's test split, as ``modgraph eval`` reports it.
 """
 
@@ -96,7 +97,7 @@ def measure(mg: ModGraph) -> list[dict]:
 
 
 def render(fig: dict) -> str:
-    lines = ["# gsc on the Speech Commands clips here (issue 19)", "",
+    lines = ["## Voices never heard: gsc on the Speech Commands clips here, and spoken digits (issue 19)", "",
              f"Command: `python benchmarks/voices.py{' --train' if fig['trained'] else ''}`. {fig['when']}, "
              f"{fig['platform']}, torch {fig['torch']}, modgraph {fig['modgraph']}. Defaults, seed 0. The gsc node "
              f"learnt {', '.join(fig['gsc_words'])} (Speech Commands {fig['gsc_version']}); test split: "
@@ -108,7 +109,7 @@ def render(fig: dict) -> str:
         mark = "" if r["met"] is None else (" (met)" if r["met"] else " (missed)")
         lines.append(f"| {r['what']} | {bar} | {100 * r['accuracy']:.2f}{mark} | {r['n']} | {per_class} |")
     for name, table in fig.get("spoken", {}).items():
-        lines += ["", f"## Spoken digits by who speaks (the {name} node)", "",
+        lines += ["", f"### Spoken digits by who speaks (the {name} node)", "",
                   f"`add-modality {name}` with defaults ({table['options']}), `link {name} mnist` with defaults. "
                   f"Bars: {name} -> mnist >= 80 on speakers never heard, FSDD leave-one-speaker-out mean >= 85; "
                   "on FSDD's own test split fsdd -> mnist stays at 97.5.", "",
