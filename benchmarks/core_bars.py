@@ -80,7 +80,7 @@ def loso(args) -> None:
         ModGraph(registry=work / "base", data_root=args.data_root, device="cpu").add_modality("mnist")
     name = args.loso_modality
     fig = {"loso": {}, "loso_date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "loso_how": "`core_bars.py --part loso`" + ("" if name == "fsdd" else f" --loso-modality {name}")}
+           "loso_how": "`core_bars.py --part loso" + ("" if name == "fsdd" else f" --loso-modality {name}") + "`"}
     for speaker in args.speakers:
         lreg = work / speaker
         shutil.copytree(work / "base", lreg, ignore=shutil.ignore_patterns(".lock"))
