@@ -3,8 +3,8 @@
 ``fsdd`` learns from five speakers, as the paper's experiments do, and reads people it never
 heard far worse (59% of Speech Commands speakers' digits through fsdd -> mnist). ``spoken`` is
 the same front end, VAE and test split with up to 100 Speech Commands clips of each digit word
-by its training speakers added to the training split: 80-83% of those unheard speakers'
-digits, at the price of 2.4 points on FSDD's own test speakers (docs/tuning.md).
+by its training speakers added to the training split: 83-86% of those unheard speakers'
+digits, at the price of 1.6 points on FSDD's own test speakers (docs/results/voices.md).
 """
 
 from __future__ import annotations
