@@ -27,6 +27,11 @@ from modgraph import ModGraph, __version__
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "yweweler"]
 
 
+def loso_file(out: Path, modality: str) -> Path:
+    """Where leave-one-speaker-out's figures for ``modality`` go (voices.py reads them there)."""
+    return out / ("loso.json" if modality == "fsdd" else f"loso_{modality}.json")
+
+
 def timed(fn, *args, **kwargs):
     start = time.monotonic()
     result = fn(*args, **kwargs)
@@ -93,7 +98,7 @@ def loso(args) -> None:
         print("loso", speaker, res["accuracy"], res["n"], flush=True)
     fig["loso_mean"] = sum(v["accuracy"] for v in fig["loso"].values()) / len(args.speakers)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / ("loso.json" if name == "fsdd" else f"loso_{name}.json")).write_text(json.dumps(fig, indent=2))
+    loso_file(args.out, name).write_text(json.dumps(fig, indent=2))
 
 
 def recipe(args) -> None:

@@ -23,6 +23,7 @@ import torch
 
 from modgraph import ModGraph, __version__
 from modgraph.anchors import DEFAULT_NEIGHBOURS
+from core_bars import loso_file
 from unheard_voices import held_out_digit_clips, measure as measure_unheard
 
 # (what, source, target, bar): the issue's bars.
@@ -77,8 +78,7 @@ def measure_spoken_digits(mg: ModGraph, name: str, data_root: Path, loso: Path) 
 def spoken_tables(mg: ModGraph, data_root: Path, out: Path) -> dict:
     """Each spoken-digit node the registry holds: its options and its rows."""
     return {name: {"options": mg.node(name).modality.options.model_dump(),
-                   "rows": measure_spoken_digits(mg, name, data_root,
-                                                 out / ("loso.json" if name == "fsdd" else f"loso_{name}.json"))}
+                   "rows": measure_spoken_digits(mg, name, data_root, loso_file(out, name))}
             for name in SPOKEN if name in mg.graph().nodes and mg.graph().has_edge(name, "mnist")}
 
 
