@@ -19,6 +19,7 @@ from pydantic import Field
 
 from modgraph import ConfigError, FeatureSet, Modality, ModalityOptions, RecognizerConfig, VAEConfig
 from modgraph_audio import features as F
+from modgraph_audio import speech_embedding as E
 from modgraph_audio.speech_profiles import GSC_PROFILE
 
 # Waveform augmentation of the training split (chosen with a leave-one-speaker-out experiment).
@@ -60,14 +61,19 @@ class SpeechOptions(ModalityOptions):
         0, ge=0, le=F.SAMPLE_RATE,
         description="inputs recorded above this sample rate are brought down to it first, so nothing above half "
                     "of it reaches the features: a 16 kHz microphone then sounds like the node's data (0: off)")
+    speech_embedding: bool = Field(
+        False,
+        description="add a pretrained speech embedding (Google's, from openwakeword 0.5.1, run offline) below the "
+                    "MFCCs: 9 rows of 96 values the encoder reads; what was said, much less who said it. Needs: "
+                    + E.INSTALL)
     # Nodes trained before these options existed read their inputs without them.
-    legacy: ClassVar[dict] = {"var_norm": False, "trim_db": 0.0, "vtlp": 0.0, "band_rate": 0}
+    legacy: ClassVar[dict] = {"var_norm": False, "trim_db": 0.0, "vtlp": 0.0, "band_rate": 0,
+                              "speech_embedding": False}
 
 
 class SpeechModality(Modality):
     """Base class: 1 s of speech at 16 kHz as a (1, 40, 101) MFCC; wav in, wav (+ MFCC png) out."""
 
-    input_shape = F.FEATURE_SHAPE
     default_latent_dim = 64
     reconstruction_loss = "mse"
     input_suffixes = (".wav", ".flac", ".ogg")
@@ -76,6 +82,12 @@ class SpeechModality(Modality):
     options: SpeechOptions
     # What the dataset's speech looks like, for write_file (features.restore_speech); None: plain inversion.
     speech_profile: ClassVar[F.SpeechProfile | None] = None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(1, 40, 101) MFCCs; with ``speech_embedding``, 9 more rows hold the embedding (96 values, then zeros)."""
+        extra = E.WINDOWS if self.options.speech_embedding else 0
+        return (1, F.N_MFCC + extra, F.N_FRAMES)
 
     def vae_config(self, latent_dim: int) -> VAEConfig:
         # [16, 32, 64] rather than [32, 64, 64]: a third of the compute, and in equal CPU time
@@ -152,46 +164,71 @@ class SpeechModality(Modality):
         return trimmed, rate
 
     def _mfcc(self, clips: torch.Tensor, warps: torch.Tensor | None = None) -> torch.Tensor:
-        """MFCCs of ``clips``; with ``warps``, each with its own VTLP factor (clips sharing one in one batch)."""
+        """MFCCs of ``clips``; with ``warps``, each with its own VTLP factor (clips sharing one in one batch).
+
+        With ``speech_embedding`` the clips' embeddings follow as more rows (of the unwarped clip).
+        """
         if warps is None:
-            return F.mfcc(clips, self.options.mean_norm, self.options.var_norm)
-        out = torch.empty(len(clips), *F.FEATURE_SHAPE)
-        for warp in warps.unique().tolist():
-            rows = (warps == warp).nonzero().flatten()
-            out[rows] = F.mfcc(clips[rows], self.options.mean_norm, self.options.var_norm, warp)
-        return out
+            out = F.mfcc(clips, self.options.mean_norm, self.options.var_norm)
+        else:
+            out = torch.empty(len(clips), *F.FEATURE_SHAPE)
+            for warp in warps.unique().tolist():
+                rows = (warps == warp).nonzero().flatten()
+                out[rows] = F.mfcc(clips[rows], self.options.mean_norm, self.options.var_norm, warp)
+        if not self.options.speech_embedding:
+            return out
+        emb = torch.zeros(len(clips), 1, E.WINDOWS, F.N_FRAMES, device=out.device)
+        if len(clips):
+            emb[:, 0, :, :E.DIM] = E.embed(clips).to(out.device)  # onnxruntime runs on the CPU
+        return torch.cat([out, emb], dim=2)
 
     def fit_normalization(self, x: torch.Tensor) -> dict[str, list[float]]:
-        """Mean and standard deviation of each MFCC coefficient over clips and frames."""
-        coeffs = x.reshape(len(x), F.N_MFCC, -1).transpose(0, 1).reshape(F.N_MFCC, -1).double()
-        return {"mean": coeffs.mean(dim=1).tolist(), "std": coeffs.std(dim=1).clamp_min(1e-3).tolist()}
+        """Mean and standard deviation of each MFCC coefficient over clips and frames.
+
+        With ``speech_embedding``, also of each embedding value over clips and windows.
+        """
+        return self.fit_normalization_stream([x])
 
     def fit_normalization_stream(self, chunks) -> dict[str, list[float]]:
         """The statistics of :meth:`fit_normalization`, merged chunk by chunk (Chan et al.'s update)."""
-        count = 0
-        mean = torch.zeros(F.N_MFCC, dtype=torch.float64)
-        m2 = torch.zeros(F.N_MFCC, dtype=torch.float64)
+        mfcc, emb = _RunningStats(F.N_MFCC), _RunningStats(E.DIM)
         for x in chunks:
-            coeffs = x.cpu().reshape(len(x), F.N_MFCC, -1).transpose(0, 1).reshape(F.N_MFCC, -1).double()
-            n = coeffs.shape[1]
-            if n == 0:
-                continue
-            chunk_mean = coeffs.mean(dim=1)
-            chunk_m2 = (coeffs - chunk_mean[:, None]).pow(2).sum(dim=1)
-            delta, total = chunk_mean - mean, count + n
-            mean = mean + delta * (n / total)
-            m2 = m2 + chunk_m2 + delta.pow(2) * (count * n / total)
-            count = total
-        std = (m2 / max(1, count - 1)).sqrt()
-        return {"mean": mean.tolist(), "std": std.clamp_min(1e-3).tolist()}
+            x = x.cpu().reshape(len(x), -1, F.N_FRAMES)
+            mfcc.add(x[:, :F.N_MFCC].transpose(0, 1).reshape(F.N_MFCC, -1))
+            if self.options.speech_embedding:
+                emb.add(x[:, F.N_MFCC:, :E.DIM].permute(2, 0, 1).reshape(E.DIM, -1))
+        stats = mfcc.result()
+        if self.options.speech_embedding:
+            stats.update({f"embedding_{key}": values for key, values in emb.result().items()})
+        return stats
 
     def normalize(self, x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
-        mean, std = _stats(stats, x)
+        mean, std = self._stats(stats, x)
         return (x - mean) / std
 
     def denormalize(self, x: torch.Tensor, stats: dict[str, list[float]]) -> torch.Tensor:
-        mean, std = _stats(stats, x)
+        mean, std = self._stats(stats, x)
         return x * std + mean
+
+    def _stats(self, stats: dict[str, list[float]], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and spread shaped like one clip's features (rows x frames)."""
+        mean, std = _stats(stats, x)
+        if not self.options.speech_embedding:
+            return mean[:, None], std[:, None]
+        try:
+            emb_mean = torch.tensor(stats["embedding_mean"], dtype=x.dtype, device=x.device)
+            emb_std = torch.tensor(stats["embedding_std"], dtype=x.dtype, device=x.device)
+        except KeyError:
+            raise ConfigError("speech normalisation statistics of a node with speech_embedding need "
+                              "'embedding_mean' and 'embedding_std' (from fit_normalization)") from None
+        rows, frames = F.N_MFCC + E.WINDOWS, F.N_FRAMES
+        full_mean = torch.zeros(rows, frames, dtype=x.dtype, device=x.device)
+        full_std = torch.ones(rows, frames, dtype=x.dtype, device=x.device)
+        full_mean[:F.N_MFCC] = mean[:, None]
+        full_std[:F.N_MFCC] = std[:, None]
+        full_mean[F.N_MFCC:, :E.DIM] = emb_mean
+        full_std[F.N_MFCC:, :E.DIM] = emb_std
+        return full_mean, full_std
 
     def augment_batch(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Zero (the mean, after normalisation) one random span of frames and one band of coefficients per clip."""
@@ -203,13 +240,14 @@ class SpeechModality(Modality):
         t_start = (torch.rand(b, 1, generator=generator, device=draw) * (x.shape[-1] - t_len)).long()
         c_len = torch.randint(0, MAX_COEFFICIENT_MASK + 1, (b, 1), generator=generator, device=draw)
         # Coefficient 0 (overall level) is never masked: without it the rest cannot be placed.
-        c_start = 1 + (torch.rand(b, 1, generator=generator, device=draw) * (x.shape[-2] - 1 - c_len)).long()
+        # Only the MFCC rows are masked; the embedding's rows (speech_embedding) stay whole.
+        c_start = 1 + (torch.rand(b, 1, generator=generator, device=draw) * (F.N_MFCC - 1 - c_len)).long()
         t_len, t_start, c_len, c_start = (t.to(x.device) for t in (t_len, t_start, c_len, c_start))
         frames = torch.arange(x.shape[-1], device=x.device)
         coeffs = torch.arange(x.shape[-2], device=x.device)
         time_mask = (frames >= t_start) & (frames < t_start + t_len)  # (b, frames)
         coeff_mask = (coeffs >= c_start) & (coeffs < c_start + c_len)  # (b, coeffs)
-        mask = time_mask[:, None, :] | coeff_mask[:, :, None]
+        mask = (time_mask[:, None, :] | coeff_mask[:, :, None]) & (coeffs < F.N_MFCC)[None, :, None]
         return x.masked_fill(mask.view(b, *([1] * (x.dim() - 3)), *mask.shape[1:]), 0.0)
 
     # -- files ----------------------------------------------------------------------------
@@ -269,9 +307,10 @@ class SpeechModality(Modality):
         """Raw MFCCs on the CPU, shaped ``input_shape``; with ``var_norm``, coefficients 1-39 get a speech spread."""
         # Resynthesis and pictures run on the CPU, wherever the decoder put x.
         x = torch.as_tensor(x).detach().to("cpu", torch.float32).reshape(self.input_shape)
+        x = x[:, :F.N_MFCC].contiguous()  # the embedding's rows (speech_embedding) are not heard
         if self.options.var_norm:
             spread = (self.speech_profile or GSC_PROFILE).spread[1:]  # GSC's: speech recorded at 16 kHz
-            x = F.undo_variance_norm(x, torch.tensor(spread)).reshape(self.input_shape)
+            x = F.undo_variance_norm(x, torch.tensor(spread)).reshape(F.FEATURE_SHAPE)
         return x
 
 
@@ -311,6 +350,32 @@ def _stats(stats: dict[str, list[float]], x: torch.Tensor) -> tuple[torch.Tensor
         raise ConfigError("speech normalisation statistics need 'mean' and 'std' (from fit_normalization)") from None
     if mean.shape != (F.N_MFCC,) or std.shape != (F.N_MFCC,):
         raise ConfigError(f"speech normalisation statistics must hold {F.N_MFCC} values each")
-    return mean[:, None], std[:, None]
+    return mean, std
+
+
+class _RunningStats:
+    """Mean and standard deviation of each of ``size`` values, merged batch by batch (Chan et al.)."""
+
+    def __init__(self, size: int):
+        self.count = 0
+        self.mean = torch.zeros(size, dtype=torch.float64)
+        self.m2 = torch.zeros(size, dtype=torch.float64)
+
+    def add(self, values: torch.Tensor) -> None:
+        """Add the columns of ``values`` (size x n)."""
+        values = values.double()
+        n = values.shape[1]
+        if n == 0:
+            return
+        batch_mean = values.mean(dim=1)
+        batch_m2 = (values - batch_mean[:, None]).pow(2).sum(dim=1)
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + batch_m2 + delta.pow(2) * (self.count * n / total)
+        self.count = total
+
+    def result(self) -> dict[str, list[float]]:
+        std = (self.m2 / max(1, self.count - 1)).sqrt()
+        return {"mean": self.mean.tolist(), "std": std.clamp_min(1e-3).tolist()}
 
 

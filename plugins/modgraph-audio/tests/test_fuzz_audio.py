@@ -73,7 +73,7 @@ def _read_or_refuse(tmp_path, data: bytes, modality: str, suffix: str = ".wav"):
     except ModgraphError as exc:
         assert str(path) in str(exc) and "\n" not in str(exc)
         return None
-    assert x.shape == F.FEATURE_SHAPE and x.dtype == torch.float32 and torch.isfinite(x).all()
+    assert x.shape == MODALITIES[modality].input_shape and x.dtype == torch.float32 and torch.isfinite(x).all()
     assert all(isinstance(n, str) and not ZERO_AMOUNT.search(n) for n in notes)
     return x
 
