@@ -32,7 +32,7 @@ def test_plugin_registers_fsdd():
     modality = host.get("fsdd")
     assert modality.class_names == [str(d) for d in range(10)]
     assert modality.concepts[7] == "seven"
-    assert modality.input_shape == (1, 40, 101)
+    assert modality.input_shape == (1, 49, 101)  # 40 MFCCs, then the speech embedding's 9 rows
     assert modality.reconstruction_loss == "mse"
 
 
@@ -46,7 +46,7 @@ def test_architectures_build_for_the_feature_shape(fsdd):
 def test_test_split_is_takes_0_to_4_with_speaker_groups(fsdd, fsdd_root, audio):
     test = fsdd.load_features(fsdd_root, "test")
     n = len(audio.speakers) * len(audio.digits) * 5
-    assert test.x.shape == (n, 1, 40, 101) and test.x.dtype == torch.float32
+    assert test.x.shape == (n, *fsdd.input_shape) and test.x.dtype == torch.float32
     assert torch.isfinite(test.x).all()
     assert not test.augmented.any()
     assert torch.equal(test.origin, torch.arange(n))
@@ -110,10 +110,14 @@ def test_normalize_denormalize_round_trip(fsdd, fsdd_root):
     stats = fsdd.fit_normalization(x)
     json.dumps(stats)  # stored in safetensors metadata as JSON
     assert len(stats["mean"]) == len(stats["std"]) == 40
+    assert len(stats["embedding_mean"]) == len(stats["embedding_std"]) == 96
     z = fsdd.normalize(x, stats)
-    per_coefficient = z.transpose(0, 2).reshape(40, -1)
+    per_coefficient = z[:, 0, :40].transpose(0, 1).reshape(40, -1)
     assert per_coefficient.mean(dim=1).abs().max() < 1e-3
     assert (per_coefficient.std(dim=1) - 1).abs().max() < 1e-2
+    per_value = z[:, 0, 40:, :96].permute(2, 0, 1).reshape(96, -1)  # each embedding value over clips and windows
+    assert per_value.mean(dim=1).abs().max() < 1e-3
+    assert torch.equal(z[:, 0, 40:, 96:], x[:, 0, 40:, 96:])  # the rows' padding stays zero
     assert torch.allclose(fsdd.denormalize(z, stats), x, atol=1e-3)
     with pytest.raises(ConfigError):
         fsdd.normalize(x, {})
@@ -132,7 +136,7 @@ def test_augment_batch_masks_spans_and_keeps_the_input(fsdd):
 def test_read_file_returns_features_and_conversion_notes(fsdd, tmp_path, audio):
     path = audio.write_wav(tmp_path / "stereo.wav", audio.tone(0.42, 8000, 300, 700, channels=2), 8000)
     x, notes = fsdd.read_file(path)
-    assert x.shape == (1, 40, 101) and x.dtype == torch.float32
+    assert x.shape == fsdd.input_shape and x.dtype == torch.float32
     assert "resampled 8000 Hz to 16000 Hz" in notes
     assert "mixed 2 channels to mono" in notes
     assert any(n.startswith("padded 0.42 s to 1.00 s") for n in notes)
@@ -210,6 +214,7 @@ def test_resynthesised_wav_has_correlated_mfcc(fsdd, tmp_path, wav_8k):
     x, _ = fsdd.read_file(wav_8k)
     wav, _ = fsdd.write_file(x, tmp_path / "again.wav")
     y, _ = fsdd.read_file(wav)
+    x, y = x[:, :40], y[:, :40]  # the MFCCs (the speech embedding's rows follow)
     # Coefficient 0 (level) dominates any correlation, so compare the spectral shape too: with
     # what was synthesised (x restored to FSDD's speech profile, as reading it normalises it).
     assert torch.corrcoef(torch.stack([x.flatten(), y.flatten()]))[0, 1] > 0.95
@@ -233,7 +238,7 @@ def test_written_speech_gets_fsdd_s_long_term_spectrum_back(fsdd, tmp_path, audi
     noise = np.zeros(8000, dtype=np.float32)
     noise[2000:6000] = 0.3 * np.random.default_rng(0).standard_normal(4000)
     x, _ = fsdd.read_file(audio.write_wav(tmp_path / "noise.wav", noise, 8000))
-    plain = F.write_wav(tmp_path / "plain.wav", F.mfcc_to_waveform(x)[0])
+    plain = F.write_wav(tmp_path / "plain.wav", F.mfcc_to_waveform(x[:, :40])[0])
     assert _high_to_low_band_db(plain) > -15  # inverted as it is: as much hiss above 4 kHz as sound below
     written, _ = fsdd.write_file(x, tmp_path / "written.wav")
     assert _high_to_low_band_db(written) < -30
@@ -245,6 +250,7 @@ def test_profile_of_recordings_is_the_mean_that_normalisation_removes(fsdd_root)
     profile = profile_of(paths, "fixture")
     raw, _ = FSDD().with_options({"mean_norm": False}).read_files(paths)
     normalised, _ = FSDD().read_files(paths)
+    raw, normalised = raw[:, :, :40], normalised[:, :, :40]  # the MFCCs (the speech embedding's rows follow)
     sounding = raw[:, 0, 0] > -640 + 1  # (clips, frames)
     removed = torch.stack([(raw - normalised)[i, 0, 1:, sounding[i]].mean(dim=1) for i in range(len(paths))])
     torch.testing.assert_close(torch.tensor(profile.envelope), removed.mean(0), atol=0.01, rtol=0)
@@ -255,6 +261,7 @@ def test_profile_of_recordings_is_the_mean_that_normalisation_removes(fsdd_root)
 def test_cepstral_mean_normalisation_is_the_default_and_optional(tmp_path, wav_8k):
     x, _ = FSDD().read_file(wav_8k)
     raw, _ = FSDD().with_options({"mean_norm": False}).read_file(wav_8k)
+    x, raw = x[:, :40], raw[:, :40]  # the MFCCs (the speech embedding's rows follow)
     sounding = raw[0, 0] > -640 + 1
     assert x[0, 1:, sounding].mean(dim=1).abs().max() < 1e-3
     assert raw[0, 1:, sounding].mean(dim=1).abs().max() > 1.0
@@ -266,6 +273,7 @@ def test_cepstral_variance_normalisation_gives_each_coefficient_unit_spread(tmp_
     x, _ = FSDD().read_file(wav_8k)
     vn = FSDD().with_options({"var_norm": True})
     y, _ = vn.read_file(wav_8k)
+    x, y = x[:, :40], y[:, :40]  # the MFCCs (the speech embedding's rows follow)
     sounding = x[0, 0] > -640 + 1
     assert (~sounding).any()  # the fixture is padded: silent frames must stay silent
     torch.testing.assert_close(y[0, 1:].pow(2).mean(dim=1), torch.ones(39), atol=2e-3, rtol=0)
@@ -282,14 +290,14 @@ def test_variance_normalised_outputs_are_written_with_a_speech_spread(tmp_path, 
     x, _ = vn.read_file(wav_8k)
     wav, png = vn.write_file(x, tmp_path / "vn.wav")
     assert soundfile.info(str(wav)).frames == 16000 and png.exists()
-    back = F.undo_variance_norm(x, torch.tensor(FSDD_PROFILE.spread[1:]))
+    back = F.undo_variance_norm(x[:, :40], torch.tensor(FSDD_PROFILE.spread[1:]))
     speech = F.speech_frames(back)[0]
     spread = back[0, 1:, speech].std(dim=1, unbiased=False)
     # the profile's spread over the speech frames, within the clip's own variation
     ratio = spread / torch.tensor(FSDD_PROFILE.spread[1:])
     assert 0.5 < ratio.median() < 2.0
     again, _ = vn.read_file(wav)  # what was written reads back close to what went in
-    assert torch.corrcoef(torch.stack([x[0, 1:].flatten(), again[0, 1:].flatten()]))[0, 1] > 0.6
+    assert torch.corrcoef(torch.stack([x[0, 1:40].flatten(), again[0, 1:40].flatten()]))[0, 1] > 0.6
 
 
 def test_trimming_centres_the_word_whenever_it_was_said(tmp_path, audio):
