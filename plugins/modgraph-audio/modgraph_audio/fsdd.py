@@ -1,4 +1,5 @@
-"""The ``fsdd`` modality: the Free Spoken Digit Dataset (spoken digits 0-9, 8 kHz) as 40x101 MFCCs.
+"""The ``fsdd`` modality: the Free Spoken Digit Dataset (spoken digits 0-9, 8 kHz) as 40x101 MFCCs
+(and, by default, a pretrained speech embedding below them: ``speech_embedding.py``).
 
 Loads the official split (take index 0-4 test, 5-49 train), adds seeded waveform-level
 augmented copies to the training split, and reads and writes user audio files.
@@ -19,6 +20,7 @@ from typing import Literal
 from pydantic import Field
 
 from modgraph import ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, TrainingDefaults
+from modgraph_audio import speech_embedding as E
 from modgraph_audio.speech import SpeechModality, SpeechOptions
 from modgraph_audio.speech_profiles import FSDD_PROFILE
 
@@ -68,8 +70,9 @@ class FSDD(SpeechModality):
     """Free Spoken Digit Dataset: ten digits spoken by five speakers, as 1-second MFCCs."""
 
     name = "fsdd"
-    description = "spoken digits 0-9 (Free Spoken Digit Dataset) as 40x101 MFCCs of 1 s at 16 kHz"
-    dataset = DatasetInfo(name="Free Spoken Digit Dataset", licence="CC BY-SA 4.0",
+    description = ("spoken digits 0-9 (Free Spoken Digit Dataset) as 40x101 MFCCs of 1 s at 16 kHz, plus a "
+                   "pretrained speech embedding (Google's, option speech_embedding)")
+    dataset = DatasetInfo(name="Free Spoken Digit Dataset", licence=f"CC BY-SA 4.0; {E.LICENCE}",
                           url="https://github.com/Jakobovski/free-spoken-digit-dataset",
                           citation="Z. Jackson et al., Free Spoken Digit Dataset (FSDD)")
     classes = [ClassInfo(name=str(digit), concept=concept) for digit, concept in enumerate(CONCEPTS)]

@@ -26,6 +26,10 @@ from modgraph import ConfigError
 
 PACKAGE = "openwakeword"
 INSTALL = "pip install onnxruntime && pip install --no-deps openwakeword==0.5.1"
+# For model cards: openwakeword's README states the network is Google's (Apache-2.0), and its bundled
+# pre-trained models CC BY-NC-SA 4.0.
+LICENCE = ("speech embedding (option speech_embedding): Apache-2.0 (Google's speech_embedding) per "
+           "openwakeword 0.5.1's README, which puts its bundled models under CC BY-NC-SA 4.0")
 RATE = 16000
 PAD_S = 0.25  # silence each side of the 1-s clip: the first and last windows then hold the word's edges
 WINDOW_FRAMES = 76  # mel frames (10 ms) per embedding window

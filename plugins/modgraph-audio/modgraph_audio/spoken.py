@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import Field
 
 from modgraph import DatasetInfo
+from modgraph_audio import speech_embedding as E
 from modgraph_audio.fsdd import CONCEPTS, FSDD, FSDDOptions
 
 # Speech Commands clips of each digit word a node adds when the release holds them.
@@ -36,9 +37,9 @@ class Spoken(FSDD):
 
     name = "spoken"
     description = ("spoken digits 0-9 from any voice: FSDD plus Speech Commands digit words, as 40x101 MFCCs "
-                   "of 1 s at 16 kHz")
+                   "of 1 s at 16 kHz, plus a pretrained speech embedding (Google's, option speech_embedding)")
     dataset = DatasetInfo(name="Free Spoken Digit Dataset and Speech Commands (digit words)",
-                          licence="CC BY-SA 4.0 (FSDD), CC BY 4.0 (Speech Commands)",
+                          licence=f"CC BY-SA 4.0 (FSDD), CC BY 4.0 (Speech Commands); {E.LICENCE}",
                           url="https://github.com/Jakobovski/free-spoken-digit-dataset",
                           citation="Z. Jackson et al., Free Spoken Digit Dataset (FSDD); P. Warden, Speech Commands: "
                                    "A Dataset for Limited-Vocabulary Speech Recognition (arXiv:1804.03209), 2018")
