@@ -50,7 +50,7 @@ def main() -> None:
         return (predict(fsdd.recognizer, modality.normalize(x, fsdd.stats)) == y).float().mean().item()
 
     def reread_plain(x: torch.Tensor, folder: Path) -> torch.Tensor:
-        waves = F.mfcc_to_waveform(x)  # no profile: the MFCC inverted as it is
+        waves = F.mfcc_to_waveform(x[..., :F.N_MFCC, :])  # no profile: the MFCC rows inverted as they are
         return modality.read_files([F.write_wav(folder / f"{i}.wav", w) for i, w in enumerate(waves)])[0]
 
     fig: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
