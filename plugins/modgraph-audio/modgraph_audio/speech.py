@@ -72,7 +72,8 @@ class SpeechOptions(ModalityOptions):
 
 
 class SpeechModality(Modality):
-    """Base class: 1 s of speech at 16 kHz as a (1, 40, 101) MFCC; wav in, wav (+ MFCC png) out."""
+    """Base class: 1 s of speech at 16 kHz as a (1, 40, 101) MFCC (more rows with ``speech_embedding``); wav in,
+    wav (+ MFCC png) out."""
 
     default_latent_dim = 64
     reconstruction_loss = "mse"
@@ -304,7 +305,7 @@ class SpeechModality(Modality):
         return F.labelled(F.mel_image(F.mfcc_to_mel_db(x)[0]), "mel spectrogram (audio; time ->)")
 
     def _spread_back(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw MFCCs on the CPU, shaped ``input_shape``; with ``var_norm``, coefficients 1-39 get a speech spread."""
+        """The raw MFCC rows on the CPU, (1, 40, 101); with ``var_norm``, coefficients 1-39 get a speech spread."""
         # Resynthesis and pictures run on the CPU, wherever the decoder put x.
         x = torch.as_tensor(x).detach().to("cpu", torch.float32).reshape(self.input_shape)
         x = x[:, :F.N_MFCC].contiguous()  # the embedding's rows (speech_embedding) are not heard

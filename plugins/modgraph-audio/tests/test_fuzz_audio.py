@@ -1,4 +1,4 @@
-"""Property tests of the audio readers: any file gives a finite (1, 40, 101) clip or a ModgraphError.
+"""Property tests of the audio readers: any file gives a finite clip of the modality's input shape or a ModgraphError.
 
 Inputs are random bytes, valid wavs with random damage (truncated, bytes overwritten,
 a random payload after a real header) and valid files of random rates, channel counts
