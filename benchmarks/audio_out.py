@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from modgraph import ModGraph, __version__
-from modgraph.training import predict
+from modgraph.learning.training import predict
 from modgraph_audio import features as F
 
 

@@ -32,12 +32,12 @@ from modgraph import ModGraph, __version__  # first: it sets the OpenMP wait pol
 import torch
 import torch.nn.functional as F
 from modgraph_audio import features as audio_features
-from modgraph.linking import prepare_side
+from modgraph.learning.cross_modal import prepare_side
 from modgraph.settings import LinkSettings
-from modgraph.splits import split_validation
-from modgraph.models import VAE, Associator
-from modgraph.pairing import class_map
-from modgraph.training import (ClassPairSampler, TrainSettings, associator_loss, train_associator,
+from modgraph.learning.splits import split_validation
+from modgraph.learning.models import VAE, Associator
+from modgraph.learning.pairing import class_map
+from modgraph.learning.training import (ClassPairSampler, TrainSettings, associator_loss, train_associator,
                                train_vae, vae_loss_eval)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from modgraph import ModGraph, __version__
-from modgraph.training import predict
+from modgraph.learning.training import predict
 
 RUNS = {"1 process": [], "2 processes (gloo)": ["--nproc", "2"]}
 

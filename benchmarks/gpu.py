@@ -32,10 +32,10 @@ from modgraph import ModGraph, __version__  # first: it sets the OpenMP wait pol
 
 import torch
 import torch.nn.functional as F
-from modgraph.splits import split_validation
-from modgraph.models import VAE, Associator
-from modgraph.pairing import class_map
-from modgraph.training import ClassPairSampler, TrainSettings, encode_all, train_associator, train_vae
+from modgraph.learning.splits import split_validation
+from modgraph.learning.models import VAE, Associator
+from modgraph.learning.pairing import class_map
+from modgraph.learning.training import ClassPairSampler, TrainSettings, encode_all, train_associator, train_vae
 from cost import git_revision, log  # noqa: E402  (benchmarks/ is on the path when a script in it runs)
 
 RECIPE = [["add-modality", "mnist"], ["add-modality", "fmnist"], ["add-modality", "fsdd"],

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-import modgraph.graph
+import modgraph.api
 from modgraph import ModGraph, __version__, hookimpl
-from modgraph.features import concatenate_chunks, in_memory_limit
+from modgraph.features.cache import concatenate_chunks, in_memory_limit
 from modgraph.modality import ClassInfo, FeatureSet, TrainingDefaults
 from modgraph.plugins import PluginHost
 from modgraph_audio import features as audio_features
@@ -166,8 +166,8 @@ def main() -> None:
         fig["cache_gib_on_disk"] = gib(sum(p.stat().st_size for p in (work / "cache").rglob("*.safetensors")))
         del train
         calls: list = []
-        timed_calls(modgraph.graph, "train_vae", calls)
-        timed_calls(modgraph.graph, "train_recognizer", calls)
+        timed_calls(modgraph.api, "train_vae", calls)
+        timed_calls(modgraph.api, "train_recognizer", calls)
         with PeakSampler() as training:
             start = time.monotonic()
             report = mg.add_modality("synthmfcc")

@@ -35,9 +35,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from modgraph import ModGraph, __version__  # noqa: E402
-from modgraph.splits import split_validation  # noqa: E402
-from modgraph.pairing import class_map, paired_subset  # noqa: E402
-from modgraph.training import predict  # noqa: E402
+from modgraph.learning.splits import split_validation  # noqa: E402
+from modgraph.learning.pairing import class_map, paired_subset  # noqa: E402
+from modgraph.learning.training import predict  # noqa: E402
 
 MODELS = ("jmvae", "mvae", "mopoe", "mmvaeplus")
 # Models without missing-modality support: at a paired fraction below 1 they see the paired samples only.

@@ -31,8 +31,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from modgraph import ModGraph, __version__
-from modgraph import translation as translation_module
-from modgraph.readings import read_files
+from modgraph.inference import translation as translation_module
+from modgraph.inference.readings import read_files
 
 GROUPS = 3  # fonts are split by family; group 0 is the tuning group
 # Families whose digit code points draw something else (URW's clone of ITC Zapf Dingbats draws

@@ -2,7 +2,7 @@
 
     python benchmarks/second_judge.py --registry benchmarks/.work/recipe/registry [--out docs/results]
 
-Links trained with ``target_confidence`` (modgraph.targets) choose their targets with the
+Links trained with ``target_confidence`` (modgraph.learning.targets) choose their targets with the
 target's own recognizer, the same recognizer that scores them. This benchmark trains a
 second judge for each target modality, an MLP that took no part in any training (another
 architecture, another seed, real training data only), and scores every edge of the
@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 from modgraph import ModGraph
-from modgraph.splits import split_validation
-from modgraph.features import normalized
-from modgraph.models import Recognizer, RecognizerConfig
-from modgraph.training import TrainSettings, predict, train_recognizer
+from modgraph.learning.splits import split_validation
+from modgraph.features.cache import normalized
+from modgraph.learning.models import Recognizer, RecognizerConfig
+from modgraph.learning.training import TrainSettings, predict, train_recognizer
 
 
 def train_judge(g: ModGraph, name: str, seed: int) -> tuple[Recognizer, float]:

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from modgraph import ModGraph
-from modgraph.anchors import DEFAULT_NEIGHBOURS
-from modgraph.training import predict
+from modgraph.inference.anchors import DEFAULT_NEIGHBOURS
+from modgraph.learning.training import predict
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 LISTS = {"test": "testing_list.txt", "validation": "validation_list.txt"}
@@ -53,7 +53,7 @@ def measure(mg: ModGraph, paths: list[Path], labels: list[int], options: dict | 
     # The spoken-digit modalities' class i is the digit i, and so is mnist's.
     judge = mg.node("mnist").recognizer
     translated = predict(judge, mg.translate_normalized([node, "mnist"], xn)[:, 0])
-    # What `translate` writes by default: the latent anchored (modgraph.anchors), where the node stores anchors.
+    # What `translate` writes by default: the latent anchored (modgraph.inference.anchors), where the node stores anchors.
     anchored = predict(judge, mg.translate_normalized([node, "mnist"], xn, anchor=DEFAULT_NEIGHBOURS)[:, 0])
     result = {"n": len(y)}
     for name, pred in (("recognizer", recognized), ("to mnist", translated), ("to mnist anchored", anchored)):

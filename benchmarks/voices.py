@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from modgraph import ModGraph, __version__
-from modgraph.anchors import DEFAULT_NEIGHBOURS
+from modgraph.inference.anchors import DEFAULT_NEIGHBOURS
 from core_bars import loso_file
 from unheard_voices import held_out_digit_clips, measure as measure_unheard
 

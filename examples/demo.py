@@ -19,7 +19,7 @@ from pathlib import Path
 
 from modgraph import ModGraph
 from modgraph.errors import DataNotFoundError
-from modgraph.features import default_data_root
+from modgraph.features.cache import default_data_root
 
 
 def main() -> None:

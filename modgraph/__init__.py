@@ -18,20 +18,20 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ModGraph": "modgraph.graph",
+    "ModGraph": "modgraph.api",
     "Modality": "modgraph.modality",
     "ClassInfo": "modgraph.modality",
     "DatasetInfo": "modgraph.modality",
     "FeatureSet": "modgraph.modality",
     "ModalityOptions": "modgraph.modality",
     "TrainingDefaults": "modgraph.modality",
-    "VAEConfig": "modgraph.models",
-    "RecognizerConfig": "modgraph.models",
-    "AssociatorConfig": "modgraph.models",
-    "Registry": "modgraph.registry",
+    "VAEConfig": "modgraph.learning.models",
+    "RecognizerConfig": "modgraph.learning.models",
+    "AssociatorConfig": "modgraph.learning.models",
+    "Registry": "modgraph.storage.registry",
     # What a plugin needs beyond the above: plugins import from ``modgraph`` only (tests/test_plugins.py).
-    "FAITHFUL_CONFIDENCE": "modgraph.targets",
-    "write_bytes_atomically": "modgraph.atomic",
+    "FAITHFUL_CONFIDENCE": "modgraph.learning.targets",
+    "write_bytes_atomically": "modgraph.storage.atomic",
     **{name: "modgraph.errors" for name in (
         "ModgraphError", "PluginError", "DuplicateModalityError", "UnknownModalityError", "NotInRegistryError",
         "NoRouteError", "RegistryCorruptError", "DataNotFoundError", "FeatureCacheError", "InputFileError",

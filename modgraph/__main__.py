@@ -1,3 +1,3 @@
-from modgraph.cli import main
+from modgraph.app.cli import main
 
 main()

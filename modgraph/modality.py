@@ -15,8 +15,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from modgraph.errors import ConfigError, PluginError, validation_message
-from modgraph.safe_io import NAME_PATTERN  # noqa: F401  (plugins and the kit read it here)
-from modgraph.models import AssociatorConfig, RecognizerConfig, VAEConfig
+from modgraph.storage.safe_io import NAME_PATTERN  # noqa: F401  (plugins and the kit read it here)
+from modgraph.learning.models import AssociatorConfig, RecognizerConfig, VAEConfig
 
 
 
@@ -67,7 +67,7 @@ class TrainingDefaults(BaseModel):
     # modality; the loss takes the closest (1: the paper's Eq. 7 with one random partner).
     link_candidates: int = Field(1, ge=1)
     # An associator into this modality aims only at training samples whose VAE reconstruction
-    # this modality's recognizer gives at least this probability of their class (modgraph.targets;
+    # this modality's recognizer gives at least this probability of their class (modgraph.learning.targets;
     # 0: every sample, the paper's protocol). Recognizers train with label smoothing 0.05, so
     # their most confident answer is about 0.955.
     link_target_confidence: float = Field(0.0, ge=0.0, lt=1.0)
@@ -78,11 +78,11 @@ class TrainingDefaults(BaseModel):
     link_source_noise: float = Field(1.0, ge=0.0)
     # With a paired fraction below 1, an associator *from* this modality also trains on
     # unpaired samples to which label spreading in this modality's latent space gives a class
-    # with at least this confidence (modgraph.pseudo_labels; 1: paired samples only, the paper's).
+    # with at least this confidence (modgraph.learning.pseudo_labels; 1: paired samples only, the paper's).
     link_pseudo_label_confidence: float = Field(0.5, gt=0.0, le=1.0)
     # A grouping of this modality's rows (a key of its dataset's groups, e.g. "speaker") within
     # which every class comes in about the same proportions: the spread classes are then
-    # balanced within each group (modgraph.pseudo_labels.balance_within). None: not balanced.
+    # balanced within each group (modgraph.learning.pseudo_labels.balance_within). None: not balanced.
     link_spread_balance: str | None = None
     # What the VAE reconstructs from an augmented training copy: the copy itself ("input",
     # Eq. 6 as written) or the original it was made from ("original": a denoising VAE, whose
@@ -92,7 +92,7 @@ class TrainingDefaults(BaseModel):
     # Which epoch of an associator *into* this modality is kept: the lowest validation loss
     # ("loss"), or the lowest loss among the epochs whose validation translation accuracy, as
     # this modality's recognizer reads it, is within one standard error of the best ("accuracy";
-    # modgraph.training.kept_epoch). Both are measured on the validation split only.
+    # modgraph.learning.training.kept_epoch). Both are measured on the validation split only.
     # The loss can be lowest while the outputs are a class average the recognizer misreads
     # (text -> gtsrb, seed 2: epoch 1 kept by loss, 82% of validation sources read right).
     link_select: Literal["loss", "accuracy"] = "accuracy"
@@ -119,7 +119,7 @@ class FeatureSet:
     original's origin; rows with one origin are never split across train and
     validation), ``augmented`` whether a row is an augmented copy, and ``groups`` an
     optional named grouping per row (for example ``speaker``). Read from the feature
-    cache, ``x`` of a large split is a :class:`modgraph.feature_store.ShardedRows`: indexed
+    cache, ``x`` of a large split is a :class:`modgraph.features.shards.ShardedRows`: indexed
     like a tensor, it reads only the rows asked for.
     """
 
@@ -147,7 +147,7 @@ class FeatureSet:
     def subset(self, mask_or_index: torch.Tensor) -> "FeatureSet":
         index = mask_or_index.nonzero().flatten() if mask_or_index.dtype == torch.bool else mask_or_index
         idx = index.tolist()
-        from modgraph.feature_store import is_rows
+        from modgraph.features.shards import is_rows
 
         return FeatureSet(
             x=self.x.take(index) if is_rows(self.x) else self.x[index], y=self.y[index], origin=self.origin[index], augmented=self.augmented[index],

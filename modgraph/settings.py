@@ -1,7 +1,7 @@
 """The settings of the two training commands, defined once.
 
 ``NodeSettings`` (``add-modality``) and ``LinkSettings`` (``link``) are the single source of
-the CLI options (:mod:`modgraph.cli_options` builds them from the fields), the API's keyword
+the CLI options (:mod:`modgraph.app.cli_options` builds them from the fields), the API's keyword
 arguments, ``plan``'s spec and argv, and the ``training`` header stored with the result.
 An unset value (None) means the modality's :class:`~modgraph.modality.TrainingDefaults`;
 ``resolve`` fills it in.

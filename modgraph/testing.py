@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from modgraph import simulated_device
+from modgraph.runtime import simulated_device
 from modgraph.errors import DataNotFoundError
 from modgraph.modality import NAME_PATTERN, FeatureSet, Modality, takes_scale
-from modgraph.models import Associator, Recognizer, VAE, kl_to_standard_normal, reconstruction_error
-from modgraph.registry import Registry
+from modgraph.learning.models import Associator, Recognizer, VAE, kl_to_standard_normal, reconstruction_error
+from modgraph.storage.registry import Registry
 
 
 def check_descriptor(modality: Modality) -> None:
@@ -118,7 +118,7 @@ def check_write_scale(modality: Modality, x: torch.Tensor, folder: Path) -> None
     twice (nearest neighbour); not declared (a plugin written before ``scale``), the host leaves it out."""
     from PIL import Image
 
-    from modgraph.translation import write_output
+    from modgraph.inference.translation import write_output
 
     folder.mkdir(parents=True, exist_ok=True)
     plain, scaled = folder / f"plain{modality.output_suffix}", folder / f"scaled{modality.output_suffix}"
@@ -170,7 +170,7 @@ def check_device_hooks(modality: Modality, folder: Path, device: str | torch.dev
     ``normalize`` then takes on ``device``). ``x``: raw features to use (default: the features
     ``read_text`` gives the class concepts where a modality reads text, else random ones).
 
-    ``device="meta"`` runs them on :mod:`modgraph.simulated_device`: tensors that say they are on
+    ``device="meta"`` runs them on :mod:`modgraph.runtime.simulated_device`: tensors that say they are on
     ``meta`` but hold CPU data, so that data-dependent ops (``nonzero``, ``tolist``, boolean
     masks), which plain meta tensors cannot run, still work, while a tensor made on the CPU
     inside a hook and mixed with its input raises as on a GPU. Any other device (``cuda``) runs

@@ -35,7 +35,7 @@ def _toy_host():
 
 
 def _graph(registry=None, data_root=None, cache_dir=None):
-    from modgraph.graph import ModGraph
+    from modgraph.api import ModGraph
 
     return ModGraph(registry=registry, data_root=data_root, cache_dir=cache_dir, device="cpu", progress=False,
                     plugins=_toy_host())

@@ -9,10 +9,10 @@ import torch
 from click.testing import CliRunner
 
 import toyplugin
-from modgraph.anchors import ANCHORS_PER_CLASS, DEFAULT_NEIGHBOURS, anchor_latents, training_anchors
-from modgraph.cli import main
+from modgraph.inference.anchors import ANCHORS_PER_CLASS, DEFAULT_NEIGHBOURS, anchor_latents, training_anchors
+from modgraph.app.cli import main
 from modgraph.errors import ConfigError, RegistryCorruptError
-from modgraph.models import VAE
+from modgraph.learning.models import VAE
 
 
 def test_an_input_becomes_the_mean_of_its_nearest_anchors_of_the_class_read():

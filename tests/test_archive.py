@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from modgraph import archive
-from modgraph.cli import main
+from modgraph.storage import archive
+from modgraph.app.cli import main
 
 pytestmark = pytest.mark.usefixtures("toy_installed")
 EVALS = [("toyimg", "toyaudio"), ("toyaudio", "toycolor"), ("toyimg", "toycolor"), ("toycolor", "toyimg"),

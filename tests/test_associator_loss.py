@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modgraph.splits import target_labels as _target_labels
+from modgraph.learning.splits import target_labels as _target_labels
 from modgraph.modality import FeatureSet
-from modgraph.models import Associator, AssociatorConfig, VAE, VAEConfig, reconstruction_error
-from modgraph.training import ClassPairSampler, associator_loss
+from modgraph.learning.models import Associator, AssociatorConfig, VAE, VAEConfig, reconstruction_error
+from modgraph.learning.training import ClassPairSampler, associator_loss
 
 
 def test_candidates_are_drawn_from_the_paired_class():

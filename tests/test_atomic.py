@@ -1,6 +1,6 @@
 import pytest
 
-from modgraph.atomic import atomic_path
+from modgraph.storage.atomic import atomic_path
 
 
 def test_atomic_path_renames_into_place_and_leaves_no_temporary(tmp_path):

@@ -9,9 +9,9 @@ import networkx as nx
 import pytest
 from click.testing import CliRunner
 
-from modgraph.card import link_command, mermaid, node_command
-from modgraph.cli import main
-from modgraph.registry import Registry
+from modgraph.storage.card import link_command, mermaid, node_command
+from modgraph.app.cli import main
+from modgraph.storage.registry import Registry
 
 pytestmark = pytest.mark.usefixtures("toy_installed")
 

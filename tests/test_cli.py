@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from modgraph.cli import main
+from modgraph.app.cli import main
 
 pytestmark = pytest.mark.usefixtures("toy_installed")
 QUICK = ["--epochs", "1", "--recognizer-epochs", "1"]

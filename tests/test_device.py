@@ -1,6 +1,6 @@
 """Tensor code on a device other than the CPU, checked on a CPU-only machine (issue 18).
 
-The simulated device (``modgraph.simulated_device``) holds CPU data but says it is ``meta``; an op
+The simulated device (``modgraph.runtime.simulated_device``) holds CPU data but says it is ``meta``; an op
 that mixes it with a CPU tensor raises as it would on a GPU. The conformance kit runs a
 modality's hooks on it, and here the library's own paths (add-modality, link, translate,
 evaluate) run on it end to end.
@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import toyplugin
-from modgraph import simulated_device
-from modgraph.simulated_device import DeviceMismatchError, simulated, to_device
+from modgraph.runtime import simulated_device
+from modgraph.runtime.simulated_device import DeviceMismatchError, simulated, to_device
 from modgraph.testing import check_device_hooks, check_modality
 
 

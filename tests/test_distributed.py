@@ -12,11 +12,11 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from modgraph import distributed
+from modgraph.runtime import distributed
 from modgraph.errors import ConfigError
-from modgraph.models import Recognizer, RecognizerConfig
-from modgraph.precision import Autocast, check_precision
-from modgraph.training import TrainSettings, resolve_device, train_recognizer
+from modgraph.learning.models import Recognizer, RecognizerConfig
+from modgraph.runtime.precision import Autocast, check_precision
+from modgraph.learning.training import TrainSettings, resolve_device, train_recognizer
 
 WORLD = 2
 
@@ -49,7 +49,7 @@ def test_a_batch_too_small_for_every_rank_is_skipped_by_all():
 
 
 def test_each_rank_trains_on_its_share_of_every_global_batch(monkeypatch):
-    from modgraph.training import _batches
+    from modgraph.learning.training import _batches
 
     cpu = torch.device("cpu")
     single = list(_batches(20, 8, torch.Generator().manual_seed(0), cpu))
@@ -86,7 +86,7 @@ def _train_recognizer(out: Path | None) -> dict:
 def _toy_graph(folder: Path, data_root: str):
     import toyplugin
 
-    from modgraph.graph import ModGraph
+    from modgraph.api import ModGraph
     from modgraph.plugins import PluginHost
 
     host = PluginHost(load_entry_points=False)
@@ -101,7 +101,7 @@ def _add_toyimg(mg) -> dict:
 
 def _worker(rank, port, folder, data_root):
     """One torchrun-like rank: the recognizer of the exactness test, then add-modality with writes logged."""
-    from modgraph.registry import Registry
+    from modgraph.storage.registry import Registry
 
     _join(rank, port)
     folder = Path(folder)
@@ -209,8 +209,8 @@ def test_nproc_relaunches_the_same_command_under_torchrun(monkeypatch):
     from click.testing import CliRunner
     from torch.distributed.run import parse_args
 
-    from modgraph import launch
-    from modgraph.cli import main
+    from modgraph.runtime import launch
+    from modgraph.app.cli import main
 
     launched = {}
     monkeypatch.setattr(launch, "run_torchrun", lambda nproc, args: launched.update(nproc=nproc, args=args))
@@ -229,7 +229,7 @@ def test_nproc_relaunches_the_same_command_under_torchrun(monkeypatch):
 def test_nproc_under_torchrun_is_an_error(monkeypatch):
     from click.testing import CliRunner
 
-    from modgraph.cli import main
+    from modgraph.app.cli import main
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     result = CliRunner().invoke(main, ["link", "a", "b", "--nproc", "2"])

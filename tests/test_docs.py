@@ -15,7 +15,7 @@ import torch
 
 from modgraph import hookspecs
 from modgraph.errors import DataNotFoundError
-from modgraph.models import VAE, Recognizer
+from modgraph.learning.models import VAE, Recognizer
 from modgraph.plugins import PluginHost
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "plugin-hooks.md"

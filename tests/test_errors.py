@@ -55,7 +55,7 @@ def _missing_data(graph, tmp_path):
 
 
 def _shard_gone(graph, tmp_path):
-    from modgraph.features import load_split
+    from modgraph.features.cache import load_split
 
     modality = graph.modality("toyimg")
     load_split(modality, graph.data_root, "test", cache_dir=graph.cache_dir)  # builds the cache
@@ -68,7 +68,7 @@ def _shard_gone(graph, tmp_path):
 def _unsafe_archive(graph, tmp_path):
     import tarfile
 
-    from modgraph.archive import import_archive
+    from modgraph.storage.archive import import_archive
 
     with tarfile.open(tmp_path / "evil.tar", "w") as tar:
         info = tarfile.TarInfo("nodes/toyimg.safetensors")
@@ -80,16 +80,16 @@ def _unsafe_archive(graph, tmp_path):
 def _out_of_gpu_memory(graph, tmp_path):
     import torch
 
-    import modgraph.node_training
+    import modgraph.learning.intra_modal
 
     def out_of_memory(*args, **kwargs):  # what a GPU raises; a CPU never does
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ...")
 
-    real, modgraph.node_training.train_vae = modgraph.node_training.train_vae, out_of_memory
+    real, modgraph.learning.intra_modal.train_vae = modgraph.learning.intra_modal.train_vae, out_of_memory
     try:
         graph.add_modality("toyimg", batch_size=64, **QUICK)
     finally:
-        modgraph.node_training.train_vae = real
+        modgraph.learning.intra_modal.train_vae = real
 
 
 # Each error class, the situation that raises it, and words its message must contain.
@@ -132,10 +132,10 @@ def test_error_is_raised_with_an_actionable_message(trained, tmp_path, error):
 def test_help_does_not_import_torch():
     code = (
         "import sys\n"
-        "import modgraph, modgraph.cli\n"
+        "import modgraph, modgraph.app.cli\n"
         "for args in (['--help'], ['link', '--help'], ['translate', '--help'], ['serve', '--help'], ['--version']):\n"
         "    try:\n"
-        "        modgraph.cli.main(args)\n"
+        "        modgraph.app.cli.main(args)\n"
         "    except SystemExit as exc:\n"
         "        assert exc.code == 0, exc.code\n"
         "heavy = sorted(m for m in ('torch', 'torchvision', 'torchaudio', 'PIL') if m in sys.modules)\n"

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import modgraph.feature_store as feature_store
+import modgraph.features.shards as feature_store
 import toyplugin
 from modgraph import hookimpl
-from modgraph.feature_store import ShardedRows
-from modgraph.features import cache_folder, load_split
+from modgraph.features.shards import ShardedRows
+from modgraph.features.cache import cache_folder, load_split
 from modgraph.modality import FeatureSet
 
 CHUNKS = 5
@@ -148,7 +148,7 @@ def test_opening_a_store_of_many_shards_reads_no_rows(toy_data, isolated_env, mo
 
 def test_training_on_lazy_rows_matches_training_in_memory(toy_data, isolated_env, monkeypatch):
     """add_modality and evaluate run unchanged on rows left on disk, with the same result."""
-    from modgraph.graph import ModGraph
+    from modgraph.api import ModGraph
     from modgraph.plugins import PluginHost
 
     results = {}
@@ -190,7 +190,7 @@ def test_a_format_1_cache_file_is_reused_not_recomputed(toy_data, isolated_env):
 
     from safetensors.torch import save_file
 
-    from modgraph.features import _legacy_path
+    from modgraph.features.cache import _legacy_path
 
     modality = toyplugin.ToyAudio()
     whole = load_split(modality, toy_data, "train", use_cache=False)

@@ -10,13 +10,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import modgraph.graph
-import modgraph.linking
-import modgraph.node_training
-from modgraph import launch
-from modgraph.cli import main
+import modgraph.api
+import modgraph.learning.cross_modal
+import modgraph.learning.intra_modal
+from modgraph.runtime import launch
+from modgraph.app.cli import main
 from modgraph.errors import ConfigError, DeviceOutOfMemoryError
-from modgraph.training import resolve_device
+from modgraph.learning.training import resolve_device
 
 OOM = "CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 139.81 GiB of which ..."
 
@@ -35,17 +35,17 @@ def _one_line(result, *parts: str) -> None:
 
 @pytest.mark.usefixtures("toy_installed")
 def test_out_of_memory_in_training_is_one_line_naming_the_batch_size(toy_data, monkeypatch):
-    monkeypatch.setattr(modgraph.node_training, "train_vae", _out_of_memory)
+    monkeypatch.setattr(modgraph.learning.intra_modal, "train_vae", _out_of_memory)
     result = CliRunner().invoke(main, ["add-modality", "toyimg", "--epochs", "1", "--batch-size", "64"])
     _one_line(result, "add-modality ran out of GPU memory", "Tried to allocate 20.00 GiB", "nothing was saved",
               "a smaller --batch-size (now 64)", "--device cpu")
 
 
 def test_out_of_memory_in_linking_translating_and_evaluating(trained, monkeypatch, tmp_path):
-    monkeypatch.setattr(modgraph.linking, "train_associator", _out_of_memory)
+    monkeypatch.setattr(modgraph.learning.cross_modal, "train_associator", _out_of_memory)
     with pytest.raises(DeviceOutOfMemoryError, match=r"^link ran out .*a smaller --batch-size, --device cpu"):
         trained.link("toyimg", "toyaudio", epochs=1)
-    monkeypatch.setattr(modgraph.graph.ModGraph, "translate_normalized", _out_of_memory)
+    monkeypatch.setattr(modgraph.api.ModGraph, "translate_normalized", _out_of_memory)
     with pytest.raises(DeviceOutOfMemoryError, match=r"^translate ran out .*\)\. Use --device cpu"):
         trained.translate("toyimg", "toyaudio", torch.rand(2, 1, 8, 8))
     with pytest.raises(DeviceOutOfMemoryError, match="^translate ran out"):

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from modgraph import linking
-from modgraph.cli import main
+from modgraph.learning import cross_modal as linking
+from modgraph.app.cli import main
 from modgraph.errors import ConfigError, ModgraphError, RegistryCorruptError
 
 pytestmark = pytest.mark.usefixtures("toy_installed")
@@ -154,7 +154,7 @@ def test_an_edge_file_whose_header_names_another_edge_is_refused(trained):
 
 # -- writing -----------------------------------------------------------------------------------------------------
 def test_a_failed_write_is_one_line_and_leaves_the_old_file(trained, monkeypatch):
-    import modgraph.registry as registry_module
+    import modgraph.storage.registry as registry_module
 
     before = snapshot(trained.registry.root)
 

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from modgraph.cli import main
+from modgraph.app.cli import main
 
 pytestmark = pytest.mark.usefixtures("toy_installed")
 

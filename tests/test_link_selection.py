@@ -9,8 +9,8 @@ import torch
 
 import toyplugin
 from modgraph.errors import ConfigError
-from modgraph.models import VAE, Associator
-from modgraph.training import ClassPairSampler, TrainSettings, kept_epoch, train_associator
+from modgraph.learning.models import VAE, Associator
+from modgraph.learning.training import ClassPairSampler, TrainSettings, kept_epoch, train_associator
 
 
 def _train(select: str, ratings: list[float]):

@@ -8,7 +8,7 @@ import toyplugin
 
 from modgraph.errors import ConfigError, PairingError
 from modgraph.modality import ClassInfo, FeatureSet
-from modgraph.pairing import class_map, compose, invert, paired_subset
+from modgraph.learning.pairing import class_map, compose, invert, paired_subset
 
 
 class Reordered(toyplugin.ToyAudio):
@@ -109,7 +109,7 @@ def test_fraction_out_of_range_is_a_config_error(fraction):
 
 
 def test_sampler_draws_a_fixed_number_of_class_matched_pairs_even_from_few_rows():
-    from modgraph.training import ClassPairSampler
+    from modgraph.learning.training import ClassPairSampler
 
     source_y = torch.tensor([0, 1, 2, 0, 1])
     target_y = torch.tensor([2, 2, 1, 1, 0, 0, 0])

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from modgraph.cli import main
+from modgraph.app.cli import main
 from modgraph.errors import ConfigError
-from modgraph.plan import GraphSpec, make_plan, read_spec
+from modgraph.runtime.plan import GraphSpec, make_plan, read_spec
 
 TESTS = Path(__file__).resolve().parent
 

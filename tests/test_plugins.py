@@ -9,7 +9,7 @@ import toyplugin
 from click.testing import CliRunner
 
 from modgraph import hookimpl
-from modgraph.cli import main
+from modgraph.app.cli import main
 from modgraph.errors import DuplicateModalityError, ModgraphError, PluginError, UnknownModalityError
 from modgraph.plugins import PluginHost
 

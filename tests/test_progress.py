@@ -1,6 +1,6 @@
 import re
 
-from modgraph.progress import Progress
+from modgraph.runtime.progress import Progress
 
 
 def test_off_a_terminal_progress_prints_only_the_lines_asked_for(capsys):

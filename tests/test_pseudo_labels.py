@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from modgraph.errors import ConfigError
-from modgraph.pseudo_labels import balance_within, join_confident, knn, spread_labels
+from modgraph.learning.pseudo_labels import balance_within, join_confident, knn, spread_labels
 
 
 def _clusters(centres, per_cluster=30, spread=0.3, seed=0):

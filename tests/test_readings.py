@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 import toyplugin
-from modgraph import readings
-from modgraph.cli import main
-from modgraph.models import Associator, Recognizer, VAE
-from modgraph.readings import Reading, doubt
+from modgraph.inference import readings
+from modgraph.app.cli import main
+from modgraph.learning.models import Associator, Recognizer, VAE
+from modgraph.inference.readings import Reading, doubt
 
 TRANSLATE_KEYS = {"input", "outputs", "read_as", "read_confidence", "written_as", "written_confidence"}
 READ_KEYS = {"input", "read_as", "read_confidence"}
@@ -142,8 +142,8 @@ BUILT_IN = ["mnist", "fmnist", "gtsrb", "fsdd", "gsc", "text"]
 @pytest.fixture
 def built_in(isolated_env, monkeypatch, tmp_path):
     """A registry with a node (random weights) for every built-in modality and text <-> mnist edges."""
-    from modgraph.graph import ModGraph
-    from modgraph.registry import Registry
+    from modgraph.api import ModGraph
+    from modgraph.storage.registry import Registry
 
     monkeypatch.setenv("MODGRAPH_LOAD_PLUGINS", "modgraph-vision,modgraph-audio,modgraph-text")
     mg = ModGraph(device="cpu", progress=False)
@@ -193,7 +193,7 @@ def sample_file(name: str, modality, folder):
 
 @pytest.mark.parametrize("name", BUILT_IN)
 def test_read_json_has_the_keys_for_every_built_in_modality(built_in, name):
-    from modgraph.graph import ModGraph
+    from modgraph.api import ModGraph
 
     result = invoke("read", "--modality", name, built_in[name], "--json")
     assert result.exit_code == 0, result.output

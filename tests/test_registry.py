@@ -12,11 +12,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-import modgraph.registry
+import modgraph.storage.registry
 from modgraph.errors import (ModgraphError, NoRouteError, NotInRegistryError, RegistryCorruptError,
                              TrainingDivergedError)
-from modgraph.models import VAE, Recognizer, RecognizerConfig, VAEConfig
-from modgraph.registry import FORMAT_VERSION, Registry
+from modgraph.learning.models import VAE, Recognizer, RecognizerConfig, VAEConfig
+from modgraph.storage.registry import FORMAT_VERSION, Registry
 
 QUICK = dict(epochs=1, recognizer_epochs=1)
 
@@ -53,7 +53,7 @@ def test_graph_is_built_from_headers_without_loading_tensors(trained, monkeypatc
     def no_tensors(*args, **kwargs):
         raise AssertionError("graph() must not load tensors")
 
-    monkeypatch.setattr(modgraph.registry, "load_file", no_tensors)
+    monkeypatch.setattr(modgraph.storage.registry, "load_file", no_tensors)
     g = trained.graph()
     assert isinstance(g, nx.DiGraph)
     assert sorted(g.nodes) == ["toyaudio", "toycolor", "toyimg"]
@@ -110,7 +110,7 @@ def test_a_crash_while_writing_leaves_the_old_file_and_no_temp_file(trained, iso
             fh.write(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(modgraph.registry, "save_file", crash)
+    monkeypatch.setattr(modgraph.storage.registry, "save_file", crash)
     with pytest.raises(ModgraphError, match="disk full.*keeps its previous file"):
         trained.add_modality("toycolor", **QUICK)
     assert path.read_bytes() == before
@@ -230,7 +230,7 @@ def test_staleness_does_not_depend_on_the_clock_ticking(mg, toy_data, monkeypatc
             cls.ticks += 1
             return datetime(2030, 1, 1, 12, 0, 0, cls.ticks, tzinfo=timezone.utc)
 
-    monkeypatch.setattr(modgraph.registry, "datetime", Frozen)
+    monkeypatch.setattr(modgraph.storage.registry, "datetime", Frozen)
     mg.add_modality("toycolor", **QUICK)
     mg.add_modality("toyaudio", **QUICK)
     mg.link("toyaudio", "toycolor", pairing="index", epochs=1)

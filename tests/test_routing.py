@@ -6,7 +6,7 @@ import networkx as nx
 import pytest
 
 from modgraph.errors import NoRouteError, NotInRegistryError
-from modgraph.routing import find_route, usable
+from modgraph.inference.routing import find_route, usable
 
 
 def graph(*edges, nodes=()) -> nx.DiGraph:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from modgraph.cli import add_modality_cmd, link_cmd, main
-from modgraph.cli_options import settings_from_cli
+from modgraph.app.cli import add_modality_cmd, link_cmd, main
+from modgraph.app.cli_options import settings_from_cli
 from modgraph.errors import ConfigError
-from modgraph.plan import GraphSpec, link_argv, link_changes, node_argv, node_changes
+from modgraph.runtime.plan import GraphSpec, link_argv, link_changes, node_argv, node_changes
 from modgraph.settings import LinkSettings, LinkSpec, NodeSettings, NodeSpec
 
 # Options of the commands that are not training settings: where to run, what to read, how many processes.

@@ -12,11 +12,11 @@ from PIL import Image
 
 import toyplugin
 from toyplugin import image_file, wav_file
-from modgraph import sheet as sheet_module
-from modgraph.cli import main
+from modgraph.inference import sheet as sheet_module
+from modgraph.app.cli import main
 from modgraph.errors import ConfigError, PluginError
 from modgraph.modality import takes_scale
-from modgraph.sheet import RULE, Cell, render
+from modgraph.inference.sheet import RULE, Cell, render
 from modgraph.testing import check_write_scale
 
 

@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from modgraph.errors import ConfigError
-from modgraph.models import reparameterize
-from modgraph.training import source_sample
+from modgraph.learning.models import reparameterize
+from modgraph.learning.training import source_sample
 
 
 def test_zero_noise_is_the_mean_and_one_is_the_papers_sample():

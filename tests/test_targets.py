@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from modgraph.errors import ConfigError
-from modgraph.targets import cached_confidence, faithful_targets, reconstruction_confidence
+from modgraph.learning.targets import cached_confidence, faithful_targets, reconstruction_confidence
 
 
 class Identity(nn.Module):

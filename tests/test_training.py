@@ -201,7 +201,7 @@ def test_features_are_cached_and_a_damaged_cache_is_rebuilt(mg, toy_data, isolat
 
 
 def test_a_node_from_a_plugin_that_is_not_installed(trained, isolated_env):
-    from modgraph.graph import ModGraph
+    from modgraph.api import ModGraph
     from modgraph.plugins import PluginHost
 
     bare = ModGraph(device="cpu", progress=False, plugins=PluginHost(load_entry_points=False))
@@ -212,7 +212,7 @@ def test_a_node_from_a_plugin_that_is_not_installed(trained, isolated_env):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_a_gpu_is_an_error_not_a_fallback():
-    from modgraph.graph import ModGraph
+    from modgraph.api import ModGraph
     from modgraph.plugins import PluginHost
 
     with pytest.raises(ConfigError, match="no CUDA GPU"):
@@ -222,8 +222,8 @@ def test_cuda_without_a_gpu_is_an_error_not_a_fallback():
 @pytest.mark.parametrize("rows", [2, 9, 17, 25, 33, 41])
 def test_every_loop_trains_for_any_number_of_batches(rows):
     """1 to 6 batches of one epoch: learning-rate schedules must not trip on short runs."""
-    from modgraph.models import VAE, Recognizer
-    from modgraph.training import TrainSettings, train_recognizer, train_vae
+    from modgraph.learning.models import VAE, Recognizer
+    from modgraph.learning.training import TrainSettings, train_recognizer, train_vae
 
     modality = toyplugin.ToyColor()
     x, y = torch.rand(rows, toyplugin.COLOR_DIM), torch.arange(rows) % 3

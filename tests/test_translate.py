@@ -12,7 +12,7 @@ from PIL import Image
 
 import toyplugin
 from toyplugin import image_file, wav_file
-from modgraph.cli import main
+from modgraph.app.cli import main
 from modgraph.errors import ConfigError, InputFileError
 
 
@@ -186,7 +186,7 @@ def test_cli_bad_input_is_one_line_and_exit_1(trained, toy_installed, tmp_path, 
 def test_quiet_silences_the_notes_but_not_the_readings(trained, tmp_path):
     from click.testing import CliRunner
 
-    from modgraph.cli import main
+    from modgraph.app.cli import main
 
     source = tmp_path / "big.png"
     Image.new("RGB", (16, 16), (200, 10, 10)).save(source)

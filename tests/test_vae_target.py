@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from modgraph.errors import ConfigError
-from modgraph.models import VAE, VAEConfig
-from modgraph.training import TrainSettings, original_rows, train_vae
+from modgraph.learning.models import VAE, VAEConfig
+from modgraph.learning.training import TrainSettings, original_rows, train_vae
 
 QUICK = dict(epochs=1, recognizer_epochs=1)
 

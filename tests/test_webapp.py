@@ -24,7 +24,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 pytest.importorskip("python_multipart")
 
-from modgraph import webapp  # noqa: E402
+from modgraph.app import webapp  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -125,7 +125,7 @@ def test_gallery_shows_a_test_sample_per_class(client):
 def test_serve_prints_its_address_and_needs_the_extra(trained, monkeypatch):
     from click.testing import CliRunner
 
-    from modgraph.cli import main
+    from modgraph.app.cli import main
 
     class Server:
         def run(self, sockets):
@@ -142,7 +142,7 @@ def test_serve_prints_its_address_and_needs_the_extra(trained, monkeypatch):
 
 def test_help_does_not_import_the_app():
     # What keeps --help fast is what it does not import; its time is benchmarks/core_bars.py's to measure.
-    code = ("import sys; from click.testing import CliRunner; from modgraph.cli import main; "
+    code = ("import sys; from click.testing import CliRunner; from modgraph.app.cli import main; "
             "r = CliRunner().invoke(main, ['serve', '--help']); assert r.exit_code == 0 and '--port' in r.output; "
             "assert not {'starlette', 'uvicorn', 'torch'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

@@ -20,7 +20,7 @@ from pydantic import Field
 from modgraph import hookimpl
 from modgraph.errors import DataNotFoundError, InputFileError
 from modgraph.modality import ClassInfo, DatasetInfo, FeatureSet, Modality, ModalityOptions, TrainingDefaults
-from modgraph.models import AssociatorConfig, RecognizerConfig, VAEConfig
+from modgraph.learning.models import AssociatorConfig, RecognizerConfig, VAEConfig
 
 DISTRIBUTION = "modgraph-toy"  # the distribution name the tests install this module under
 __version__ = "0.0.1"

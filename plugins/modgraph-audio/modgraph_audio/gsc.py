@@ -33,7 +33,7 @@ DOWNLOAD_SIZE = {"v0.01": "1.4 GB", "v0.02": "2.3 GB"}
 # the seven words with ~500 clips are learnt, the seven with 8 or 9 are not.
 MIN_CLIPS = 100
 # Links into gsc aim at training clips whose reconstruction the recognizer reads this surely
-# (modgraph.targets; FAITHFUL_CONFIDENCE, 0.93, is the other modalities' choice).
+# (modgraph.learning.targets; FAITHFUL_CONFIDENCE, 0.93, is the other modalities' choice).
 GSC_TARGET_CONFIDENCE = 0.98
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import modgraph_audio.speech as speech
-from modgraph.features import concatenate_chunks
+from modgraph.features.cache import concatenate_chunks
 from modgraph_audio import FSDD
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 import modgraph_audio
 from modgraph.errors import ConfigError, DataNotFoundError, InputFileError
-from modgraph.models import VAE, Recognizer
+from modgraph.learning.models import VAE, Recognizer
 from modgraph.plugins import PluginHost
 from modgraph_audio import FSDD
 from modgraph_audio import features as F
@@ -372,8 +372,7 @@ def test_the_kit_catches_a_mask_built_on_the_cpu(tmp_path):
 
 def test_masks_are_the_same_on_any_device():
     """The spans are drawn on the generator's device, so a seed gives the same masks on the CPU and elsewhere."""
-    from modgraph import simulated_device
-
+    from modgraph.runtime import simulated_device
     x = torch.randn(6, 1, 40, 101)
     on_cpu = FSDD().augment_batch(x, torch.Generator().manual_seed(3))
     with simulated_device.simulated():

@@ -7,7 +7,7 @@ import pytest
 from modgraph.errors import ConfigError, DataNotFoundError
 from modgraph_audio.fsdd import FSDD
 from modgraph_audio.gsc import GSC, GSCOptions, WORDS
-from modgraph.pairing import class_map
+from modgraph.learning.pairing import class_map
 
 
 def write_speech_commands(root, audio, version="v0.01"):
@@ -163,7 +163,7 @@ def test_a_node_stores_the_words_it_learnt_and_graph_names_them(tmp_path, audio,
     from click.testing import CliRunner
 
     from modgraph import ModGraph
-    from modgraph.cli import main
+    from modgraph.app.cli import main
 
     root = write_uneven_words(tmp_path / "data", audio, {"zero": 4, "five": 4, "go": 4, "stop": 1})
     mg = ModGraph(registry=tmp_path / "registry", data_root=root, cache_dir=tmp_path / "cache", device="cpu",
@@ -177,7 +177,7 @@ def test_a_node_stores_the_words_it_learnt_and_graph_names_them(tmp_path, audio,
     node = ModGraph(registry=tmp_path / "registry", data_root=tmp_path / "elsewhere", device="cpu").node("gsc")
     assert node.modality.class_names == ["zero", "five", "go"]  # rebuilt from the header, no data needed
     assert node.recognizer.config.num_classes == 3
-    from modgraph.plan import node_changes
+    from modgraph.runtime.plan import node_changes
     from modgraph.settings import NodeSpec
 
     spec = dict(epochs=1, recognizer_epochs=1, latent_dim=4, options={"min_clips": 3, "augment_copies": 0})

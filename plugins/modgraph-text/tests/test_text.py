@@ -7,7 +7,7 @@ import torch
 
 import modgraph_text
 from modgraph.errors import ConfigError, InputFileError
-from modgraph.models import VAE
+from modgraph.learning.models import VAE
 from modgraph.plugins import PluginHost
 from modgraph.testing import check_modality
 from modgraph_text import ALPHABET_SIZE, CONCEPTS, MAX_LENGTH, Text, decode, encode
@@ -43,7 +43,7 @@ def test_classes_are_concepts_that_pair_with_digits_and_signs():
 def test_concepts_pair_with_the_digit_and_sign_modalities():
     """``link --pairing concept`` pairs text with mnist/fsdd digits and the default gtsrb signs."""
     vision = pytest.importorskip("modgraph_vision")
-    from modgraph.pairing import class_map
+    from modgraph.learning.pairing import class_map
 
     text = Text()
     assert class_map(text, vision.MNIST(), "concept") == {i: i for i in range(10)}

@@ -11,8 +11,8 @@ from PIL import Image
 
 import modgraph.testing
 from modgraph.errors import ConfigError, DataNotFoundError, InputFileError
-from modgraph.splits import split_validation
-from modgraph.models import RecognizerConfig, VAEConfig
+from modgraph.learning.splits import split_validation
+from modgraph.learning.models import RecognizerConfig, VAEConfig
 from modgraph_vision import GTSRB, register_modalities
 from modgraph_vision.gtsrb import DEFAULT_CLASS_IDS, GTSRB_CLASSES
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modgraph.errors import ConfigError, DataNotFoundError
-from modgraph.models import RecognizerConfig, VAEConfig
+from modgraph.learning.models import RecognizerConfig, VAEConfig
 from modgraph_vision import GTSRB, FashionMNIST, MNIST, register_modalities
 
 MODALITIES = [(MNIST, "MNIST"), (FashionMNIST, "FashionMNIST")]

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from modgraph.graph import ModGraph
+from modgraph.api import ModGraph
 
 
 def test_add_modality_with_nproc_2_trains_under_torchrun_and_writes_once(data_root, tmp_path):

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from modgraph import ModGraph
-from modgraph.cli import main
+from modgraph.app.cli import main
 
 
 def test_scale_and_sheet_through_the_command_line(data_root, tmp_path, monkeypatch):

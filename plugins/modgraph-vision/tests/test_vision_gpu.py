@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 import modgraph_vision
-from modgraph.graph import ModGraph
+from modgraph.api import ModGraph
 from modgraph.plugins import PluginHost
 from modgraph.testing import check_graph_on_device, check_modality, cuda_missing
 from modgraph_vision.gtsrb import DEFAULT_CLASS_IDS

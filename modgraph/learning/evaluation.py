@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 
 from modgraph.errors import ConfigError
-from modgraph.models import Associator, Recognizer, VAE
-from modgraph.pairing import compose
-from modgraph.splits import paired_classes, select_rows
-from modgraph.targets import reconstruction_probabilities
-from modgraph.training import predict
+from modgraph.learning.models import Associator, Recognizer, VAE
+from modgraph.learning.pairing import compose
+from modgraph.learning.splits import paired_classes, select_rows
+from modgraph.learning.targets import reconstruction_probabilities
+from modgraph.learning.training import predict
 
 EVAL_BATCH = 1024
 
@@ -61,7 +61,7 @@ def evaluate(mg, source: str, target: str, via: list[str] | None = None, split: 
     The source split is translated along the route, the target's recognizer (or ``judge``,
     any classifier of the target's normalised inputs) classifies each output, and the
     result is compared with the paired class. ``anchor`` k > 0 measures what ``translate``
-    writes by default (:mod:`modgraph.anchors`); 0, the default, is the paper's translation.
+    writes by default (:mod:`modgraph.inference.anchors`); 0, the default, is the paper's translation.
     """
     if split not in ("train", "test", "all"):
         raise ConfigError(f"--split must be test, train or all, not {split!r}")

@@ -10,20 +10,21 @@ from dataclasses import dataclass
 
 import torch
 
-from modgraph import __version__, distributed
+from modgraph import __version__
+from modgraph.runtime import distributed
 from modgraph.errors import ConfigError
-from modgraph.evaluation import edge_accuracy, translation_judge
-from modgraph.features import normalized
+from modgraph.learning.evaluation import edge_accuracy, translation_judge
+from modgraph.features.cache import normalized
 from modgraph.modality import FeatureSet
-from modgraph.models import Associator
-from modgraph.pairing import class_map, paired_subset
-from modgraph.pseudo_labels import join_confident
-from modgraph.precision import check_precision
-from modgraph.progress import status
+from modgraph.learning.models import Associator
+from modgraph.learning.pairing import class_map, paired_subset
+from modgraph.learning.pseudo_labels import join_confident
+from modgraph.runtime.precision import check_precision
+from modgraph.runtime.progress import status
 from modgraph.settings import LinkSettings, ResolvedLink
-from modgraph.splits import group_ids, select_rows, split_validation, target_labels
-from modgraph.targets import cached_confidence, faithful_targets, reconstruction_confidence
-from modgraph.training import ClassPairSampler, TrainSettings, encode_all, train_associator
+from modgraph.learning.splits import group_ids, select_rows, split_validation, target_labels
+from modgraph.learning.targets import cached_confidence, faithful_targets, reconstruction_confidence
+from modgraph.learning.training import ClassPairSampler, TrainSettings, encode_all, train_associator
 
 
 @dataclass
@@ -63,7 +64,7 @@ def faithful_labels(mg, name: str, features: FeatureSet, x, min_confidence: floa
 
 def _spread_sources(node, everything: FeatureSet, paired: torch.Tensor, train: FeatureSet, mu, logvar,
                     threshold: float, device):
-    """The paired rows joined by the unpaired rows their classes spread to (modgraph.pseudo_labels)."""
+    """The paired rows joined by the unpaired rows their classes spread to (modgraph.learning.pseudo_labels)."""
     rest = everything.subset(~paired)
     rest_mu, rest_logvar = encode_all(node.vae, normalized(node.modality, rest.x, node.stats).to(device))
     key = node.modality.training_defaults.link_spread_balance

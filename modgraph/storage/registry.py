@@ -22,10 +22,10 @@ from filelock import FileLock, Timeout
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from modgraph.atomic import fsync_file, temporary_path
+from modgraph.storage.atomic import fsync_file, temporary_path
 from modgraph.errors import ConfigError, ModgraphError, NotInRegistryError, RegistryCorruptError
-from modgraph.records import EdgeRecord, NodeRecord, parse_record
-from modgraph.safe_io import (NAME_PATTERN, check_name, check_parameters, check_safetensors_header, follow_umask, real_folder,
+from modgraph.storage.records import EdgeRecord, NodeRecord, parse_record
+from modgraph.storage.safe_io import (NAME_PATTERN, check_name, check_parameters, check_safetensors_header, follow_umask, real_folder,
                               regular_file)
 
 FORMAT_VERSION = "1"
@@ -240,7 +240,7 @@ class Registry:
 
     # -- modules in and out ------------------------------------------------------------------
     def save_node(self, name: str, vae, recognizer, header: dict, anchors: dict | None = None) -> Path:
-        """Store a node's VAE and recognizer (and its anchors, ``modgraph.anchors``) with its header,
+        """Store a node's VAE and recognizer (and its anchors, ``modgraph.inference.anchors``) with its header,
         atomically, under the lock."""
         tensors = {f"vae.{k}": v for k, v in vae.state_dict().items()}
         tensors.update({f"recognizer.{k}": v for k, v in recognizer.state_dict().items()})
@@ -253,7 +253,7 @@ class Registry:
     def load_node(self, name: str):
         """A node's record, VAE, recognizer (on the CPU, in eval mode) and anchors ((z, y), or None
         for a node trained before nodes stored them)."""
-        from modgraph.models import Recognizer, RecognizerConfig, VAE, VAEConfig
+        from modgraph.learning.models import Recognizer, RecognizerConfig, VAE, VAEConfig
 
         path = self.node_path(name)
         record = self.node_record(name)
@@ -275,7 +275,7 @@ class Registry:
 
     def load_edge(self, source: str, target: str):
         """An associator's record and module (on the CPU, in eval mode)."""
-        from modgraph.models import Associator, AssociatorConfig
+        from modgraph.learning.models import Associator, AssociatorConfig
 
         path = self.edge_path(source, target)
         record = self.edge_record(source, target)

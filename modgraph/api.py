@@ -2,38 +2,29 @@
 
 ``ModGraph`` adds modalities (intra-modal phase), links them (cross-modal phase), routes,
 translates tensors or files, and evaluates. It is a facade: each phase lives in its own
-module (node_training, linking, translation, evaluation), and the CLI is a thin layer over it.
+module (learning.intra_modal, learning.cross_modal, inference.translation,
+learning.evaluation), and the CLI is a thin layer over it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
 import torch
 
-from modgraph import distributed
+from modgraph.runtime import distributed
 from modgraph.errors import ConfigError, RegistryCorruptError, UnknownModalityError
-from modgraph.features import default_cache_dir, default_data_root, load_split
+from modgraph.features.cache import default_cache_dir, default_data_root, load_split
 from modgraph.modality import FeatureSet, Modality
-from modgraph.models import Associator, Recognizer, VAE
-from modgraph.out_of_memory import as_error as _out_of_memory_as_error
+from modgraph.learning.models import Associator, Recognizer, VAE
+from modgraph.runtime.out_of_memory import as_error as _out_of_memory_as_error
 from modgraph.plugins import PluginHost
-from modgraph.registry import Registry
-from modgraph.routing import find_route
+from modgraph.storage.registry import Registry
+from modgraph.inference.loaded_node import LoadedNode
+from modgraph.inference.routing import find_route
 from modgraph.settings import LinkSettings, NodeSettings
-from modgraph.training import configure_threads, resolve_device
-
-
-@dataclass
-class LoadedNode:
-    modality: Modality
-    vae: VAE
-    recognizer: Recognizer
-    stats: dict
-    meta: dict
-    anchors: tuple | None = None  # (latent means, classes) of training samples: modgraph.anchors
+from modgraph.learning.training import configure_threads, resolve_device
 
 
 class ModGraph:
@@ -42,7 +33,7 @@ class ModGraph:
     def __init__(self, registry: str | Path | None = None, data_root: str | Path | None = None,
                  cache_dir: str | Path | None = None, device: str = "auto", progress: bool = True,
                  plugins: PluginHost | None = None, precision: str = "fp32"):
-        """``precision``: ``bf16`` trains under bf16 autocast (weights stay fp32); see ``modgraph.precision``."""
+        """``precision``: ``bf16`` trains under bf16 autocast (weights stay fp32); see ``modgraph.runtime.precision``."""
         self.registry = Registry(registry)
         self.data_root = Path(data_root) if data_root is not None else default_data_root()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -133,7 +124,7 @@ class ModGraph:
         (``epochs=5``); unset ones are the modality's defaults. The node replaces an existing
         one only after training succeeded; associators linked to the old node become stale.
         """
-        from modgraph.node_training import add_modality
+        from modgraph.learning.intra_modal import add_modality
 
         settings = _settings(NodeSettings, settings, given)
         report = add_modality(self, name, settings, download)
@@ -148,7 +139,7 @@ class ModGraph:
         Settings are a :class:`~modgraph.settings.LinkSettings` or its fields as keywords
         (``paired_fraction=0.05``); each field's description says what it does.
         """
-        from modgraph.linking import link
+        from modgraph.learning.cross_modal import link
 
         return link(self, source, target, _settings(LinkSettings, settings, given))
 
@@ -167,9 +158,9 @@ class ModGraph:
         """Model inputs of ``path[0]`` to model outputs of ``path[-1]``: (N, samples, *shape).
 
         ``anchor``: k > 0 anchors each input's latent to its k nearest training latents of the class
-        the source recognizer reads (``modgraph.anchors``); 0 is the paper's translation.
+        the source recognizer reads (``modgraph.inference.anchors``); 0 is the paper's translation.
         """
-        from modgraph.translation import translate_normalized
+        from modgraph.inference.translation import translate_normalized
 
         return translate_normalized(self, path, x, samples, anchor)
 
@@ -189,11 +180,11 @@ class ModGraph:
         """Read files (or folders of files, or literal texts), translate, write the target's files.
 
         ``scale``: image outputs written that many times larger (1-16, nearest neighbour);
-        ``sheet``: also write a PNG contact sheet there (:func:`modgraph.translation.translate_files`);
+        ``sheet``: also write a PNG contact sheet there (:func:`modgraph.inference.translation.translate_files`);
         ``anchor``: neighbours an input's latent is anchored to (default 20, 0: the paper's
-        translation; :mod:`modgraph.anchors`).
+        translation; :mod:`modgraph.inference.anchors`).
         """
-        from modgraph.translation import translate_files
+        from modgraph.inference.translation import translate_files
 
         return translate_files(self, source, target, inputs, output, via, samples, texts, batch_size, scale, sheet,
                                anchor)
@@ -205,7 +196,7 @@ class ModGraph:
                  anchor: int = 0) -> dict:
         """Recognition accuracy of translations (``source == target``: VAE reconstruction accuracy);
         ``anchor`` k > 0: of translations anchored as ``translate`` does by default."""
-        from modgraph.evaluation import evaluate
+        from modgraph.learning.evaluation import evaluate
 
         return evaluate(self, source, target, via, split, include, judge, anchor)
 

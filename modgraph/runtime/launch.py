@@ -15,7 +15,8 @@ def under_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE") or 1) > 1
 
 
-def rank() -> int:
+def env_rank() -> int:
+    """This process's rank as torchrun set it (0 outside torchrun), read without importing torch."""
     return int(os.environ.get("RANK") or 0)
 
 
@@ -31,7 +32,7 @@ def check_gpus(nproc: int, device: str | None) -> None:
     """
     import torch
 
-    from modgraph.training import resolve_device
+    from modgraph.learning.training import resolve_device
 
     if resolve_device(device).type != "cuda":  # --device cuda without CUDA raises here
         return

@@ -1,7 +1,7 @@
 """A lazy, tensor-like view of float32 rows that lie in files at known byte offsets.
 
 :class:`ShardedRows` reads only the rows a batch asks for (positioned reads, no memory map),
-so memory is bounded by the batch. The feature cache (:mod:`modgraph.features`) makes them.
+so memory is bounded by the batch. The feature cache (:mod:`modgraph.features.cache`) makes them.
 """
 
 from __future__ import annotations

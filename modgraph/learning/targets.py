@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from modgraph.features import write_shard
-from modgraph.models import Recognizer, VAE
+from modgraph.features.cache import write_shard
+from modgraph.learning.models import Recognizer, VAE
 
 CLASS_FLOOR = 0.1  # the share of each class kept whatever its confidence
 # The threshold the built-in modalities use. A recognizer trained by modgraph (label

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from modgraph.errors import DataNotFoundError, InputFileError, ModgraphError
-from modgraph.graph import LoadedNode, ModGraph
+from modgraph.api import ModGraph
+from modgraph.inference.loaded_node import LoadedNode
 from modgraph.modality import Modality
 
 logger = logging.getLogger(__name__)

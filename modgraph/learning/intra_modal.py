@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from modgraph import __version__, distributed
-from modgraph.anchors import training_anchors
+from modgraph import __version__
+from modgraph.runtime import distributed
+from modgraph.inference.anchors import training_anchors
 from modgraph.errors import ConfigError
-from modgraph.evaluation import accuracy, reconstruction_accuracy
-from modgraph.features import fit_statistics, normalized
-from modgraph.models import Recognizer, VAE
-from modgraph.precision import check_precision
-from modgraph.progress import status
+from modgraph.learning.evaluation import accuracy, reconstruction_accuracy
+from modgraph.features.cache import fit_statistics, normalized
+from modgraph.learning.models import Recognizer, VAE
+from modgraph.runtime.precision import check_precision
+from modgraph.runtime.progress import status
 from modgraph.settings import NodeSettings, ResolvedNode
-from modgraph.splits import select_rows, split_validation
-from modgraph.training import TrainSettings, original_rows, train_recognizer, train_vae
+from modgraph.learning.splits import select_rows, split_validation
+from modgraph.learning.training import TrainSettings, original_rows, train_recognizer, train_vae
 
 RECOGNIZER_LR = 2e-3
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from modgraph.cli_options import settings_argv
+from modgraph.app.cli_options import settings_argv
 from modgraph.errors import ConfigError, DataNotFoundError, NotInRegistryError, validation_message
 from modgraph.settings import LinkSpec, NodeSpec
 

@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modgraph import distributed
+from modgraph.runtime import distributed
 from modgraph.errors import ConfigError, TrainingDivergedError
-from modgraph.models import (Associator, Recognizer, VAE, kl_to_standard_normal, reconstruction_error,
+from modgraph.learning.models import (Associator, Recognizer, VAE, kl_to_standard_normal, reconstruction_error,
                              reparameterize)
-from modgraph.precision import check_precision, for_training
-from modgraph.progress import Progress
+from modgraph.runtime.precision import check_precision, for_training
+from modgraph.runtime.progress import Progress
 
 
 @dataclass
@@ -40,7 +40,7 @@ class TrainSettings:
     progress: bool = True
     grad_clip: float = 10.0
     description: str = "training"
-    precision: str = "fp32"  # "bf16": forward passes under bf16 autocast, fp32 weights (modgraph.precision)
+    precision: str = "fp32"  # "bf16": forward passes under bf16 autocast, fp32 weights (modgraph.runtime.precision)
 
     def __post_init__(self):
         check_precision(self.precision, self.device)

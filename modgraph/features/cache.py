@@ -2,7 +2,7 @@
 
 A modality's features for a split are computed once and written under the cache folder as
 safetensors shards with a manifest; a split too large for memory is then read lazily, as
-:class:`~modgraph.feature_store.ShardedRows`. The public surface: :func:`load_split` (and
+:class:`~modgraph.features.shards.ShardedRows`. The public surface: :func:`load_split` (and
 :func:`open_cache`, :func:`cache_folder`), the locations (:func:`default_data_root`,
 :func:`default_cache_dir`, :func:`in_memory_limit`), :func:`concatenate_chunks`,
 :func:`fit_statistics`, :func:`normalized`, and the shard file format (:func:`write_shard`,
@@ -24,18 +24,18 @@ from filelock import FileLock
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from modgraph.atomic import atomic_path
+from modgraph.storage.atomic import atomic_path
 from modgraph.errors import ConfigError, FeatureCacheError
-from modgraph.feature_store import Shard, ShardedRows, is_rows, pread_exact
+from modgraph.features.shards import Shard, ShardedRows, is_rows, pread_exact
 from modgraph.modality import FeatureSet, Modality
-from modgraph.progress import Progress
+from modgraph.runtime.progress import Progress
 
 __all__ = ["CACHE_FORMAT", "TensorEntry", "cache_folder", "concatenate_chunks", "default_cache_dir",
            "default_data_root", "fit_statistics", "in_memory_limit", "load_split", "normalized", "open_cache",
            "read_header", "read_tensor", "write_shard"]
 
 CACHE_FORMAT = "2"  # 1: one safetensors file per split; 2: a folder of shards and a manifest
-MANIFEST = "manifest.json"
+FEATURE_MANIFEST = "manifest.json"
 SHARD_BYTES = 64 << 20  # features of a split computed in one go are cut into shards of about this size
 DEFAULT_IN_MEMORY_MB = 1024  # larger splits are read lazily (MODGRAPH_FEATURES_IN_MEMORY_MB overrides)
 _NUMPY_DTYPES = {"F32": np.float32, "I64": np.int64, "BOOL": np.bool_}
@@ -158,7 +158,7 @@ def open_cache(folder: Path, in_memory_bytes: int | None = None) -> FeatureSet |
     when they take at most ``in_memory_bytes``, else left on disk as :class:`ShardedRows`.
     """
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest = json.loads((folder / FEATURE_MANIFEST).read_text())
         if manifest.get("format") != CACHE_FORMAT:
             return None
         store, ys, origins, augmented, groups = _read_shards([folder / name for name in manifest["shards"]])
@@ -221,7 +221,7 @@ def _check_chunk(modality: Modality, features: FeatureSet, index: int) -> None:
 
 
 def _write_manifest(folder: Path, key: str, names: list[str], rows: int) -> None:
-    with atomic_path(folder / MANIFEST) as tmp:
+    with atomic_path(folder / FEATURE_MANIFEST) as tmp:
         tmp.write_text(json.dumps({"format": CACHE_FORMAT, "key": key, "shards": names, "rows": rows}))
 
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from modgraph.errors import InputFileError
+from modgraph.inference.inputs import expand_inputs
+from modgraph.inference.loaded_node import LoadedNode
 from modgraph.modality import Modality
 
-if TYPE_CHECKING:
-    from modgraph.graph import LoadedNode
 
 # Below this a reading is reported as doubtful: the recognizer gives another class about as
 # much weight as its answer (label smoothing caps a sure answer at about 0.955).
@@ -32,7 +31,7 @@ class Reading:
 
 
 @torch.no_grad()
-def readings(node: "LoadedNode", x: torch.Tensor, batch_size: int = 1024) -> list[Reading]:
+def readings(node: LoadedNode, x: torch.Tensor, batch_size: int = 1024) -> list[Reading]:
     """The recognizer of ``node`` on normalised inputs ``x`` (N, *shape): one :class:`Reading` per row."""
     recognizer = node.recognizer.eval()
     device = next(recognizer.parameters()).device
@@ -84,10 +83,8 @@ def read_files(graph, name: str, paths: list[Path], texts: list[str] = ()) -> di
     Returns ``{"rows": [{"input", "read_as", "read_confidence"}...], "notes": {path: [...]},
     "errors": {path: message}}``; raises :class:`InputFileError` when nothing could be read.
     """
-    from modgraph.translation import expand_inputs as _expand_inputs
-
     node = graph.node(name)
-    items = _expand_inputs([Path(p) for p in paths], node.modality)
+    items = expand_inputs([Path(p) for p in paths], node.modality)
     if not items and not texts:
         raise InputFileError("nothing to read: give one or more files, a folder, or --text")
     x, good, notes, errors = read_batch(node.modality, items)
@@ -102,7 +99,7 @@ def read_files(graph, name: str, paths: list[Path], texts: list[str] = ()) -> di
     return {"rows": rows, "notes": notes, "errors": errors}
 
 
-def translation_rows(source: "LoadedNode", target: "LoadedNode", inputs: list, x: torch.Tensor, out: torch.Tensor,
+def translation_rows(source: LoadedNode, target: LoadedNode, inputs: list, x: torch.Tensor, out: torch.Tensor,
                      outputs: list[list[Path]]) -> list[dict]:
     """One row per translated input: what ``source``'s recognizer read in ``x`` (normalised inputs) and
     what ``target``'s recognizer reads in ``out`` (normalised outputs, (N, samples, *shape)).

@@ -1,6 +1,6 @@
 """Typed records of the registry's file headers: what a node or an edge file says about itself.
 
-Headers are strings in safetensors; :class:`~modgraph.registry.Registry` parses the JSON
+Headers are strings in safetensors; :class:`~modgraph.storage.registry.Registry` parses the JSON
 fields and validates them here, so a wrong type is one clear error naming the file.
 """
 

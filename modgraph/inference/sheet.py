@@ -14,7 +14,7 @@ import torch
 
 from modgraph.errors import ConfigError, PluginError
 from modgraph.modality import Modality
-from modgraph.readings import LOW_CONFIDENCE
+from modgraph.inference.readings import LOW_CONFIDENCE
 
 MAX_ROWS = 24  # inputs shown; the sheet says how many more there were
 CELL_HEIGHT = 112  # a small picture is enlarged by whole multiples up to this (MNIST's 28 pixels, 4 times)
@@ -86,7 +86,7 @@ class SheetRows:
 
     def write(self, path: Path, route: list[str], written: list[str] = ()) -> dict:
         """Draw and write the sheet; ``{"path", "rows", "left_out"}``. It never replaces a ``written`` output."""
-        from modgraph.atomic import write_bytes_atomically
+        from modgraph.storage.atomic import write_bytes_atomically
 
         if any(Path(w).resolve() == Path(path).resolve() for w in written):
             raise ConfigError(f"--sheet {path} is also the name of a translated output; give the sheet another name")

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import torch
 
-from modgraph.anchors import DEFAULT_NEIGHBOURS, MAX_NEIGHBOURS, anchor_latents
+from modgraph.inference.anchors import DEFAULT_NEIGHBOURS, MAX_NEIGHBOURS, anchor_latents
 from modgraph.errors import ConfigError, InputFileError
 from modgraph.modality import Modality, takes_scale
-from modgraph.readings import read_batch, translation_rows
-from modgraph.sheet import SheetRows
-from modgraph.sheet import check_path as check_sheet_path
+from modgraph.inference.inputs import expand_inputs
+from modgraph.inference.readings import read_batch, translation_rows
+from modgraph.inference.sheet import SheetRows
+from modgraph.inference.sheet import check_path as check_sheet_path
 
 
 @torch.no_grad()
@@ -29,7 +30,7 @@ def translate_normalized(mg, path: list[str], x: torch.Tensor, samples: int = 1,
     those it was trained on (fsdd -> fmnist -> mnist: 49.6% against 33.2% when the
     associator's output is passed on as it is). With ``samples > 1`` the last step
     draws from its Gaussian (for a same-modality path, from the VAE posterior). ``anchor``
-    k > 0: the source latent is first anchored (:mod:`modgraph.anchors`), where the node has anchors.
+    k > 0: the source latent is first anchored (:mod:`modgraph.inference.anchors`), where the node has anchors.
     """
     device = mg.device
     source = mg.node(path[0])
@@ -71,7 +72,7 @@ def read_jobs(modality: Modality, chunk: list, notes: dict, errors: dict) -> tup
     """Raw features of a batch of jobs (readable files first, then literal texts), and the jobs they are.
 
     File notes go into ``notes``; a file that cannot be read goes into ``errors`` and is left
-    out, so the others are still translated (modgraph.readings.read_batch).
+    out, so the others are still translated (modgraph.inference.readings.read_batch).
     """
     x, _, file_notes, file_errors = read_batch(modality, [p for _, p in chunk if isinstance(p, Path)])
     notes.update(file_notes)
@@ -106,7 +107,7 @@ def translate_files(mg, source: str, target: str, inputs=(), output: str | Path 
 
     ``scale``: image outputs are written that many times larger (nearest neighbour). ``sheet``: a
     PNG contact sheet of the first inputs beside their outputs, labelled with their readings
-    (:mod:`modgraph.sheet`); the report's ``sheet`` says where, how many rows, how many left out.
+    (:mod:`modgraph.inference.sheet`); the report's ``sheet`` says where, how many rows, how many left out.
     """
     if samples < 1:
         raise ConfigError(f"--samples must be at least 1, not {samples}")
@@ -207,18 +208,3 @@ def write_outputs(modality: Modality, outputs: list[tuple[torch.Tensor, Path]], 
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text.strip()).strip("-")[:40] or "text"
-
-
-def expand_inputs(paths: list[Path], modality: Modality) -> list[Path]:
-    """Files as given, and the input files of a folder (sorted); a missing path is an error."""
-    items = []
-    for p in paths:
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in modality.input_suffixes)
-            if not found:
-                raise InputFileError(f"folder {p} holds no {modality.name} input files "
-                                     f"({', '.join(modality.input_suffixes)})")
-            items.extend(found)
-        else:  # a missing file is reported by modgraph.readings.read_batch with the other unreadable ones
-            items.append(p)
-    return items

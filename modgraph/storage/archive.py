@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from modgraph import __version__
-from modgraph.card import model_card
+from modgraph.storage.card import model_card
 from modgraph.errors import ArchiveError, ModgraphError, NotInRegistryError, RegistryCorruptError
 from modgraph.modality import NAME_PATTERN
-from modgraph.registry import Registry, now_iso
+from modgraph.storage.registry import Registry, now_iso
 
 ARCHIVE_FORMAT = "modgraph-archive"
 ARCHIVE_VERSION = "1"

@@ -1,4 +1,4 @@
-"""The ``modgraph`` command: a thin click layer over :class:`modgraph.graph.ModGraph`.
+"""The ``modgraph`` command: a thin click layer over :class:`modgraph.api.ModGraph`.
 
 Nothing heavy is imported at module level so that ``modgraph --help`` answers at once.
 """
@@ -14,7 +14,7 @@ import sys
 import click
 
 from modgraph import __version__
-from modgraph.cli_options import settings_from_cli, settings_options
+from modgraph.app.cli_options import settings_from_cli, settings_options
 from modgraph.settings import LinkSettings, NodeSettings
 
 
@@ -27,9 +27,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except ModgraphError as exc:
-            from modgraph import launch
-
-            where = f" (rank {launch.rank()})" if launch.under_torchrun() else ""
+            from modgraph.runtime import launch
+            where = f" (rank {launch.env_rank()})" if launch.under_torchrun() else ""
             click.echo(f"Error{where}: {exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
@@ -56,7 +55,7 @@ def _clean_data(value):
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, list[str]]:
-    from modgraph.cli_options import pairs
+    from modgraph.app.cli_options import pairs
 
     return pairs(values, what)
 
@@ -72,7 +71,7 @@ def _common(f):
 
 
 def _graph(registry, data_root, device, progress=True, precision="fp32"):
-    from modgraph.graph import ModGraph
+    from modgraph.api import ModGraph
 
     return ModGraph(registry=registry, data_root=data_root, device=device, progress=progress, precision=precision)
 
@@ -111,15 +110,14 @@ def _scale_out(f):
     @functools.wraps(f)
     def command(*args, nproc, **kwargs):
         if nproc > 1:
-            from modgraph import launch
+            from modgraph.runtime import launch
             from modgraph.errors import ConfigError
 
             if launch.under_torchrun():
                 raise ConfigError("--nproc launches torchrun; leave it out when torchrun already started modgraph")
             launch.check_gpus(nproc, kwargs.get("device"))
             return launch.run_torchrun(nproc, _command_line(click.get_current_context()))
-        from modgraph import distributed
-
+        from modgraph.runtime import distributed
         if distributed.is_main():
             return f(*args, **kwargs)
         with contextlib.redirect_stdout(io.StringIO()):
@@ -287,7 +285,7 @@ def translate_cmd(source, target, inputs, texts, output, via, samples, scale, an
 @_common
 def read_cmd(name, inputs, texts, as_json, quiet, registry, data_root, device):
     """Say what modality NAME's recognizer makes of files (or folders of files), with its confidence."""
-    from modgraph.readings import read_files
+    from modgraph.inference.readings import read_files
 
     report = read_files(_graph(registry, data_root, device, progress=False), name, list(inputs), list(texts))
     _print_readings(report, name, None, as_json, quiet)
@@ -296,7 +294,7 @@ def read_cmd(name, inputs, texts, as_json, quiet, registry, data_root, device):
 
 def _print_readings(report: dict, source: str, target: str | None, as_json: bool, quiet: bool = False) -> None:
     """Per input what was read (and written), one-line warnings when unsure, one-line errors for bad files."""
-    from modgraph.readings import Reading, doubt
+    from modgraph.inference.readings import Reading, doubt
 
     for path, notes in ({} if quiet else report["notes"]).items():
         click.echo(f"Note: {path}: {'; '.join(notes)}", err=True)
@@ -400,8 +398,8 @@ def graph_cmd(fmt, registry):
 @click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
 def history_cmd(name, output, as_csv, as_json, registry):
     """Plot the stored training curves of a node (mnist) or an edge (fsdd->mnist)."""
-    from modgraph.history import history_csv, plot_history, training_history
-    from modgraph.registry import Registry
+    from modgraph.storage.history import history_csv, plot_history, training_history
+    from modgraph.storage.registry import Registry
 
     title, rows = training_history(Registry(registry), name)
     if as_csv or as_json:
@@ -421,7 +419,7 @@ def history_cmd(name, output, as_csv, as_json, registry):
               help="Named in every command when given [env MODGRAPH_DATA].")
 def plan_cmd(spec, fmt, registry, data_root):
     """Print the jobs that train the graph in SPEC (TOML or JSON): nodes, then links; up-to-date ones left out."""
-    from modgraph.plan import make_plan, plan_lines, read_spec
+    from modgraph.runtime.plan import make_plan, plan_lines, read_spec
 
     plan = make_plan(_graph(registry, data_root, "cpu", progress=False), read_spec(spec), registry, data_root)
     click.echo(json.dumps(plan, indent=2) if fmt == "json" else "\n".join(plan_lines(plan)))
@@ -435,7 +433,7 @@ def plan_cmd(spec, fmt, registry, data_root):
 @click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
 def card_cmd(output, registry):
     """Write the registry's model card (markdown) from its file headers: nodes, edges, datasets, commands."""
-    from modgraph.card import write_card
+    from modgraph.storage.card import write_card
 
     text = write_card(_graph(registry, None, "cpu", progress=False), output)
     if output is None:
@@ -450,7 +448,7 @@ def card_cmd(output, registry):
 @_common
 def serve_cmd(host, port, registry, data_root, device):
     """Serve a page to try the registry in a browser (needs: pip install 'modgraph[app]')."""
-    from modgraph.webapp import serve
+    from modgraph.app.webapp import serve
 
     mg = _graph(registry, data_root, device, progress=False)
     serve(mg, host, port, announce=lambda url: click.echo(f"Serving registry {mg.registry.root} on {url} "
@@ -463,7 +461,7 @@ def serve_cmd(host, port, registry, data_root, device):
 @click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
 def export_cmd(file, only, registry):
     """Write the registry to one tar FILE (.tar, or .tar.gz): nodes, edges, a manifest with hashes, the card."""
-    from modgraph.archive import export_registry
+    from modgraph.storage.archive import export_registry
 
     mg = _graph(registry, None, "cpu", progress=False)
     report = export_registry(mg.registry, file, only=_via((only,)) if only else None,
@@ -479,7 +477,7 @@ def export_cmd(file, only, registry):
 @click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
 def import_cmd(file, force, registry):
     """Add the nodes and associators of an exported FILE to the registry, after checking every file's hash."""
-    from modgraph.archive import import_archive, plugin_notes
+    from modgraph.storage.archive import import_archive, plugin_notes
 
     mg = _graph(registry, None, "cpu", progress=False)
     report = import_archive(mg.registry, file, force=force)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import networkx as nx
 
-from modgraph.cli_options import option_value
+from modgraph.app.cli_options import option_value
 from modgraph.errors import ModgraphError
-from modgraph.registry import Registry
+from modgraph.storage.registry import Registry
 
 # Link settings stored per direction whose command-line default is resolved per target
 # (or source) modality: a value both directions share was given, or agrees with the defaults.
@@ -210,7 +210,7 @@ def model_card(registry: Registry, modalities: Mapping[str, object] | None = Non
 
 
 def write_card(graph, output=None) -> str:
-    """The card of a :class:`modgraph.graph.ModGraph`'s registry with its plugins' dataset facts; written to ``output`` if given."""
+    """The card of a :class:`modgraph.api.ModGraph`'s registry with its plugins' dataset facts; written to ``output`` if given."""
     text = model_card(graph.registry, graph.available_modalities())
     if output is not None:
         try:

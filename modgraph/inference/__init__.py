@@ -1,0 +1,1 @@
+"""Routes through the graph, translation, recognizer readings, anchors and contact sheets."""

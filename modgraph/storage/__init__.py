@@ -1,0 +1,1 @@
+"""The registry on disk: safetensors records, atomic writes, guards, archives, the card, training histories."""
