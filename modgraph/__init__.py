@@ -31,11 +31,12 @@ _LAZY = {
     "Registry": "modgraph.storage.registry",
     # What a plugin needs beyond the above: plugins import from ``modgraph`` only (tests/test_plugins.py).
     "FAITHFUL_CONFIDENCE": "modgraph.learning.targets",
-    "write_bytes_atomically": "modgraph.storage.atomic",
+    "write_bytes_atomically": "modgraph.storage.outputs",
     **{name: "modgraph.errors" for name in (
         "ModgraphError", "PluginError", "DuplicateModalityError", "UnknownModalityError", "NotInRegistryError",
         "NoRouteError", "RegistryCorruptError", "DataNotFoundError", "FeatureCacheError", "InputFileError",
-        "ConfigError", "PairingError", "TrainingDivergedError", "ArchiveError", "DeviceOutOfMemoryError")},
+        "ConfigError", "PairingError", "TrainingDivergedError", "ArchiveError", "DeviceOutOfMemoryError",
+        "OutputPathError")},
 }
 
 

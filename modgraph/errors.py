@@ -85,3 +85,36 @@ class ArchiveError(ModgraphError):
 
 class DeviceOutOfMemoryError(ModgraphError):
     """The GPU ran out of memory; nothing was saved (a smaller batch or the CPU is the way on)."""
+
+
+class OutputPathError(ModgraphError):
+    """A path named as an output is not, and cannot become, a regular file of ours (a device, a FIFO, a folder...)."""
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text, keep: str = "") -> str:
+    """``text`` safe to print on a terminal: every character that is not printable, shown escaped.
+
+    Control characters and terminal escapes (``\\x1b[...``), bidirectional overrides and other
+    invisible format characters become ``\\xNN``/``\\uNNNN``; a byte of a non-UTF-8 file name
+    (decoded by Python as a lone surrogate) becomes the ``\\xNN`` of that byte. Characters in
+    ``keep`` (say ``"\\n"`` for a multi-line card) stay as they are. Everything modgraph prints
+    from a file, a header or a name goes through this one function.
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    out = []
+    for c in text:
+        if c.isprintable() or c in keep:
+            out.append(c)
+        elif c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        elif "\udc80" <= c <= "\udcff":  # os.fsdecode's stand-in for an undecodable byte
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        else:
+            code = ord(c)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)

@@ -15,6 +15,7 @@ import click
 
 from modgraph import __version__
 from modgraph.app.cli_options import settings_from_cli, settings_options
+from modgraph.errors import printable
 from modgraph.settings import LinkSettings, NodeSettings
 
 
@@ -29,29 +30,25 @@ class _Group(click.Group):
         except ModgraphError as exc:
             from modgraph.runtime import launch
             where = f" (rank {launch.env_rank()})" if launch.under_torchrun() else ""
-            click.echo(f"Error{where}: {exc}", err=True)
+            click.echo(f"Error{where}: {printable(exc)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted; the registry was not changed.", err=True)
             sys.exit(130)
         except OSError as exc:  # a file the command read or wrote: one line naming it
             where = f": {exc.filename}" if exc.filename else ""
-            click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+            click.echo(printable(f"Error: {exc.strerror or exc}{where}"), err=True)
             sys.exit(1)
 
 
-def _clean(text) -> str:
-    """Header strings come from files that may not be ours: no control characters reach the terminal."""
-    return "".join(c if c.isprintable() else "?" for c in str(text))
-
-
 def _clean_data(value):
-    """``value`` with every string (keys too) passed through :func:`_clean`."""
+    """``value`` with every string (keys too) made :func:`~modgraph.errors.printable`: header strings come
+    from files that may not be ours, and no control character may reach the terminal."""
     if isinstance(value, dict):
-        return {_clean(k): _clean_data(v) for k, v in value.items()}
+        return {printable(k): _clean_data(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_clean_data(v) for v in value]
-    return _clean(value) if isinstance(value, str) else value
+    return printable(value) if isinstance(value, str) else value
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, list[str]]:
@@ -264,13 +261,13 @@ def translate_cmd(source, target, inputs, texts, output, via, samples, scale, an
         sys.exit(1 if report["errors"] else 0)
     written = report["written"]
     for path in written[:20]:
-        click.echo(f"Wrote {path}")
+        click.echo(printable(f"Wrote {path}"))
     if len(written) > 20:
         click.echo(f"... and {len(written) - 20} more")
     if "sheet" in report:
         left_out = report["sheet"]["left_out"]
-        click.echo(f"Wrote contact sheet {report['sheet']['path']} ({report['sheet']['rows']} input(s)"
-                   + (f"; {left_out} more not shown" if left_out else "") + ")")
+        click.echo(printable(f"Wrote contact sheet {report['sheet']['path']} ({report['sheet']['rows']} input(s)"
+                             + (f"; {left_out} more not shown" if left_out else "") + ")"))
     click.echo(f"Route: {' -> '.join(report['path'])}; {len(written)} file(s) written.")
     if report["errors"]:
         sys.exit(1)
@@ -297,7 +294,7 @@ def _print_readings(report: dict, source: str, target: str | None, as_json: bool
     from modgraph.inference.readings import Reading, doubt
 
     for path, notes in ({} if quiet else report["notes"]).items():
-        click.echo(f"Note: {path}: {'; '.join(notes)}", err=True)
+        click.echo(printable(f"Note: {path}: {'; '.join(notes)}"), err=True)
     shown = len(report["rows"]) if as_json else 20  # every warning is printed, lines beyond 20 are not
     for i, row in enumerate(report["rows"]):
         read = Reading(row["read_as"], row["read_confidence"])
@@ -308,13 +305,13 @@ def _print_readings(report: dict, source: str, target: str | None, as_json: bool
             line += f"; {target} output read as {written.name!r} ({written.confidence:.0%})"
             warnings.append(doubt(target, f"the output for {row['input']}", written))
         if i < shown:
-            click.echo(json.dumps(row) if as_json else line)
+            click.echo(json.dumps(row) if as_json else printable(line))  # file names: no terminal escapes
         for warning in filter(None, warnings):
-            click.echo(f"Warning: {warning}", err=True)
+            click.echo(printable(f"Warning: {warning}"), err=True)
     if len(report["rows"]) > shown:
         click.echo(f"... and {len(report['rows']) - shown} more (--json lists every input)")
     for message in report["errors"].values():
-        click.echo(f"Error: {message}", err=True)
+        click.echo(printable(f"Error: {message}"), err=True)
 
 
 @main.command("eval")
@@ -351,7 +348,7 @@ def eval_cmd(source, target, via, split, include, anchor, as_json, registry, dat
         width = max(len(name) for name in per_class)
         click.echo(f"  per class of {result['target']}:")
         for name, value in per_class.items():
-            click.echo(f"    {name:<{width}}  {_pct(value)}")
+            click.echo(printable(f"    {name:<{width}}  {_pct(value)}"))  # class names come from headers
 
 
 @main.command("graph")
@@ -391,7 +388,7 @@ def graph_cmd(fmt, registry):
 
 @main.command("history")
 @click.argument("name")
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
+@click.option("-o", "--output", type=click.Path(),  # a folder is refused in one line (storage/outputs.py)
               help="PNG to write [default: NAME-history.png in the current folder].")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the curves as CSV instead of plotting them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the curves as JSON instead of plotting them.")
@@ -407,7 +404,7 @@ def history_cmd(name, output, as_csv, as_json, registry):
         return
     default = name.replace("->", "--").replace(" ", "") + "-history.png"
     path = plot_history(title, rows, output or default)
-    click.echo(f"Wrote {path} ({len(rows)} epochs of {title})")
+    click.echo(printable(f"Wrote {path} ({len(rows)} epochs of {title})"))
 
 
 @main.command("plan")
@@ -429,7 +426,7 @@ def plan_cmd(spec, fmt, registry, data_root):
 
 
 @main.command("card")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the card here [default: print it].")
+@click.option("-o", "--output", type=click.Path(), help="Write the card here [default: print it].")
 @click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
 def card_cmd(output, registry):
     """Write the registry's model card (markdown) from its file headers: nodes, edges, datasets, commands."""
@@ -439,7 +436,7 @@ def card_cmd(output, registry):
     if output is None:
         click.echo(text, nl=False)
     else:
-        click.echo(f"Wrote {output}")
+        click.echo(printable(f"Wrote {output}"))
 
 
 @main.command("serve")
@@ -456,7 +453,7 @@ def serve_cmd(host, port, registry, data_root, device):
 
 
 @main.command("export")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())  # a folder is refused in one line (storage/outputs.py)
 @click.option("--only", metavar="A,B,...", help="Export these modalities and the associators between them.")
 @click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
 def export_cmd(file, only, registry):
@@ -467,8 +464,9 @@ def export_cmd(file, only, registry):
     report = export_registry(mg.registry, file, only=_via((only,)) if only else None,
                              modalities=mg.available_modalities())
     m = report["manifest"]
-    click.echo(f"Wrote {report['path']} ({report['size']:,} bytes): {len(m['modalities'])} modalities "
-               f"({', '.join(m['modalities'])}), {len(m['associators'])} associators, manifest.json and README.md")
+    click.echo(printable(f"Wrote {report['path']} ({report['size']:,} bytes): {len(m['modalities'])} modalities "
+                         f"({', '.join(m['modalities'])}), {len(m['associators'])} associators, manifest.json "
+                         "and README.md"))
 
 
 @main.command("import")
@@ -482,9 +480,10 @@ def import_cmd(file, force, registry):
     mg = _graph(registry, None, "cpu", progress=False)
     report = import_archive(mg.registry, file, force=force)
     for path in report["written"]:
-        click.echo(f"Wrote {path}" + (" (replaced)" if any(path.endswith(r) for r in report["replaced"]) else ""))
+        click.echo(printable(f"Wrote {path}" + (" (replaced)" if any(path.endswith(r) for r in report["replaced"])
+                                                else "")))
     for note in plugin_notes(report["manifest"], mg.available_modalities()):
-        click.echo(f"Note: {note}", err=True)
+        click.echo(printable(f"Note: {note}"), err=True)  # the manifest's plugin names are the archive's words
 
 
 if __name__ == "__main__":

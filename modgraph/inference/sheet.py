@@ -15,6 +15,7 @@ import torch
 from modgraph.errors import ConfigError, PluginError
 from modgraph.modality import Modality
 from modgraph.inference.readings import LOW_CONFIDENCE
+from modgraph.storage.outputs import check_output, write_bytes_atomically
 
 MAX_ROWS = 24  # inputs shown; the sheet says how many more there were
 CELL_HEIGHT = 112  # a small picture is enlarged by whole multiples up to this (MNIST's 28 pixels, 4 times)
@@ -40,7 +41,7 @@ def check_path(path: str | Path) -> Path:
         raise ConfigError(f"--sheet {path}: the contact sheet is a PNG; give a file name ending in .png")
     if path.is_dir():
         raise ConfigError(f"--sheet {path} is a folder; give a file name ending in .png")
-    return path
+    return check_output(path)
 
 
 def picture_of(modality: Modality, x: torch.Tensor) -> np.ndarray | str | None:
@@ -86,8 +87,6 @@ class SheetRows:
 
     def write(self, path: Path, route: list[str], written: list[str] = ()) -> dict:
         """Draw and write the sheet; ``{"path", "rows", "left_out"}``. It never replaces a ``written`` output."""
-        from modgraph.storage.atomic import write_bytes_atomically
-
         if any(Path(w).resolve() == Path(path).resolve() for w in written):
             raise ConfigError(f"--sheet {path} is also the name of a translated output; give the sheet another name")
 

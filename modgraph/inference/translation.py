@@ -6,6 +6,7 @@ written by a background thread while the next batch is translated.
 
 from __future__ import annotations
 
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +20,7 @@ from modgraph.inference.inputs import expand_inputs
 from modgraph.inference.readings import read_batch, translation_rows
 from modgraph.inference.sheet import SheetRows
 from modgraph.inference.sheet import check_path as check_sheet_path
+from modgraph.storage.outputs import check_output
 
 
 @torch.no_grad()
@@ -54,6 +56,8 @@ def translate_normalized(mg, path: list[str], x: torch.Tensor, samples: int = 1,
 def output_target(output: Path | None, source: str, target: str, n_out: int, suffix: str) -> tuple[Path, bool]:
     """The output folder (or single file) and whether it is one file; refuses a file for many outputs."""
     output = Path(output) if output is not None else Path("translations") / f"{source}-to-{target}"
+    if output.suffix and not output.is_dir():
+        check_output(output)  # one file: a device, a FIFO or a socket is refused as every output is
     if output.exists() and not output.is_dir() and (output.suffix == "" or not output.is_file()):
         raise ConfigError(f"-o {output} is an existing file that is not a {suffix} file; give a folder, or a "
                           f"file name ending in {suffix}")
@@ -66,6 +70,17 @@ def output_target(output: Path | None, source: str, target: str, n_out: int, suf
     if single_file and output.suffix.lower() != suffix:
         raise ConfigError(f"-o {output}: {target} outputs are {suffix} files")
     return output, single_file
+
+
+# Output names keep at most this many bytes of their input's name: room for a repeat count, a sample
+# number, the suffix and a plugin's companion file (``.mfcc.png``) under the file systems' 255.
+MAX_STEM_BYTES = 200
+
+
+def output_stem(stem: str) -> str:
+    """``stem`` cut to :data:`MAX_STEM_BYTES` bytes (a prefix of its bytes, as the file system stores them)."""
+    raw = os.fsencode(stem)
+    return stem if len(raw) <= MAX_STEM_BYTES else os.fsdecode(raw[:MAX_STEM_BYTES])
 
 
 def read_jobs(modality: Modality, chunk: list, notes: dict, errors: dict) -> tuple[torch.Tensor | None, list]:
@@ -124,7 +139,8 @@ def translate_files(mg, source: str, target: str, inputs=(), output: str | Path 
     suffix = dst.modality.output_suffix
     output, single_file = output_target(output, source, target, (len(items) + len(texts)) * samples, suffix)
     written, notes, stems_seen, rows, errors = [], {}, {}, [], {}
-    jobs = [(p.stem, p) for p in items] + [(slug(t), t) for t in texts]
+    jobs = [(output_stem(p.stem), p) for p in items] + [(slug(t), t) for t in texts]
+    shortened = sum(output_stem(p.stem) != p.stem for p in items) if not single_file else 0
     pictured = SheetRows(src.modality, dst.modality) if sheet is not None else None
     # One thread writes a batch's files while the next batch is read and translated: writing
     # is mostly waiting on the file system (on a busy disk, longer than the models take).
@@ -152,7 +168,9 @@ def translate_files(mg, source: str, target: str, inputs=(), output: str | Path 
     if errors and not rows:
         raise InputFileError(next(iter(errors.values())))
     report = {"path": path, "written": written, "notes": notes, "rows": rows, "errors": errors,
-              "output_notes": scale_notes(dst.modality, scale) + anchor_notes(src, anchor, len(path))}
+              "output_notes": scale_notes(dst.modality, scale) + anchor_notes(src, anchor, len(path))
+              + ([f"{shortened} output name(s) keep only the first {MAX_STEM_BYTES} bytes of their input's name"]
+                 if shortened else [])}
     if pictured is not None:
         report["sheet"] = pictured.write(sheet, path, written)
     return report

@@ -22,6 +22,7 @@ from modgraph import __version__
 from modgraph.storage.card import model_card
 from modgraph.errors import ArchiveError, ModgraphError, NotInRegistryError, RegistryCorruptError
 from modgraph.modality import NAME_PATTERN
+from modgraph.storage.outputs import check_output, output_file
 from modgraph.storage.registry import Registry, now_iso
 
 ARCHIVE_FORMAT = "modgraph-archive"
@@ -101,7 +102,7 @@ def export_registry(registry: Registry, output: str | Path, only: list[str] | No
     ``.tar.gz`` / ``.tgz`` names are gzipped. The file appears whole or not at all. Returns what
     was written: the path, its size, the manifest.
     """
-    output = Path(output)
+    output = check_output(output)  # a device, a FIFO or a folder is refused before anything is read
     compression = "w:gz" if output.name.endswith((".tar.gz", ".tgz")) else "w"
     with registry.lock():  # writers wait: the hashes describe the files as they are put in
         graph = registry.graph()
@@ -121,9 +122,7 @@ def export_registry(registry: Registry, output: str | Path, only: list[str] | No
             "plugins": {graph.nodes[n].get("plugin"): graph.nodes[n].get("plugin_version") for n in names},
             "files": files,
         }
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(f".{output.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-        try:
+        with output_file(output) as tmp:  # only a regular file is replaced (storage/outputs.py)
             now = time.time()
             with tarfile.open(tmp, compression, format=tarfile.PAX_FORMAT) as tar:
                 _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=2).encode("utf-8"), now)
@@ -133,12 +132,6 @@ def export_registry(registry: Registry, output: str | Path, only: list[str] | No
                     info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "", ""
                     with open(path, "rb") as fh:
                         tar.addfile(info, fh)
-            os.replace(tmp, output)
-        except OSError as exc:
-            raise ModgraphError(f"could not write {output}: {exc}") from None
-        finally:
-            if tmp.exists():
-                tmp.unlink()
     return {"path": str(output), "size": output.stat().st_size, "manifest": manifest}
 
 

@@ -1,14 +1,14 @@
 """Atomic file writes: a reader sees the old file or the new one, never a partial one.
 
-The registry, the feature cache and its manifest all write through :func:`atomic_path`.
+The registry, the feature cache and its manifest all write through :func:`atomic_path`; files a
+user names as outputs through :mod:`modgraph.storage.outputs`, which is built on it.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,11 +16,11 @@ from pathlib import Path
 def temporary_path(path: str | Path) -> Path:
     """A hidden temporary name beside ``path``, unique to this process and moment (``.<name>.<pid>.<ns>.tmp``).
 
-    The name keeps at most 100 characters of ``path``'s, so a long file name never makes a
-    temporary name the file system refuses.
+    The name keeps at most 48 characters of ``path``'s (192 bytes even in four-byte characters),
+    so a long file name never makes a temporary name the file system refuses.
     """
     path = Path(path)
-    return path.with_name(f".{path.name[:100]}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    return path.with_name(f".{path.name[:48]}.{os.getpid()}.{time.monotonic_ns()}.tmp")
 
 
 def fsync_file(path: str | Path) -> None:
@@ -30,38 +30,21 @@ def fsync_file(path: str | Path) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, before_rename: Callable[[], object] | None = None) -> Iterator[Path]:
     """A hidden temporary path next to ``path`` to write to; on a clean exit it is fsynced and renamed to ``path``.
 
     The temporary file (``.<name>.<pid>.<ns>.tmp``, so concurrent writers never share one)
-    is removed whatever happens; an exception from the body or the rename propagates.
+    is removed whatever happens; an exception from the body, ``before_rename`` (called just
+    before the rename: a last check of the target) or the rename propagates.
     """
     path = Path(path)
     tmp = temporary_path(path)
     try:
         yield tmp
         fsync_file(tmp)
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if os.path.lexists(tmp):
             tmp.unlink()
-
-
-def write_bytes_atomically(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through :func:`atomic_path`; every I/O error is one ``ModgraphError`` naming it.
-
-    Only a regular file is ever replaced (never /dev/null, a FIFO or a folder). Plugins write
-    their output files (PNG, wav) with this.
-    """
-    from modgraph.errors import ModgraphError
-
-    path = Path(path)
-    try:
-        if path.exists() and not path.is_file():
-            raise OSError(errno.EEXIST, "it exists and is not a regular file")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-    except OSError as exc:
-        raise ModgraphError(f"could not write {path}: {(exc.strerror or str(exc)).rstrip('.')}") from None
-    return path

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from pathlib import Path
 
 import networkx as nx
 
 from modgraph.app.cli_options import option_value
-from modgraph.errors import ModgraphError
+from modgraph.errors import printable
+from modgraph.storage.outputs import check_output, write_bytes_atomically
 from modgraph.storage.registry import Registry
 
 # Link settings stored per direction whose command-line default is resolved per target
@@ -206,15 +206,14 @@ def model_card(registry: Registry, modalities: Mapping[str, object] | None = Non
     lines += ["", "## Reproduce", "",
               "Each node, then each link, as recorded in the headers (give `--data-root` where the datasets are):",
               "", "```sh", *reproduce_commands(graph, defaults), "```", ""]
-    return "\n".join(lines)
+    return printable("\n".join(lines), keep="\n")  # header strings may hold terminal escapes
 
 
 def write_card(graph, output=None) -> str:
     """The card of a :class:`modgraph.api.ModGraph`'s registry with its plugins' dataset facts; written to ``output`` if given."""
+    if output is not None:
+        check_output(output)  # a FIFO or a device is refused before the card is made, never opened
     text = model_card(graph.registry, graph.available_modalities())
     if output is not None:
-        try:
-            Path(output).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise ModgraphError(f"could not write the card to {output}: {exc}") from None
+        write_bytes_atomically(output, text.encode("utf-8"))
     return text

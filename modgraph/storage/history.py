@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 
 from modgraph.errors import ConfigError
+from modgraph.storage.outputs import check_output, output_file
 
 
 def parse_target(name: str) -> tuple[str, ...]:
@@ -51,6 +52,7 @@ def history_csv(rows: list[dict]) -> str:
 
 def plot_history(title: str, rows: list[dict], path: Path) -> Path:
     """Training and validation loss by epoch (and validation accuracy on a second axis) as a PNG."""
+    check_output(path)  # before matplotlib is imported: a refused name costs nothing
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,12 +75,9 @@ def plot_history(title: str, rows: list[dict], path: Path) -> Path:
     ax.legend(loc="upper right")
     ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem[:40]}.history.tmp.png")
     try:
-        fig.savefig(tmp)
-        tmp.replace(path)
+        with output_file(path) as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
