@@ -7,6 +7,7 @@ concepts share nothing with the others; :func:`write_dataset` writes their on-di
 from __future__ import annotations
 
 import csv
+import io
 import math
 import random
 import wave
@@ -17,7 +18,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 
-from modgraph import hookimpl
+from modgraph import hookimpl, write_bytes_atomically
 from modgraph.errors import DataNotFoundError, InputFileError
 from modgraph.modality import ClassInfo, DatasetInfo, FeatureSet, Modality, ModalityOptions, TrainingDefaults
 from modgraph.learning.models import AssociatorConfig, RecognizerConfig, VAEConfig
@@ -56,11 +57,13 @@ def image_pattern(label: int, rng: random.Random) -> list[list[float]]:
     return pixels
 
 
-def write_png(pixels: list[list[float]], path: Path) -> None:
+def write_png(pixels: list[list[float]], path: Path, scale: int = 1) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.new("L", (len(pixels[0]), len(pixels)))
     image.putdata([round(255 * min(1.0, max(0.0, v))) for row in pixels for v in row])
-    image.save(path, format="PNG")
+    buffer = io.BytesIO()  # written whole or not at all: the kit checks that a failed write leaves no partial file
+    image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(buffer, format="PNG")
+    write_bytes_atomically(path, buffer.getvalue())
 
 
 def audio_clip(label: int, speaker: int, rng: random.Random) -> list[float]:
@@ -73,11 +76,13 @@ def audio_clip(label: int, speaker: int, rng: random.Random) -> list[float]:
 def write_wav(samples: list[float], path: Path, rate: int = AUDIO_RATE) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     ints = [round(max(-1.0, min(1.0, v)) * 32767) for v in samples]
-    with wave.open(str(path), "wb") as fh:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as fh:
         fh.setnchannels(1)
         fh.setsampwidth(2)
         fh.setframerate(rate)
         fh.writeframes(b"".join(i.to_bytes(2, "little", signed=True) for i in ints))
+    write_bytes_atomically(path, buffer.getvalue())
 
 
 def image_file(path: Path, label: int, seed: int = 0) -> Path:
@@ -221,8 +226,8 @@ class ToyImage(_Toy):
     def read_file(self, path: Path) -> tuple[torch.Tensor, list[str]]:
         return read_png(path)
 
-    def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
-        write_png(x.reshape(IMAGE_SIDE, IMAGE_SIDE).tolist(), Path(path))
+    def write_file(self, x: torch.Tensor, path: Path, *, scale: int = 1) -> list[Path]:
+        write_png(x.reshape(IMAGE_SIDE, IMAGE_SIDE).tolist(), Path(path), scale)
         return [Path(path)]
 
 
@@ -262,6 +267,13 @@ class ToyAudio(_Toy):
             speakers.append(speaker)
         return FeatureSet(x=torch.stack(xs), y=torch.tensor(ys), groups={"speaker": speakers})
 
+    def example_files(self, root: Path, split: Literal["train", "test"]) -> list[tuple[int, Path]]:
+        folder = Path(root) / "toyaudio" / split
+        files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+        if not files:
+            raise _missing("toyaudio", folder)
+        return [(int(path.stem.split("_")[0]), path) for path in files]
+
     def fit_normalization(self, x: torch.Tensor) -> dict[str, list[float]]:
         return {"mean": x.mean(0).tolist(), "std": x.std(0).clamp_min(1e-3).tolist()}
 
@@ -274,7 +286,7 @@ class ToyAudio(_Toy):
     def read_file(self, path: Path) -> tuple[torch.Tensor, list[str]]:
         return read_wav(path)
 
-    def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
+    def write_file(self, x: torch.Tensor, path: Path, *, scale: int = 1) -> list[Path]:
         write_wav(x.flatten().tolist(), Path(path))
         return [Path(path)]
 
@@ -320,9 +332,9 @@ class ToyColor(_Toy):
             raise InputFileError(f"{path}: expected {COLOR_DIM} values, found {len(values)}")
         return torch.tensor(values), []
 
-    def write_file(self, x: torch.Tensor, path: Path) -> list[Path]:
+    def write_file(self, x: torch.Tensor, path: Path, *, scale: int = 1) -> list[Path]:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(",".join(f"{v:.4f}" for v in x.flatten().tolist()) + "\n")
+        write_bytes_atomically(path, (",".join(f"{v:.4f}" for v in x.flatten().tolist()) + "\n").encode())
         return [Path(path)]
 
 
