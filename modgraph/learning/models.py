@@ -10,9 +10,20 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+# A stored header rebuilds a module, so every size in a config is bounded before anything is built
+# (the parameter count is capped too: modgraph.storage.safe_io.check_parameters).
+MAX_LAYERS = 16  # entries of a ``channels`` or ``hidden`` list
+MAX_WIDTH = 65_536  # units or channels of one layer, and one input dimension
+MAX_INPUT_DIMS = 4  # entries of an ``input_shape``
+MAX_CLASSES = 100_000
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
+Widths = Annotated[list[Width], Field(max_length=MAX_LAYERS)]
+Shape = Annotated[tuple[Width, ...], Field(min_length=1, max_length=MAX_INPUT_DIMS)]
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -21,11 +32,11 @@ class _Config(BaseModel):
 class VAEConfig(_Config):
     """A VAE over inputs of ``input_shape`` (C, H, W for ``conv``; any for ``mlp``)."""
 
-    input_shape: tuple[int, ...]
+    input_shape: Shape
     latent_dim: int = Field(64, ge=1, le=4096)
     architecture: Literal["conv", "mlp"] = "conv"
-    channels: list[int] = [32, 64]  # conv: one stride-2 stage per entry
-    hidden: list[int] = [256]  # fully connected layers around the latent
+    channels: Widths = [32, 64]  # conv: one stride-2 stage per entry
+    hidden: Widths = [256]  # fully connected layers around the latent
     output: Literal["sigmoid", "linear"] = "sigmoid"
     logvar_min: float = -10.0  # log-variance bounds keep exp() finite
     logvar_max: float = 4.0
@@ -40,20 +51,20 @@ class VAEConfig(_Config):
 class RecognizerConfig(_Config):
     """A classifier judging generated samples (the paper's recognition network)."""
 
-    input_shape: tuple[int, ...]
-    num_classes: int = Field(ge=2)
+    input_shape: Shape
+    num_classes: int = Field(ge=2, le=MAX_CLASSES)
     architecture: Literal["conv", "mlp"] = "conv"
-    channels: list[int] = [32, 64]  # conv: one conv + 2x2 max-pool stage per entry
-    hidden: int = 128
+    channels: Widths = [32, 64]  # conv: one conv + 2x2 max-pool stage per entry
+    hidden: Width = 128
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
 
 
 class AssociatorConfig(_Config):
     """Maps a source latent to a Gaussian in the target latent space (sizes may differ)."""
 
-    source_dim: int = Field(ge=1)
-    target_dim: int = Field(ge=1)
-    hidden: list[int] = [512, 512]
+    source_dim: int = Field(ge=1, le=4096)  # latent sizes (VAEConfig.latent_dim)
+    target_dim: int = Field(ge=1, le=4096)
+    hidden: Widths = [512, 512]
     logvar_min: float = -10.0
     logvar_max: float = 4.0
 

@@ -7,18 +7,29 @@ opened, and every size is bounded before anything is allocated.
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import re
 import stat
 import struct
+from itertools import accumulate
 from pathlib import Path
 
-from modgraph.errors import ConfigError, RegistryCorruptError
+from modgraph.errors import ConfigError, ModgraphError, RegistryCorruptError
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a modality name: a graph node and a file name
 MAX_REGISTRY_FILE = 4 << 30  # bytes: far above any model modgraph trains
 MAX_HEADER = 16 << 20  # bytes of a safetensors JSON header
 MAX_PARAMETERS = 500_000_000  # a module rebuilt from a header (about 2 GB of fp32 weights)
+MAX_SMALL_FILE = 1 << 20  # bytes of a journal, a manifest, a plan spec or an options file
+MAX_JSON_DEPTH = 64  # nested arrays and objects in any JSON or TOML modgraph parses (its own files use 5)
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_STRINGS = {"json": re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S),
+            "toml": re.compile(r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]++|\\.)*+"|\'[^\'\n]*+\'|#[^\n]*+',
+                               re.S)}
+_BRACKETS = re.compile(r"[^\[\]{}]++")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def check_name(name: str, what: str = "modality") -> str:
@@ -52,7 +63,7 @@ def regular_file(path: Path, max_bytes: int = MAX_REGISTRY_FILE) -> os.stat_resu
 
 def check_safetensors_header(path: Path, size: int) -> None:
     """Refuse a safetensors file whose declared header is larger than the file or than MAX_HEADER."""
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         head = fh.read(8)
     if len(head) < 8:
         raise RegistryCorruptError(f"registry file {path} is unreadable (truncated: {size} bytes); delete it and "
@@ -80,3 +91,108 @@ def check_parameters(build, path: Path, what: str) -> None:
     if count > MAX_PARAMETERS:
         raise RegistryCorruptError(f"registry file {path} describes a {what} of {count:,} parameters, more than "
                                    f"the {MAX_PARAMETERS:,} modgraph loads; delete it")
+
+
+def open_regular(path: str | Path, what: str = "registry file", error: type[ModgraphError] = RegistryCorruptError):
+    """``path`` opened for reading (binary) if it is a regular file, else one ``error`` line.
+
+    Checked before opening (opening a device may act on it) and again on the open file; opened
+    without following a link and without blocking, so a FIFO swapped in meanwhile is refused,
+    never waited on. A missing file raises ``FileNotFoundError``.
+    """
+    refusal = f"{what} {path} is not a regular file; remove it (modgraph reads only regular files)"
+    try:
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            refusal = f"{what} {path} is a symbolic link; remove it (modgraph does not follow links here)"
+        if not stat.S_ISREG(info.st_mode):
+            raise error(refusal)
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise error(f"{what} {path} is a symbolic link; remove it (modgraph does not follow links here)") from None
+        raise error(f"{what} {path} is unreadable ({exc.strerror or exc}); remove it or fix its permissions") from None
+    fh = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        fh.close()
+        raise error(refusal)
+    return fh
+
+
+def read_bounded(path: str | Path, max_bytes: int = MAX_SMALL_FILE, what: str = "registry file",
+                 error: type[ModgraphError] = RegistryCorruptError) -> bytes:
+    """The bytes of ``path`` if it is a regular file (:func:`open_regular`) of at most ``max_bytes``, else one
+    ``error`` line; never more than ``max_bytes`` + 1 bytes are read, whatever the file claims."""
+    with open_regular(path, what, error) as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise error(f"{what} {path} is larger than the {max_bytes:,} bytes modgraph reads; remove it or make "
+                    f"it smaller")
+    return data
+
+
+def _depth(text: str, syntax: str) -> int:
+    """How deeply arrays and objects nest in ``text`` (brackets inside strings and comments do not count)."""
+    brackets = _BRACKETS.sub("", _STRINGS[syntax].sub("", text))
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+def _nesting(value) -> int:
+    """How deeply lists and dicts nest in a parsed value (walked without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def parse_json(text: str | bytes, where: str, error: type[ModgraphError] = RegistryCorruptError,
+               max_bytes: int = MAX_HEADER):
+    """``text`` parsed as JSON, refusing more than ``max_bytes`` or nesting deeper than ``MAX_JSON_DEPTH``.
+
+    Every failure is one ``error`` line that starts with ``where`` (say "registry file X: field 'config'").
+    """
+    return _parse(text, "json", where, error, max_bytes)
+
+
+def parse_toml(text: str | bytes, where: str, error: type[ModgraphError] = ConfigError,
+               max_bytes: int = MAX_SMALL_FILE) -> dict:
+    """``text`` parsed as TOML, bounded like :func:`parse_json`."""
+    return _parse(text, "toml", where, error, max_bytes)
+
+
+def load_bounded(path: str | Path, what: str, error: type[ModgraphError] = ConfigError,
+                 max_bytes: int = MAX_SMALL_FILE):
+    """A JSON (``.json``) or TOML (any other suffix) file, read with :func:`read_bounded`, parsed bounded."""
+    data = read_bounded(path, max_bytes, what, error)
+    syntax = "json" if Path(path).suffix.lower() == ".json" else "toml"
+    return _parse(data, syntax, f"{what} {path}", error, max_bytes)
+
+
+def _parse(text: str | bytes, syntax: str, where: str, error: type[ModgraphError], max_bytes: int):
+    if len(text) > max_bytes:
+        raise error(f"{where} is larger than the {max_bytes:,} bytes modgraph parses")
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        if _depth(text, syntax) > MAX_JSON_DEPTH:
+            raise error(f"{where} nests arrays or tables deeper than {MAX_JSON_DEPTH} levels; modgraph refuses it")
+        if syntax == "json":
+            return json.loads(text)
+        import tomllib
+
+        parsed = tomllib.loads(text)
+        if _nesting(parsed) > MAX_JSON_DEPTH:  # dotted keys (a.b.c = 1) nest without brackets
+            raise error(f"{where} nests tables deeper than {MAX_JSON_DEPTH} levels; modgraph refuses it")
+        return parsed
+    except UnicodeDecodeError as exc:
+        raise error(f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise error(f"{where} nests too deeply; modgraph refuses it") from None
+    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError
+        first = " ".join(str(exc).split())[:200]
+        raise error(f"{where} is not valid {syntax.upper()} ({first})") from None
