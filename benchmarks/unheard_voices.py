@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from modgraph import ModGraph
-from modgraph.inference.anchors import DEFAULT_NEIGHBOURS
+from modgraph.settings import DEFAULT_ANCHOR
 from modgraph.learning.training import predict
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -54,7 +54,7 @@ def measure(mg: ModGraph, paths: list[Path], labels: list[int], options: dict | 
     judge = mg.node("mnist").recognizer
     translated = predict(judge, mg.translate_normalized([node, "mnist"], xn)[:, 0])
     # What `translate` writes by default: the latent anchored (modgraph.inference.anchors), where the node stores anchors.
-    anchored = predict(judge, mg.translate_normalized([node, "mnist"], xn, anchor=DEFAULT_NEIGHBOURS)[:, 0])
+    anchored = predict(judge, mg.translate_normalized([node, "mnist"], xn, anchor=DEFAULT_ANCHOR)[:, 0])
     result = {"n": len(y)}
     for name, pred in (("recognizer", recognized), ("to mnist", translated), ("to mnist anchored", anchored)):
         right = pred == y

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from modgraph import ModGraph, __version__
-from modgraph.inference.anchors import DEFAULT_NEIGHBOURS
+from modgraph.settings import DEFAULT_ANCHOR
 from core_bars import loso_file
 from unheard_voices import held_out_digit_clips, measure as measure_unheard
 
@@ -56,7 +56,7 @@ def measure_spoken_digits(mg: ModGraph, name: str, data_root: Path, loso: Path) 
     node = mg.node(name)
     rows = [{"who": "FSDD's own test split (its 5 speakers)", "n": node.meta["metrics"]["test_samples"],
              "to mnist": round(mg.evaluate(name, "mnist")["accuracy"], 4),
-             "anchored": round(mg.evaluate(name, "mnist", anchor=DEFAULT_NEIGHBOURS)["accuracy"], 4),
+             "anchored": round(mg.evaluate(name, "mnist", anchor=DEFAULT_ANCHOR)["accuracy"], 4),
              "recognizer": round(node.meta["metrics"]["recognizer_accuracy"], 4)}]
     if loso.exists():
         fig = json.loads(loso.read_text())

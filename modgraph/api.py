@@ -23,7 +23,7 @@ from modgraph.plugins import PluginHost
 from modgraph.storage.registry import Registry
 from modgraph.inference.loaded_node import LoadedNode
 from modgraph.inference.routing import find_route
-from modgraph.settings import LinkSettings, NodeSettings
+from modgraph.settings import EvalSettings, LinkSettings, NodeSettings, TranslateSettings
 from modgraph.learning.training import configure_threads, resolve_device
 
 
@@ -175,30 +175,29 @@ class ModGraph:
 
     @_out_of_memory_as_error("translate")
     def translate_files(self, source: str, target: str, inputs=(), output: str | Path | None = None,
-                        via: list[str] | None = None, samples: int = 1, texts=(), batch_size: int = 256,
-                        scale: int = 1, sheet: str | Path | None = None, anchor: int | None = None) -> dict:
+                        settings: TranslateSettings | None = None, **given) -> dict:
         """Read files (or folders of files, or literal texts), translate, write the target's files.
 
-        ``scale``: image outputs written that many times larger (1-16, nearest neighbour);
-        ``sheet``: also write a PNG contact sheet there (:func:`modgraph.inference.translation.translate_files`);
-        ``anchor``: neighbours an input's latent is anchored to (default 20, 0: the paper's
-        translation; :mod:`modgraph.inference.anchors`).
+        Settings are a :class:`~modgraph.settings.TranslateSettings` or its fields as keywords
+        (``samples=3``, ``anchor=0``, ``sheet="sheet.png"``); each field's description says what it does.
         """
         from modgraph.inference.translation import translate_files
 
-        return translate_files(self, source, target, inputs, output, via, samples, texts, batch_size, scale, sheet,
-                               anchor)
+        return translate_files(self, source, target, inputs, output, _settings(TranslateSettings, settings, given))
 
     # -- evaluation ---------------------------------------------------------------------------
     @_out_of_memory_as_error("eval")
-    def evaluate(self, source: str, target: str, via: list[str] | None = None, split: str = "test",
-                 include: dict[str, list[str]] | None = None, judge: Recognizer | None = None,
-                 anchor: int = 0) -> dict:
-        """Recognition accuracy of translations (``source == target``: VAE reconstruction accuracy);
-        ``anchor`` k > 0: of translations anchored as ``translate`` does by default."""
+    def evaluate(self, source: str, target: str, settings: EvalSettings | None = None, *,
+                 judge: Recognizer | None = None, **given) -> dict:
+        """Recognition accuracy of translations (``source == target``: VAE reconstruction accuracy).
+
+        Settings are an :class:`~modgraph.settings.EvalSettings` or its fields as keywords
+        (``split="all"``, ``anchor=20``); ``judge``: another recognizer to read the outputs.
+        """
         from modgraph.learning.evaluation import evaluate
 
-        return evaluate(self, source, target, via, split, include, judge, anchor)
+        s = _settings(EvalSettings, settings, given)
+        return evaluate(self, source, target, s.via or None, s.split, s.include, judge, s.anchor)
 
 
 def _check_statistics(modality: Modality, stats: dict, path: Path) -> None:

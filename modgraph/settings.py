@@ -1,17 +1,19 @@
-"""The settings of the two training commands, defined once.
+"""The settings of every command, defined once.
 
-``NodeSettings`` (``add-modality``) and ``LinkSettings`` (``link``) are the single source of
-the CLI options (:mod:`modgraph.app.cli_options` builds them from the fields), the API's keyword
-arguments, ``plan``'s spec and argv, and the ``training`` header stored with the result.
-An unset value (None) means the modality's :class:`~modgraph.modality.TrainingDefaults`;
+``NodeSettings`` (``add-modality``), ``LinkSettings`` (``link``), ``TranslateSettings``,
+``EvalSettings`` and ``ReadSettings`` are the single source of the CLI options
+(:mod:`modgraph.app.cli_options` builds them from the fields), the API's keyword arguments,
+``plan``'s spec and argv, and the ``training`` header stored with the result. An unset value
+(None) of a training setting means the modality's :class:`~modgraph.modality.TrainingDefaults`;
 ``resolve`` fills it in.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modgraph.errors import ConfigError, validation_message
 
@@ -20,7 +22,32 @@ MAX_EPOCHS = 100_000
 MAX_BATCH = 65_536
 MAX_LATENT = 4096  # VAEConfig's bound
 MAX_SEED = 2**32 - 1
+MAX_SAMPLES = 1000
+MAX_SCALE = 16
+# Anchored translation (modgraph.inference.anchors): neighbours an input's latent is anchored to.
+DEFAULT_ANCHOR = 20
+MAX_ANCHOR = 1000
 GroupValues = dict[str, list[str]]
+
+
+def comma_separated(*fields: str, item: Callable[[str], Any] = str):
+    """A pydantic validator that reads ``"a,b"`` as ``[item("a"), item("b")]`` for ``fields`` (lists pass as they are).
+
+    ``--option words=go,left`` arrives as a string, ``--option 'words=["go", "left"]'`` as a
+    list; a plugin's options model writes ``_words = comma_separated("words")``.
+    """
+
+    def split(cls, value):
+        if isinstance(value, str):
+            try:
+                return [item(part.strip()) for part in value.split(",") if part.strip()]
+            except ValueError:
+                raise ValueError(f"give a list such as [a, b] or a,b, not {value!r}") from None
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return [part for v in value for part in split(cls, v)]  # repeated options, each maybe a,b
+        return value
+
+    return field_validator(*fields, mode="before")(split)
 
 
 class _Settings(BaseModel):
@@ -38,7 +65,7 @@ class _Settings(BaseModel):
     def given(self) -> dict[str, Any]:
         """The settings that differ from their unset defaults (what a command line must name)."""
         return {k: v for k, v in self.model_dump().items() if v != type(self).model_fields[k].default
-                and not (isinstance(v, dict) and not v)}
+                and not (isinstance(v, (dict, list)) and not v)}
 
 
 class NodeSettings(_Settings):
@@ -178,6 +205,11 @@ class ResolvedLink(BaseModel):
     exclude: GroupValues
 
 
+    def training_header(self) -> dict[str, Any]:
+        """The settings part of an associator's stored ``training`` header (``pairing`` and
+        ``paired_fraction`` head the header itself)."""
+        return self.model_dump(exclude={"pairing", "paired_fraction"})
+
 class LinkSpec(LinkSettings):
     """One link of a graph spec: its two modalities and ``link``'s settings."""
 
@@ -208,3 +240,49 @@ class NodeSpec(NodeSettings):
 
     def settings(self) -> NodeSettings:
         return NodeSettings(**self.model_dump(exclude={"args"}))
+
+
+# -- using a trained graph: translate, eval, read ---------------------------------------------------
+def _anchor(default: int, what: str):
+    return Field(default, ge=0, le=MAX_ANCHOR, strict=True, description=what)
+
+
+class ReadSettings(_Settings):
+    """``modgraph read --modality NAME FILE...``: what a node's recognizer reads besides files."""
+
+    what: ClassVar[str] = "read settings"
+    texts: list[str] = Field(default_factory=list, description="A literal input (text-like modalities; repeatable).")
+
+
+class _RouteSettings(_Settings):
+    via: list[str] = Field(default_factory=list,
+                           description="Force the path through these modalities, in order (A,B or repeated).")
+    _via = comma_separated("via")
+
+
+class TranslateSettings(ReadSettings, _RouteSettings):
+    """``modgraph translate --from A --to B FILE...``: how inputs are translated and written."""
+
+    what: ClassVar[str] = "translate settings"
+    samples: int = Field(1, ge=1, le=MAX_SAMPLES, strict=True, description="Outputs drawn per input.")
+    scale: int = Field(1, ge=1, le=MAX_SCALE, strict=True,
+                       description=f"Write image outputs this many times larger (1-{MAX_SCALE}, nearest neighbour).")
+    anchor: int = _anchor(DEFAULT_ANCHOR, "Translate each input as the mean of the K training samples nearest to it "
+                                          "of the class the source recognizer reads, so that unusual inputs (typed "
+                                          "digits, other microphones) land where the associator learnt; 0: the "
+                                          "latent as it is (the paper's translation; eval measures the same default).")
+    sheet: Path | None = Field(None, description="Also write a contact sheet PNG here: each input beside its outputs, "
+                                                "labelled with what the recognizers read (a long batch: its first "
+                                                "inputs, and how many more there were).")
+    batch_size: int = Field(256, ge=1, le=MAX_BATCH, strict=True, description="Inputs read and translated at once.")
+
+
+class EvalSettings(_RouteSettings):
+    """``modgraph eval --from A --to B``: which rows are translated and how."""
+
+    what: ClassVar[str] = "eval settings"
+    split: Literal["test", "train", "all"] = Field("test", description="The split whose rows are translated.")
+    include: GroupValues = Field(default_factory=dict,
+                                 description="Only rows of these groups, e.g. speaker=lucas (repeatable).")
+    anchor: int = _anchor(0, "Measure translations anchored to K neighbours, as translate writes them by default; "
+                             "0: the paper's translation.")

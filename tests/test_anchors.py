@@ -9,7 +9,8 @@ import torch
 from click.testing import CliRunner
 
 import toyplugin
-from modgraph.inference.anchors import ANCHORS_PER_CLASS, DEFAULT_NEIGHBOURS, anchor_latents, training_anchors
+from modgraph.inference.anchors import ANCHORS_PER_CLASS, anchor_latents, training_anchors
+from modgraph.settings import DEFAULT_ANCHOR
 from modgraph.app.cli import main
 from modgraph.errors import ConfigError, RegistryCorruptError
 from modgraph.learning.models import VAE
@@ -58,7 +59,7 @@ def _translate_by_hand(graph, x, anchored: bool):
         xn = src.modality.normalize(x, src.stats)
         z = src.vae.encode(xn)[0]
         if anchored:
-            z = anchor_latents(z, src.recognizer(xn).argmax(1), src.anchors, DEFAULT_NEIGHBOURS)
+            z = anchor_latents(z, src.recognizer(xn).argmax(1), src.anchors, DEFAULT_ANCHOR)
         return dst.vae.decode(assoc(z)[0])
 
 
@@ -71,7 +72,7 @@ def test_translate_anchors_by_default_and_anchor_0_is_the_papers_translation(tra
     xn = src.modality.normalize(x, src.stats)
     with torch.no_grad():
         plain = trained.translate_normalized(["toyimg", "toyaudio"], xn)[:, 0]
-        anchored = trained.translate_normalized(["toyimg", "toyaudio"], xn, anchor=DEFAULT_NEIGHBOURS)[:, 0]
+        anchored = trained.translate_normalized(["toyimg", "toyaudio"], xn, anchor=DEFAULT_ANCHOR)[:, 0]
     torch.testing.assert_close(plain, _translate_by_hand(trained, x, anchored=False))
     torch.testing.assert_close(anchored, _translate_by_hand(trained, x, anchored=True))
     assert not torch.allclose(plain, anchored)
@@ -80,7 +81,7 @@ def test_translate_anchors_by_default_and_anchor_0_is_the_papers_translation(tra
     assert report["output_notes"] == []
     unanchored = trained.translate_files("toyimg", "toyaudio", images, tmp_path / "plain", anchor=0)
     assert [r["written_as"] for r in report["rows"]] != [] and unanchored["output_notes"] == []
-    with pytest.raises(ConfigError, match="--anchor must be a whole number from 0"):
+    with pytest.raises(ConfigError, match="anchor: Input should be greater than or equal to 0"):
         trained.translate_files("toyimg", "toyaudio", images, tmp_path / "bad", anchor=-1)
 
 
@@ -114,14 +115,14 @@ def test_cli_anchor_option(trained, tmp_path):
                                    "-o", str(tmp_path / "o.wav"), "--anchor", "0"])
     assert ok.exit_code == 0, ok.output
     bad = CliRunner().invoke(main, ["translate", "--from", "toyimg", "--to", "toyaudio", str(image), "--anchor", "-3"])
-    assert bad.exit_code == 1 and "--anchor must be a whole number" in bad.output
+    assert bad.exit_code == 1 and "anchor: Input should be greater than or equal to 0, got -3" in bad.output
 
 
 @pytest.mark.usefixtures("toy_installed")
 def test_eval_measures_anchored_translations_when_asked(trained):
     plain = trained.evaluate("toyimg", "toyaudio")
-    anchored = trained.evaluate("toyimg", "toyaudio", anchor=DEFAULT_NEIGHBOURS)
-    assert "anchor" not in plain and anchored["anchor"] == DEFAULT_NEIGHBOURS and anchored["n"] == plain["n"]
+    anchored = trained.evaluate("toyimg", "toyaudio", anchor=DEFAULT_ANCHOR)
+    assert "anchor" not in plain and anchored["anchor"] == DEFAULT_ANCHOR and anchored["n"] == plain["n"]
     # Anchored, an output is a translation of the class the source recognizer read: never better than that reading.
     node = trained.node("toyimg")
     test = trained.features(node.modality, "test").originals()

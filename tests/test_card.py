@@ -80,16 +80,16 @@ def test_card_commands_retrain_the_same_graph(trained, isolated_env, tmp_path):
 
 
 def test_link_command_keeps_what_the_directions_share():
-    forward = {"pairing": "concept", "paired_fraction": "0.05",
+    forward = {"pairing": "concept", "paired_fraction": 0.05,
                "training": {"epochs": 5, "candidates": 8, "seed": 3, "exclude": {"speaker": ["jackson", "lucas"]},
                             "pseudo_label_confidence": None, "select": "loss"}}
-    backward = {"pairing": "concept", "paired_fraction": "0.05",
+    backward = {"pairing": "concept", "paired_fraction": 0.05,
                 "training": {"epochs": 5, "candidates": 1, "seed": 3, "select": "loss"}}
     line = link_command("fsdd", "mnist", forward, backward)
     # candidates differ by direction: each took its target's default, so none is given.
-    assert line == ("modgraph link fsdd mnist --pairing concept --paired-fraction 0.05 --epochs 5 --select loss "
-                    "--seed 3 --exclude speaker=jackson,lucas")
-    assert link_command("fsdd", "mnist", forward, None).endswith("--candidates 8 --select loss --seed 3 "
+    assert line == ("modgraph link fsdd mnist --paired-fraction 0.05 --epochs 5 --seed 3 --select loss "
+                    "--exclude speaker=jackson,lucas")
+    assert link_command("fsdd", "mnist", forward, None).endswith("--seed 3 --candidates 8 --select loss "
                                                                   "--exclude speaker=jackson,lucas --one-way")
 
 
@@ -98,8 +98,8 @@ def test_node_command_quotes_options_and_leaves_defaults_out():
             "training": {"epochs": 3, "seed": 1, "precision": "bf16", "processes": 2},
             "options": {"variants": ["word", "digit"], "typo_rate": 0.2, "label": "a b", "flag": "true"}}
     line = node_command("text", meta, {"typo_rate": 0.2})
-    assert line == ("modgraph add-modality text --latent-dim 32 --epochs 3 --seed 1 --precision bf16 --nproc 2 "
-                    "--option 'flag=\"true\"' --option 'label=a b' --option 'variants=[\"word\", \"digit\"]'")
+    assert line == ("modgraph add-modality text --latent-dim 32 --epochs 3 --seed 1 --option 'flag=\"true\"' "
+                    "--option 'label=a b' --option 'variants=[\"word\", \"digit\"]' --precision bf16 --nproc 2")
 
 
 def test_mermaid_dashes_stale_edges():

@@ -154,7 +154,7 @@ def test_remove_modality_and_unlink(trained, isolated_env):
     ([*EVAL, "--split", "val"], "Error: Invalid value for '--split'"),
     ([*EVAL, "--include", "speaker=ann"], "Error: these data have no 'speaker'"),
     ([*TRANSLATE, "missing.png"], "Error: input file missing.png does not exist"),
-    ([*TRANSLATE, "--samples", "0", "x.png"], "Error: --samples must be at least 1"),
+    ([*TRANSLATE, "--samples", "0", "x.png"], "Error: invalid translate settings: samples: Input should be greater"),
     ([*TRANSLATE, "--device", "tpu", "x.png"], "Error: Invalid value for '--device'"),
 ])
 def test_bad_values_are_one_line_errors_and_change_nothing(trained, isolated_env, args, message):

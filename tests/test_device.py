@@ -71,7 +71,7 @@ class _CpuStatsAudio(toyplugin.ToyAudio):
 class _NumpyWriter(toyplugin.ToyAudio):
     """write_file that reads the tensor through NumPy without moving it to the CPU first."""
 
-    def write_file(self, x, path):
+    def write_file(self, x, path, *, scale: int = 1):
         toyplugin.write_wav(x.flatten().numpy().tolist(), path)
         return [path]
 

@@ -105,7 +105,7 @@ SITUATIONS = {
     errors.DataNotFoundError: (_missing_data, "--download"),
     errors.FeatureCacheError: (_shard_gone, "run the command again to rebuild"),
     errors.InputFileError: (_bad_input, "photo.png: not a readable image"),
-    errors.ConfigError: (lambda g, t: g.evaluate("toyimg", "toyaudio", split="everything"), "--split must be"),
+    errors.ConfigError: (lambda g, t: g.evaluate("toyimg", "toyaudio", split="everything"), "split: Input should be"),
     errors.PairingError: (lambda g, t: g.link("toycolor", "toyimg"), "--pairing index"),
     errors.TrainingDivergedError: (lambda g, t: g.add_modality("toycolor", lr=1e30, **QUICK), "--lr"),
     errors.ArchiveError: (_unsafe_archive, "'nodes/toyimg.safetensors' is a link (to '/etc/passwd')"),

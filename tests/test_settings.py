@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 from click.testing import CliRunner
 
-from modgraph.app.cli import add_modality_cmd, link_cmd, main
+from modgraph.app.cli import add_modality_cmd, eval_cmd, link_cmd, main, read_cmd, translate_cmd
 from modgraph.app.cli_options import settings_from_cli
 from modgraph.errors import ConfigError
 from modgraph.runtime.plan import GraphSpec, link_argv, link_changes, node_argv, node_changes
-from modgraph.settings import LinkSettings, LinkSpec, NodeSettings, NodeSpec
+from modgraph.settings import (DEFAULT_ANCHOR, MAX_ANCHOR, EvalSettings, LinkSettings, LinkSpec, NodeSettings, NodeSpec,
+                               ReadSettings, TranslateSettings)
+from modgraph.storage.card import reproduce_commands
 
 # Options of the commands that are not training settings: where to run, what to read, how many processes.
 RUN_OPTIONS = {"name", "source", "target", "download", "registry", "data_root", "device", "precision", "nproc",
@@ -26,6 +30,20 @@ EVERY_LINK_SETTING = dict(pairing="index", paired_fraction=0.5, epochs=2, batch_
 def test_each_setting_is_one_cli_option_and_nothing_else(command, model):
     options = {p.name for p in command.params} - RUN_OPTIONS
     assert options == set(model.model_fields)
+
+
+@pytest.mark.parametrize("command, model", [(translate_cmd, TranslateSettings), (eval_cmd, EvalSettings),
+                                            (read_cmd, ReadSettings)])
+def test_translate_eval_and_read_options_are_their_settings_fields(command, model):
+    shown = {"inputs", "output", "as_json", "quiet"}  # what to read and write, and how to print it
+    assert {p.name for p in command.params} - RUN_OPTIONS - shown == set(model.model_fields)
+
+
+def test_the_anchor_bound_is_written_once():
+    assert TranslateSettings.model_fields["anchor"].default == DEFAULT_ANCHOR
+    for model in (TranslateSettings, EvalSettings):
+        with pytest.raises(ConfigError, match="anchor: Input should be less than or equal to"):
+            model.parse({"anchor": MAX_ANCHOR + 1})
 
 
 def test_the_test_data_set_every_field():
@@ -80,6 +98,23 @@ def test_the_stored_header_is_what_plan_compares(make_graph, toy_data):
     resolved = NodeSettings(**node).resolve(mg.modality("toyimg", node["options"]))
     assert {k: record.training[k] for k in resolved.training_header()} == resolved.training_header()
     assert record.latent_dim == 6 and record.options == {"copies": 1}
+    # The edge header is the resolved link settings, numbers as numbers (nothing left as None).
+    edge = mg.registry.edge_record("toyimg", "toyaudio")
+    resolved_link = LinkSettings(**link).resolve(mg.modality("toyimg"), mg.modality("toyaudio"))
+    assert {k: edge.training[k] for k in resolved_link.training_header()} == resolved_link.training_header()
+    assert mg.graph().edges["toyimg", "toyaudio"]["paired_fraction"] == 0.5
+    assert isinstance(edge.training["pseudo_label_confidence"], float)
+    # The card's commands give back the settings that trained the graph.
+    _, node_line, link_line = reproduce_commands(mg.graph(), {"toyimg": {}, "toyaudio": {}})
+    node_args = shlex.split(node_line)[2:]
+    ctx = add_modality_cmd.make_context("add-modality", node_args)
+    assert settings_from_cli(NodeSettings, dict(ctx.params)).resolve(mg.modality("toyimg", node["options"])).model_dump() \
+        == resolved.model_dump(), node_line
+    ctx = link_cmd.make_context("link", shlex.split(link_line)[2:])
+    from_card = settings_from_cli(LinkSettings, dict(ctx.params))
+    for a, b in (("toyimg", "toyaudio"), ("toyaudio", "toyimg")):
+        assert from_card.resolve(mg.modality(a), mg.modality(b)) == \
+            LinkSettings(**link).resolve(mg.modality(a), mg.modality(b)), link_line
 
 
 @pytest.mark.parametrize("args, fragment", [

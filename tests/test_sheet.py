@@ -15,7 +15,6 @@ from toyplugin import image_file, wav_file
 from modgraph.inference import sheet as sheet_module
 from modgraph.app.cli import main
 from modgraph.errors import ConfigError, PluginError
-from modgraph.modality import takes_scale
 from modgraph.inference.sheet import RULE, Cell, render
 from modgraph.testing import check_write_scale
 
@@ -130,7 +129,7 @@ def test_default_picture_draws_pixels_vectors_and_nothing_else():
 
 
 class _ScaledImage(toyplugin.ToyImage):
-    """The toy image modality with a write_file that declares scale."""
+    """The toy image modality with a write_file that enlarges by ``scale`` through PIL."""
 
     def write_file(self, x, path, *, scale: int = 1):
         picture = Image.fromarray((x.reshape(8, 8).clamp(0, 1) * 255).round().to(torch.uint8).numpy(), "L")
@@ -138,43 +137,38 @@ class _ScaledImage(toyplugin.ToyImage):
         return [Path(path)]
 
 
-def test_scale_reaches_a_write_file_that_declares_it_and_spares_one_that_does_not(trained, tmp_path, monkeypatch):
+def test_scale_reaches_write_file(trained, tmp_path):
     source = wav_file(tmp_path / "a.wav", 0)
-    old = trained.translate_files("toyaudio", "toyimg", [source], tmp_path / "old", scale=3)
-    with Image.open(old["written"][0]) as image:
-        assert image.size == (8, 8)  # toyimg's write_file predates scale: written at its own size
-    assert "does not take --scale" in old["output_notes"][0]
-    monkeypatch.setattr(toyplugin.ToyImage, "write_file", _ScaledImage.write_file)
-    new = trained.translate_files("toyaudio", "toyimg", [source], tmp_path / "new", scale=3)
-    with Image.open(new["written"][0]) as image:
-        assert image.size == (24, 24)
-    assert new["output_notes"] == []
+    for scale, side in ((1, 8), (3, 24)):
+        report = trained.translate_files("toyaudio", "toyimg", [source], tmp_path / f"x{scale}", scale=scale)
+        with Image.open(report["written"][0]) as image:
+            assert image.size == (side, side)
+        assert report["output_notes"] == []
 
 
 @pytest.mark.parametrize("scale", [0, 17, 2.5, True])
 def test_scale_is_a_whole_number_from_1_to_16(trained, tmp_path, scale):
-    with pytest.raises(ConfigError, match="--scale must be a whole number from 1 to 16"):
+    with pytest.raises(ConfigError, match="invalid translate settings: scale: "):
         trained.translate_files("toyaudio", "toyimg", [wav_file(tmp_path / "a.wav", 0)], tmp_path / "o",
                                 scale=scale)
 
 
-def test_cli_scale_note_and_error(trained, toy_installed, tmp_path):
+def test_cli_scale_and_its_error(trained, toy_installed, tmp_path):
     source = wav_file(tmp_path / "a.wav", 0)
     command = ["translate", "--from", "toyaudio", "--to", "toyimg", str(source), "-o", str(tmp_path / "o")]
     result = CliRunner().invoke(main, [*command, "--scale", "2"])
-    assert result.exit_code == 0 and "Note: toyimg's plugin (modgraph-toy) does not take --scale" in result.output
+    assert result.exit_code == 0 and "Note:" not in result.output
     result = CliRunner().invoke(main, [*command, "--scale", "20"])
-    assert result.exit_code == 1 and "Error: --scale must be a whole number from 1 to 16, not 20" in result.output
+    assert result.exit_code == 1 and "scale: Input should be less than or equal to 16, got 20" in result.output
 
 
 # -- the kit -------------------------------------------------------------------------------------------
 
 
-def test_kit_passes_a_write_file_without_scale_and_one_that_scales(tmp_path):
+def test_kit_passes_a_write_file_that_scales(tmp_path):
     x = torch.rand(1, 8, 8)
-    assert not takes_scale(toyplugin.ToyImage()) and takes_scale(_ScaledImage())
-    check_write_scale(toyplugin.ToyImage(), x, tmp_path / "old")
-    check_write_scale(_ScaledImage(), x, tmp_path / "new")
+    check_write_scale(toyplugin.ToyImage(), x, tmp_path / "toy")
+    check_write_scale(_ScaledImage(), x, tmp_path / "pil")
 
 
 class _Blurred(_ScaledImage):

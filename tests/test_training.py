@@ -67,7 +67,7 @@ def test_evaluate_splits_and_groups(trained):
     assert trained.evaluate("toyaudio", "toyimg", split="train")["n"] == 72
     assert trained.evaluate("toyaudio", "toyimg", split="all")["n"] == 72 + 18
     assert trained.evaluate("toyaudio", "toyimg", include={"speaker": ["ann"]})["n"] == 9
-    with pytest.raises(ConfigError, match="--split must be test, train or all"):
+    with pytest.raises(ConfigError, match="split: Input should be .test., .train. or .all."):
         trained.evaluate("toyaudio", "toyimg", split="validation")
     with pytest.raises(ConfigError, match="no 'accent' grouping.*speaker"):
         trained.evaluate("toyaudio", "toyimg", include={"accent": ["x"]})
@@ -120,7 +120,7 @@ def test_paired_fraction_limits_the_pairs(trained):
     few = report["metrics"]["toyimg->toyaudio"]["paired_source_rows"]
     many = full["metrics"]["toyimg->toyaudio"]["paired_source_rows"]
     assert 3 <= few <= math.ceil(0.25 * many) + 3
-    assert trained.graph().edges["toyimg", "toyaudio"]["paired_fraction"] == "1.0"
+    assert trained.graph().edges["toyimg", "toyaudio"]["paired_fraction"] == 1.0
 
 
 def test_link_validates_before_training(trained):

@@ -63,7 +63,7 @@ def test_samples_write_k_files(trained, tmp_path):
     assert report["written"] == [str(tmp_path / "out" / f"a_{k}.wav") for k in (1, 2, 3)]
     clips = [toyplugin.read_wav(Path(p))[0] for p in report["written"]]
     assert not torch.equal(clips[0], clips[1])
-    with pytest.raises(ConfigError, match="--samples must be at least 1"):
+    with pytest.raises(ConfigError, match="samples: Input should be greater than or equal to 1"):
         trained.translate_files("toyimg", "toyaudio", [source], tmp_path / "out", samples=0)
 
 

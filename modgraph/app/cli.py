@@ -16,7 +16,7 @@ import click
 from modgraph import __version__
 from modgraph.app.cli_options import settings_from_cli, settings_options
 from modgraph.errors import printable
-from modgraph.settings import LinkSettings, NodeSettings
+from modgraph.settings import EvalSettings, LinkSettings, NodeSettings, ReadSettings, TranslateSettings
 
 
 class _Group(click.Group):
@@ -51,17 +51,17 @@ def _clean_data(value):
     return printable(value) if isinstance(value, str) else value
 
 
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, list[str]]:
-    from modgraph.app.cli_options import pairs
+_registry = click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False),
+                         help="Registry folder [env MODGRAPH_REGISTRY; default ./registry].")
+_data_root = click.option("--data-root", envvar="MODGRAPH_DATA", type=click.Path(file_okay=False),
+                          help="Where datasets live [env MODGRAPH_DATA; default a user cache folder].")
 
-    return pairs(values, what)
+
 
 
 def _common(f):
-    f = click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False),
-                     help="Registry folder [env MODGRAPH_REGISTRY; default ./registry].")(f)
-    f = click.option("--data-root", envvar="MODGRAPH_DATA", type=click.Path(file_okay=False),
-                     help="Where datasets live [env MODGRAPH_DATA; default a user cache folder].")(f)
+    f = _registry(f)
+    f = _data_root(f)
     f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                      help="Where to run the models.")(f)
     return f
@@ -167,7 +167,7 @@ def add_modality_cmd(name, download, registry, data_root, device, precision, **g
 
 @main.command("remove-modality")
 @click.argument("name")
-@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+@_registry
 def remove_modality_cmd(name, registry):
     """Delete NAME's node and every associator touching it."""
     for path in _graph(registry, None, "cpu").remove_modality(name):
@@ -203,7 +203,7 @@ def link_cmd(source, target, registry, data_root, device, precision, **given):
 @click.argument("source")
 @click.argument("target")
 @click.option("--one-way", is_flag=True, help="Remove only SOURCE->TARGET.")
-@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+@_registry
 def unlink_cmd(source, target, one_way, registry):
     """Delete the associators between SOURCE and TARGET."""
     for path in _graph(registry, None, "cpu").unlink(source, target, both=not one_way):
@@ -219,7 +219,7 @@ def _via(values: tuple[str, ...]) -> list[str] | None:
 @click.argument("source")
 @click.argument("target")
 @click.option("--via", multiple=True, help="Force the path through these modalities, in order.")
-@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+@_registry
 def route_cmd(source, target, via, registry):
     """Print the associator path from SOURCE to TARGET."""
     click.echo(" -> ".join(_graph(registry, None, "cpu").route(source, target, _via(via))))
@@ -229,31 +229,17 @@ def route_cmd(source, target, via, registry):
 @click.option("--from", "source", required=True, help="Source modality.")
 @click.option("--to", "target", required=True, help="Target modality.")
 @click.argument("inputs", nargs=-1, type=click.Path())
-@click.option("--text", "texts", multiple=True, help="A literal input (text-like modalities).")
 @click.option("-o", "--output", type=click.Path(), help="Output file (one output) or folder.")
-@click.option("--via", multiple=True, help="Force the path through these modalities.")
-@click.option("--samples", type=int, default=1, show_default=True, help="Outputs drawn per input.")
-@click.option("--scale", type=int, default=1, show_default=True,
-              help="Write image outputs this many times larger (1-16, nearest neighbour).")
-@click.option("--anchor", type=int, default=None, metavar="K",
-              help="Translate each input as the mean of the K training samples nearest to it of the class the "
-                   "source recognizer reads, so that unusual inputs (typed digits, other microphones) land where "
-                   "the associator learnt [default: 20]; 0: the latent as it is (the paper's translation, what "
-                   "eval measures).")
-@click.option("--sheet", type=click.Path(dir_okay=False),
-              help="Also write a contact sheet PNG here: each input beside its outputs, labelled with what the "
-                   "recognizers read (a long batch: its first inputs, and how many more there were).")
+@settings_options(TranslateSettings)
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object per input (JSON lines): input, outputs, read_as, read_confidence, "
                    "written_as, written_confidence (the first sample's).")
 @click.option("-q", "--quiet", is_flag=True, help="No notes on how inputs were read (errors and warnings stay).")
 @_common
-def translate_cmd(source, target, inputs, texts, output, via, samples, scale, anchor, sheet, as_json, quiet,
-                  registry, data_root, device):
+def translate_cmd(source, target, inputs, output, as_json, quiet, registry, data_root, device, **given):
     """Translate files (or folders of files) from SOURCE to TARGET along the shortest path."""
     mg = _graph(registry, data_root, device, progress=False)
-    report = mg.translate_files(source, target, list(inputs), output, via=_via(via), samples=samples,
-                                texts=list(texts), scale=scale, sheet=sheet, anchor=anchor)
+    report = mg.translate_files(source, target, list(inputs), output, settings_from_cli(TranslateSettings, given))
     _print_readings(report, source, target, as_json, quiet)
     for note in report["output_notes"]:
         click.echo(f"Note: {note}", err=True)
@@ -276,15 +262,16 @@ def translate_cmd(source, target, inputs, texts, output, via, samples, scale, an
 @main.command("read")
 @click.option("--modality", "name", required=True, help="The node whose recognizer reads the inputs.")
 @click.argument("inputs", nargs=-1, type=click.Path())
-@click.option("--text", "texts", multiple=True, help="A literal input (text-like modalities).")
+@settings_options(ReadSettings)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input: input, read_as, read_confidence.")
 @click.option("-q", "--quiet", is_flag=True, help="No notes on how inputs were read (errors and warnings stay).")
 @_common
-def read_cmd(name, inputs, texts, as_json, quiet, registry, data_root, device):
+def read_cmd(name, inputs, as_json, quiet, registry, data_root, device, **given):
     """Say what modality NAME's recognizer makes of files (or folders of files), with its confidence."""
     from modgraph.inference.readings import read_files
 
-    report = read_files(_graph(registry, data_root, device, progress=False), name, list(inputs), list(texts))
+    settings = settings_from_cli(ReadSettings, given)
+    report = read_files(_graph(registry, data_root, device, progress=False), name, list(inputs), settings.texts)
     _print_readings(report, name, None, as_json, quiet)
     sys.exit(1 if report["errors"] else 0)
 
@@ -315,24 +302,19 @@ def _print_readings(report: dict, source: str, target: str | None, as_json: bool
 
 
 @main.command("eval")
-@click.option("--from", "source", required=True)
-@click.option("--to", "target", required=True)
-@click.option("--via", multiple=True)
-@click.option("--split", type=click.Choice(["test", "train", "all"]), default="test", show_default=True)
-@click.option("--include", multiple=True, metavar="GROUP=VALUE", help="Only rows of these groups, e.g. speaker=lucas.")
-@click.option("--anchor", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="K",
-              help="Measure translations anchored to K neighbours, as translate writes them by default "
-                   "(translate --anchor); 0: the paper's translation.")
+@click.option("--from", "source", required=True, help="Source modality.")
+@click.option("--to", "target", required=True, help="Target modality.")
+@settings_options(EvalSettings)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_common
-def eval_cmd(source, target, via, split, include, anchor, as_json, registry, data_root, device):
+def eval_cmd(source, target, as_json, registry, data_root, device, **given):
     """Recognition accuracy of SOURCE->TARGET translations (SOURCE=TARGET: VAE reconstruction)."""
     from modgraph.errors import DataNotFoundError
 
+    settings = settings_from_cli(EvalSettings, given)
     mg = _graph(registry, data_root, device, progress=False)
     try:
-        result = mg.evaluate(source, target, via=_via(via), split=split, include=_pairs(include, "--include"),
-                             anchor=anchor)
+        result = mg.evaluate(source, target, settings)
     except DataNotFoundError as exc:  # eval has no --download: the node's add-modality fetches the data
         raise DataNotFoundError(str(exc).replace("pass --download", f"run modgraph add-modality {source} "
                                                  f"--download")) from None
@@ -340,8 +322,8 @@ def eval_cmd(source, target, via, split, include, anchor, as_json, registry, dat
         click.echo(json.dumps(result))
         return
     anchored = {None: " (not anchored: the source node stores no anchors)"}.get(
-        result.get("anchor"), f" (anchored to {anchor})" if "anchor" in result else "")
-    click.echo(f"{' -> '.join(result['path'])} on {split}: accuracy {_pct(result['accuracy'])} (n={result['n']})"
+        result.get("anchor"), f" (anchored to {settings.anchor})" if "anchor" in result else "")
+    click.echo(f"{' -> '.join(result['path'])} on {settings.split}: accuracy {_pct(result['accuracy'])} (n={result['n']})"
                f"{anchored}")
     per_class = result.get("per_class") or {}
     if per_class:
@@ -353,7 +335,7 @@ def eval_cmd(source, target, via, split, include, anchor, as_json, registry, dat
 
 @main.command("graph")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "dot"]), default="text", show_default=True)
-@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+@_registry
 def graph_cmd(fmt, registry):
     """Show the registry's modalities and associators with their metrics."""
     info = _graph(registry, None, "cpu").describe()
@@ -392,7 +374,7 @@ def graph_cmd(fmt, registry):
               help="PNG to write [default: NAME-history.png in the current folder].")
 @click.option("--csv", "as_csv", is_flag=True, help="Print the curves as CSV instead of plotting them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the curves as JSON instead of plotting them.")
-@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+@_registry
 def history_cmd(name, output, as_csv, as_json, registry):
     """Plot the stored training curves of a node (mnist) or an edge (fsdd->mnist)."""
     from modgraph.storage.history import history_csv, plot_history, training_history
@@ -411,9 +393,8 @@ def history_cmd(name, output, as_csv, as_json, registry):
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["json", "commands"]), default="json", show_default=True,
               help="json: stages of jobs with their reasons; commands: one shell line per job.")
-@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
-@click.option("--data-root", envvar="MODGRAPH_DATA", type=click.Path(file_okay=False),
-              help="Named in every command when given [env MODGRAPH_DATA].")
+@_registry
+@_data_root
 def plan_cmd(spec, fmt, registry, data_root):
     """Print the jobs that train the graph in SPEC (TOML or JSON): nodes, then links; up-to-date ones left out."""
     from modgraph.runtime.plan import make_plan, plan_lines, read_spec
@@ -455,7 +436,7 @@ def serve_cmd(host, port, registry, data_root, device):
 @main.command("export")
 @click.argument("file", type=click.Path())  # a folder is refused in one line (storage/outputs.py)
 @click.option("--only", metavar="A,B,...", help="Export these modalities and the associators between them.")
-@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+@_registry
 def export_cmd(file, only, registry):
     """Write the registry to one tar FILE (.tar, or .tar.gz): nodes, edges, a manifest with hashes, the card."""
     from modgraph.storage.archive import export_registry
@@ -472,7 +453,7 @@ def export_cmd(file, only, registry):
 @main.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Replace nodes and associators the registry already holds.")
-@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+@_registry
 def import_cmd(file, force, registry):
     """Add the nodes and associators of an exported FILE to the registry, after checking every file's hash."""
     from modgraph.storage.archive import import_archive, plugin_notes

@@ -15,19 +15,33 @@ from typing import Any
 import click
 from pydantic import BaseModel
 
-# Mapping-valued fields are typed as repeatable KEY=VALUE options under these names.
-_MAPPING_FLAGS = {"options": "--option", "exclude": "--exclude"}
+# Fields whose flag is not their name with dashes (a mapping or list is typed one item per option).
+_FLAGS = {"options": "--option", "texts": "--text"}
 
 
 def flag(name: str) -> str:
-    return _MAPPING_FLAGS.get(name, "--" + name.replace("_", "-"))
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _inner(annotation):
+    """``X`` of ``X | None``."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def _is_groups(annotation) -> bool:
+    """A ``dict[str, list[str]]`` field: repeatable ``GROUP=V1,V2`` options."""
+    return typing.get_origin(_inner(annotation)) is dict
+
+
+def _is_list(annotation) -> bool:
+    return typing.get_origin(_inner(annotation)) is list
 
 
 def _click_type(annotation) -> tuple[Any, bool]:
     """The click type of a field, and whether it is a flag."""
-    inner = annotation
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # X | None
-        inner = next(a for a in typing.get_args(annotation) if a is not type(None))
+    inner = _inner(annotation)
     if inner is bool:
         return None, True
     if typing.get_origin(inner) is typing.Literal:
@@ -35,28 +49,33 @@ def _click_type(annotation) -> tuple[Any, bool]:
     return {int: int, float: float, str: str}.get(inner, str), False
 
 
+def _option(name: str, field):
+    """The click option of one settings field (unset stays None, so the model's default applies)."""
+    help_text = field.description or ""
+    if _is_groups(field.annotation):
+        return click.option(flag(name), name, multiple=True, metavar="GROUP=VALUE", help=help_text)
+    if _is_list(field.annotation):
+        return click.option(flag(name), name, multiple=True, help=help_text)
+    kind, is_flag = _click_type(field.annotation)
+    if is_flag:
+        return click.option(flag(name), name, is_flag=True, default=None, help=help_text)
+    if field.default is not None and not field.is_required():
+        help_text += f"  [default: {field.default}]"
+    return click.option(flag(name), name, type=kind, default=None, help=help_text)
+
+
 def settings_options(model: type[BaseModel]):
     """A decorator adding one option per field of ``model`` (``--options-file`` beside ``--option``)."""
 
     def decorate(f):
         for name, field in reversed(list(model.model_fields.items())):
-            help_text = field.description or ""
             if name == "options":
                 f = click.option("--options-file", type=click.Path(dir_okay=False),
                                  help="Modality options from a TOML file.")(f)
                 f = click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
                                  help="A modality option (repeatable).")(f)
-            elif name == "exclude":
-                f = click.option("--exclude", "exclude", multiple=True, metavar="GROUP=VALUE", help=help_text)(f)
             else:
-                kind, is_flag = _click_type(field.annotation)
-                if is_flag:
-                    f = click.option(flag(name), name, is_flag=True, default=None, help=help_text)(f)
-                else:
-                    shown = field.default is not None and not field.is_required()
-                    if shown:
-                        help_text += f"  [default: {field.default}]"
-                    f = click.option(flag(name), name, type=kind, default=None, help=help_text)(f)
+                f = _option(name, field)(f)
         return f
 
     return decorate
@@ -98,11 +117,13 @@ def options_mapping(values: tuple[str, ...], options_file: str | None) -> dict:
 def settings_from_cli(model, params: dict[str, Any]):
     """The validated settings of the options a command got; removes them from ``params``."""
     values = {}
-    for name in model.model_fields:
+    for name, field in model.model_fields.items():
         if name == "options":
             values[name] = options_mapping(params.pop("options", ()), params.pop("options_file", None))
-        elif name == "exclude":
-            values[name] = pairs(params.pop("exclude", ()), "--exclude")
+        elif _is_groups(field.annotation):
+            values[name] = pairs(params.pop(name, ()), flag(name))
+        elif _is_list(field.annotation):
+            values[name] = list(params.pop(name, ()))
         elif name in params:
             value = params.pop(name)
             if value is not None:
@@ -126,8 +147,10 @@ def settings_argv(settings: BaseModel) -> list[str]:
     for name, value in settings.given().items():
         if name == "options":
             argv += [a for key, v in value.items() for a in ("--option", f"{key}={option_value(v)}")]
-        elif name == "exclude":
-            argv += [a for key, vs in value.items() for a in ("--exclude", f"{key}={','.join(vs)}")]
+        elif isinstance(value, dict):
+            argv += [a for key, vs in value.items() for a in (flag(name), f"{key}={','.join(vs)}")]
+        elif isinstance(value, list):
+            argv += [a for v in value for a in (flag(name), str(v))]
         elif value is True:
             argv.append(flag(name))
         elif value is not None and value is not False:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import torch
 
 ANCHORS_PER_CLASS = 1000
-DEFAULT_NEIGHBOURS = 20
-MAX_NEIGHBOURS = 1000
 _BATCH = 1024
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
-from modgraph.inference.anchors import DEFAULT_NEIGHBOURS, MAX_NEIGHBOURS, anchor_latents
+from modgraph.inference.anchors import anchor_latents
 from modgraph.errors import ConfigError, InputFileError
-from modgraph.modality import Modality, takes_scale
+from modgraph.modality import Modality
+from modgraph.settings import TranslateSettings
 from modgraph.inference.inputs import expand_inputs
 from modgraph.inference.readings import read_batch, translation_rows
 from modgraph.inference.sheet import SheetRows
@@ -115,23 +116,20 @@ def output_paths(chunk: list, raw: torch.Tensor, output: Path, single_file: bool
     return outputs
 
 
-def translate_files(mg, source: str, target: str, inputs=(), output: str | Path | None = None,
-                    via: list[str] | None = None, samples: int = 1, texts=(), batch_size: int = 256,
-                    scale: int = 1, sheet: str | Path | None = None, anchor: int | None = None) -> dict:
-    """Read files (or folders of files, or literal texts), translate, write the target's files.
+def translate_files(mg, source: str, target: str, inputs, output: str | Path | None,
+                    settings: TranslateSettings) -> dict:
+    """Read files (or folders of files, or ``settings.texts``), translate, write the target's files.
 
-    ``scale``: image outputs are written that many times larger (nearest neighbour). ``sheet``: a
-    PNG contact sheet of the first inputs beside their outputs, labelled with their readings
-    (:mod:`modgraph.inference.sheet`); the report's ``sheet`` says where, how many rows, how many left out.
+    ``settings.sheet``: a PNG contact sheet of the first inputs beside their outputs, labelled with
+    their readings (:mod:`modgraph.inference.sheet`); the report's ``sheet`` says where, how many
+    rows, how many left out.
     """
-    if samples < 1:
-        raise ConfigError(f"--samples must be at least 1, not {samples}")
-    anchor = check_anchor(anchor)
-    check_scale(scale)
-    sheet = check_sheet_path(sheet) if sheet is not None else None
+    samples, scale, anchor, texts, batch_size = (settings.samples, settings.scale, settings.anchor, settings.texts,
+                                                 settings.batch_size)
+    sheet = check_sheet_path(settings.sheet) if settings.sheet is not None else None
     if any(not str(p).strip() for p in inputs):
         raise InputFileError("an input name is empty; give files, folders, or --text")
-    path = mg.route(source, target, via)
+    path = mg.route(source, target, settings.via or None)
     src, dst = mg.node(source), mg.node(target)
     items = expand_inputs([Path(p) for p in inputs], src.modality)
     if not items and not texts:
@@ -168,23 +166,12 @@ def translate_files(mg, source: str, target: str, inputs=(), output: str | Path 
     if errors and not rows:
         raise InputFileError(next(iter(errors.values())))
     report = {"path": path, "written": written, "notes": notes, "rows": rows, "errors": errors,
-              "output_notes": scale_notes(dst.modality, scale) + anchor_notes(src, anchor, len(path))
+              "output_notes": anchor_notes(src, anchor, len(path))
               + ([f"{shortened} output name(s) keep only the first {MAX_STEM_BYTES} bytes of their input's name"]
                  if shortened else [])}
     if pictured is not None:
         report["sheet"] = pictured.write(sheet, path, written)
     return report
-
-
-MAX_SCALE = 16
-
-
-def check_anchor(anchor) -> int:
-    if anchor is None:
-        return DEFAULT_NEIGHBOURS
-    if isinstance(anchor, bool) or not isinstance(anchor, int) or not 0 <= anchor <= MAX_NEIGHBOURS:
-        raise ConfigError(f"--anchor must be a whole number from 0 to {MAX_NEIGHBOURS}, not {anchor!r}")
-    return anchor
 
 
 def anchor_notes(source, anchor: int, hops: int) -> list[str]:
@@ -195,32 +182,12 @@ def anchor_notes(source, anchor: int, hops: int) -> list[str]:
             f"translated as they are; retrain it (modgraph add-modality {source.modality.name}) to anchor them"]
 
 
-def check_scale(scale) -> None:
-    if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= MAX_SCALE:
-        raise ConfigError(f"--scale must be a whole number from 1 to {MAX_SCALE}, not {scale!r}")
-
-
-def scale_notes(modality: Modality, scale: int) -> list[str]:
-    """Why ``--scale`` changed nothing, when the target's plugin predates it."""
-    if scale == 1 or takes_scale(modality):
-        return []
-    return [f"{modality.name}'s plugin ({modality.distribution}) does not take --scale: its outputs are written "
-            "at their own size"]
-
-
-def write_output(modality: Modality, sample: torch.Tensor, path: Path, scale: int = 1) -> list[Path]:
-    """``modality.write_file``, given ``scale`` only when it is not 1 and the plugin declares it."""
-    if scale != 1 and takes_scale(modality):
-        return modality.write_file(sample, path, scale=scale)
-    return modality.write_file(sample, path)
-
-
 def write_outputs(modality: Modality, outputs: list[tuple[torch.Tensor, Path]], scale: int = 1) -> list[str]:
     """Write translated samples, in order; the paths written (a sample may write companions too)."""
     written = []
     for sample, path in outputs:
         path.parent.mkdir(parents=True, exist_ok=True)
-        written.extend(str(p) for p in write_output(modality, sample, path, scale))
+        written.extend(str(p) for p in modality.write_file(sample, path, scale=scale))
     return written
 
 

@@ -143,8 +143,8 @@ def train_edge(mg, src: str, dst: str, s: LinkSide, t: LinkSide, settings: Resol
     return TrainedEdge(assoc, log, settings, mapping, paired_rows)
 
 
-def edge_header(mg, src: str, dst: str, edge: TrainedEdge, sides: dict[str, LinkSide], created: dict[str, str],
-                exclude: dict) -> tuple[dict, dict]:
+def edge_header(mg, src: str, dst: str, edge: TrainedEdge, sides: dict[str, LinkSide],
+                created: dict[str, str]) -> tuple[dict, dict]:
     """The metrics of a trained associator (on the test split) and its stored header."""
     status(f"{src} -> {dst}: scoring on {src}'s test split", mg.progress)
     acc = edge_accuracy(mg, src, dst, edge.assoc, edge.mapping, "test")
@@ -158,13 +158,9 @@ def edge_header(mg, src: str, dst: str, edge: TrainedEdge, sides: dict[str, Link
         "kind": "associator", "source": src, "target": dst, "modgraph_version": __version__,
         "config": {"associator": edge.assoc.config.model_dump(mode="json")},
         "class_map": sorted([i, j] for i, j in edge.mapping.items()), "pairing": st.pairing,
-        "paired_fraction": str(st.paired_fraction), "metrics": metrics,
+        "paired_fraction": st.paired_fraction, "metrics": metrics,
         "source_node_created": created[src], "target_node_created": created[dst],
-        "training": {"epochs": st.epochs, "batch_size": st.batch_size, "lr": st.lr, "kl_weight": st.kl_weight,
-                     "seed": st.seed, "exclude": exclude, "candidates": st.candidates,
-                     "target_confidence": sides[dst].confidence, "source_noise": st.source_noise,
-                     "select": log["select"], "epoch_kept": log["epoch_kept"],
-                     "pseudo_label_confidence": s.spread["confidence"] if s.spread else None,
+        "training": {**st.training_header(), "epoch_kept": log["epoch_kept"],
                      "target_exclude": mg.node(dst).modality.target_exclude, "history": log["history"]},
     }
     return metrics, meta
@@ -195,7 +191,7 @@ def link(mg, source: str, target: str, settings: LinkSettings) -> dict:
                                     maps[(src, dst)], device) for src, dst in directions}
     outputs, results = [], {}
     for (src, dst), edge in edges.items():
-        metrics, meta = edge_header(mg, src, dst, edge, sides, created, settings.exclude)
+        metrics, meta = edge_header(mg, src, dst, edge, sides, created)
         outputs.append((src, dst, edge.assoc, meta))
         results[f"{src}->{dst}"] = metrics
     if not distributed.is_main():  # under torchrun rank 0 writes what every rank trained alike

@@ -18,9 +18,6 @@ from modgraph.app.cli_options import settings_argv
 from modgraph.errors import ConfigError, DataNotFoundError, NotInRegistryError, validation_message
 from modgraph.settings import LinkSpec, NodeSpec
 
-ModalitySpec = NodeSpec  # the name before settings were defined once
-
-
 class GraphSpec(BaseModel):
     """Modalities by name, the links between them, and arguments every command gets (``args``)."""
 
@@ -105,15 +102,10 @@ def node_changes(mg, name: str, spec: NodeSpec) -> list[str]:
     training = record.training
     recorded = {**{k: training.get(k) for k in wanted},
                 "latent_dim": record.latent_dim,
-                "vae_target": training.get("vae_target", "input"),  # nodes from before the setting: Eq. 6
                 "options": record.options or {},
                 "exclude": _sorted_groups(record.data.get("exclude"))}
     wanted["exclude"] = _sorted_groups(wanted["exclude"])
     return _differences(recorded, wanted)
-
-
-# What plan compares of a link (the rest is recorded, but older edges may lack it).
-_LINK_COMPARED = ("pairing", "paired_fraction", "epochs", "batch_size", "lr", "kl_weight", "seed", "exclude")
 
 
 def link_changes(mg, spec: LinkSpec, graph, retrained: set[str]) -> list[str]:
@@ -129,9 +121,8 @@ def link_changes(mg, spec: LinkSpec, graph, retrained: set[str]) -> list[str]:
             reasons.append(f"{source} -> {target} is stale (a modality was retrained after it was linked)")
             continue
         record = mg.registry.edge_record(source, target)
-        resolved = spec.settings().resolve(mg.modality(source), mg.modality(target)).model_dump()
-        wanted = {k: resolved[k] for k in _LINK_COMPARED}
-        recorded = {**{k: record.training.get(k) for k in _LINK_COMPARED}, "pairing": record.pairing,
+        wanted = spec.settings().resolve(mg.modality(source), mg.modality(target)).model_dump()
+        recorded = {**{k: record.training.get(k) for k in wanted}, "pairing": record.pairing,
                     "paired_fraction": record.paired_fraction,
                     "exclude": _sorted_groups(record.training.get("exclude"))}
         wanted["exclude"] = _sorted_groups(wanted["exclude"])

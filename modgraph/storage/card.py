@@ -12,17 +12,15 @@ from collections.abc import Mapping
 
 import networkx as nx
 
-from modgraph.app.cli_options import option_value
+from modgraph.app.cli_options import settings_argv
 from modgraph.errors import printable
 from modgraph.storage.outputs import check_output, write_bytes_atomically
 from modgraph.storage.registry import Registry
+from modgraph.settings import LinkSettings, NodeSettings
 
-# Link settings stored per direction whose command-line default is resolved per target
-# (or source) modality: a value both directions share was given, or agrees with the defaults.
-_LINK_OPTIONS = (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("lr", "--lr"),
-                 ("kl_weight", "--kl-weight"), ("candidates", "--candidates"),
-                 ("target_confidence", "--target-confidence"), ("source_noise", "--source-noise"),
-                 ("pseudo_label_confidence", "--pseudo-label-confidence"), ("select", "--select"))
+# Link settings whose unset value is resolved per target (or source) modality: a value both
+# directions share was given, or agrees with the defaults; one that differs was each side's default.
+_PER_MODALITY = [name for name, field in LinkSettings.model_fields.items() if field.default is None]
 
 
 def _pct(value) -> str:
@@ -38,8 +36,9 @@ def _number(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _excludes(exclude: dict | None) -> list[str]:
-    return ["--exclude " + shlex.quote(group + "=" + ",".join(values)) for group, values in (exclude or {}).items()]
+def _settings(model, values: dict):
+    """``values`` as settings, unvalidated: a header is shown as it is, whatever wrote it."""
+    return model.model_construct(**{k: v for k, v in values.items() if k in model.model_fields and v is not None})
 
 
 def node_command(name: str, meta: dict, default_options: dict | None = None) -> str:
@@ -49,45 +48,26 @@ def node_command(name: str, meta: dict, default_options: dict | None = None) -> 
     (None: the plugin is not installed here, every stored option is written out).
     """
     t = meta.get("training") or {}
-    latent = ((meta.get("config") or {}).get("vae") or {}).get("latent_dim")
-    parts = ["modgraph add-modality", name]
-    if latent is not None:
-        parts.append(f"--latent-dim {latent}")
-    for key, flag in (("epochs", "--epochs"), ("recognizer_epochs", "--recognizer-epochs"),
-                      ("batch_size", "--batch-size"), ("lr", "--lr"), ("kl_weight", "--kl-weight"),
-                      ("vae_target", "--vae-target"), ("seed", "--seed")):
-        if t.get(key) is not None:
-            parts.append(f"{flag} {_number(t[key])}")
+    options = {key: value for key, value in sorted((meta.get("options") or {}).items())
+               if default_options is None or default_options.get(key) != value}
+    settings = _settings(NodeSettings, {**t, "latent_dim": ((meta.get("config") or {}).get("vae") or {}).get(
+        "latent_dim"), "options": options, "exclude": (meta.get("data") or {}).get("exclude") or {}})
+    argv = ["modgraph", "add-modality", name, *settings_argv(settings)]
     if t.get("precision") not in (None, "fp32"):
-        parts.append(f"--precision {t['precision']}")
+        argv += ["--precision", str(t["precision"])]
     if (t.get("processes") or 1) > 1:
-        parts.append(f"--nproc {t['processes']}")
-    for key, value in sorted((meta.get("options") or {}).items()):
-        if default_options is not None and default_options.get(key) == value:
-            continue
-        parts.append(f"--option {shlex.quote(f'{key}={option_value(value)}')}")
-    parts += _excludes((meta.get("data") or {}).get("exclude"))
-    return " ".join(parts)
+        argv += ["--nproc", str(t["processes"])]
+    return shlex.join(argv)
 
 
 def link_command(source: str, target: str, forward: dict, backward: dict | None) -> str:
     """The ``modgraph link`` line for the edge ``source -> target`` (and back, when ``backward`` is given)."""
-    t = forward.get("training") or {}
-    parts = ["modgraph link", source, target, f"--pairing {forward.get('pairing')}"]
-    if str(forward.get("paired_fraction")) not in ("1", "1.0", "None"):
-        parts.append(f"--paired-fraction {forward.get('paired_fraction')}")
-    back = (backward or {}).get("training") or {}
-    for key, flag in _LINK_OPTIONS:
-        value = t.get(key)
-        if value is None or (backward is not None and back.get(key) != value):
-            continue  # each direction took its own modality's default
-        parts.append(f"{flag} {_number(value)}")
-    if t.get("seed") is not None:
-        parts.append(f"--seed {t['seed']}")
-    parts += _excludes(t.get("exclude"))
-    if backward is None:
-        parts.append("--one-way")
-    return " ".join(parts)
+    t, back = forward.get("training") or {}, (backward or {}).get("training") or {}
+    shared = {k: v for k, v in t.items() if k not in _PER_MODALITY or backward is None or back.get(k) == v}
+    settings = _settings(LinkSettings, {**shared, "pairing": forward.get("pairing"),
+                                        "paired_fraction": forward.get("paired_fraction"),
+                                        "exclude": t.get("exclude") or {}, "one_way": backward is None})
+    return shlex.join(["modgraph", "link", source, target, *settings_argv(settings)])
 
 
 def reproduce_commands(graph: nx.DiGraph, default_options: Mapping[str, dict] | None = None) -> list[str]:

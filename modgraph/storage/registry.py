@@ -30,7 +30,8 @@ from modgraph.storage.safe_io import (NAME_PATTERN, check_name, check_parameters
 
 FORMAT_VERSION = "1"
 # Header fields holding JSON (everything in a safetensors header is a string).
-JSON_FIELDS = ("config", "preprocessing", "metrics", "data", "options", "classes", "class_map", "training")
+JSON_FIELDS = ("config", "preprocessing", "metrics", "data", "options", "classes", "class_map", "training",
+               "paired_fraction")
 
 
 def _header(metadata: dict) -> dict[str, str]:
