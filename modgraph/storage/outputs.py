@@ -40,8 +40,8 @@ def check_output(path: str | Path) -> Path:
     if path.name in ("", ".", ".."):
         raise OutputPathError(f"will not write {shown}: it names a folder; give a file name")
     if len(os.fsencode(path.name)) > MAX_NAME_BYTES:
-        raise OutputPathError(f"will not write {shown[:60]}...: the file name is {len(os.fsencode(path.name))} "
-                              f"bytes long, more than file systems take ({MAX_NAME_BYTES}); give a shorter name")
+        raise OutputPathError(f"will not write {shown}: the file name is {len(os.fsencode(path.name))} bytes "
+                              f"long, more than file systems take ({MAX_NAME_BYTES}); give a shorter name")
     try:
         info = os.lstat(path)
     except FileNotFoundError:

@@ -7,7 +7,11 @@ Reads any image Pillow understands into MNIST-style grayscale features or RGB fe
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +23,12 @@ from modgraph_vision import framing
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
-MAX_PIXELS = 64_000_000  # a 48-megapixel photo passes; decoding stays under about 1 GB
+# The image modalities read pictures of at most 64 x 64: a 12-megapixel phone photo or a 4096 x 4096
+# scan passes (16,777,216 pixels); a header claiming more is refused before anything is decoded (issue 29).
+MAX_PIXELS = 4096 * 4096
 
 _MAX_SQUARE_SIDE = 4096  # longer images are shrunk before being padded to a square (16 Mpixel at most)
+_MAX_FRAMING_SIDE = 1024  # longer images are shrunk before they are framed like MNIST's or Fashion-MNIST's
 _PREMULTIPLIED = {"La": "LA", "RGBa": "RGBA"}  # alpha-premultiplied modes the converters below do not take
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
@@ -110,9 +117,19 @@ def read_product_image(path: Path) -> tuple[torch.Tensor, list[str]]:
 
 
 def _read_gray_array(path: Path) -> tuple[np.ndarray, list[str]]:
-    """``path`` as a (height, width) float32 array in [0, 1], plus conversion notes."""
+    """``path`` as a (height, width) float32 array in [0, 1], plus conversion notes.
+
+    A picture longer than :data:`_MAX_FRAMING_SIDE` is first shrunk (area average) to fit: the
+    framing's stroke matching works in windows that grow with the picture, and a 28x28 result
+    needs no more (a 1 x 16,000,000 strip would otherwise ask for terabytes).
+    """
     image, notes = _open_image(path)
     gray = _to_grayscale(image, notes)
+    width, height = gray.size
+    if max(width, height) > _MAX_FRAMING_SIDE:
+        scale = _MAX_FRAMING_SIDE / max(width, height)
+        gray = gray.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX)
+        notes.append(f"shrunk {width}x{height} to {gray.width}x{gray.height} before framing")
     return np.asarray(gray, dtype=np.float32) / 255.0, notes
 
 
@@ -165,8 +182,10 @@ def load_rgb_images(paths: list[Path], size: int) -> torch.Tensor:
     view = memoryview(buffer)
     for i, path in enumerate(paths):
         try:
-            with Image.open(path) as opened:
+            with opened_image(path) as opened:
                 image = opened.convert("RGB")
+        except InputFileError:
+            raise
         except Exception as exc:  # noqa: BLE001 - as in _open_image
             raise InputFileError(f"{path}: not a readable image ({' '.join(str(exc).split()) or type(exc).__name__})") \
                 from None
@@ -198,6 +217,36 @@ def _enlarged(image: Image.Image, scale: int) -> Image.Image:
     return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
 
 
+def check_size(path: Path, opened: Image.Image) -> None:
+    """Refuse an opened (not yet decoded) image whose header claims more than :data:`MAX_PIXELS`.
+
+    Every format Pillow opens states its size in the header it reads on ``Image.open``; Pillow
+    itself only warns below twice its own, far larger limit.
+    """
+    width, height = opened.size
+    if width * height > MAX_PIXELS:
+        raise InputFileError(f"{path}: {width}x{height} pixels is too large an image (at most "
+                             f"{MAX_PIXELS / 1e6:.1f} million pixels); scale it down first")
+
+
+@contextmanager
+def opened_image(path: Path) -> Iterator[Image.Image]:
+    """``path`` opened by Pillow (its header read, nothing decoded) once it is known to be a regular
+    file whose header claims at most :data:`MAX_PIXELS` (:func:`check_size`).
+
+    The file is opened without waiting (a FIFO is refused, never read); Pillow's bomb warnings and
+    decoders' metadata warnings are silenced: the cap is ours and they help no one.
+    """
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise InputFileError(f"{path}: not a regular file (expected an image)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(fh) as opened:
+                check_size(path, opened)
+                yield opened
+
+
 def _open_image(path: Path) -> tuple[Image.Image, list[str]]:
     """Open and decode ``path`` (first frame, EXIF orientation applied), or InputFileError."""
     path = Path(path)
@@ -206,12 +255,7 @@ def _open_image(path: Path) -> tuple[Image.Image, list[str]]:
         problem = "not a file" if path.exists() else "no such file"
         raise InputFileError(f"{path}: {problem} (expected an image: {accepted})")
     try:
-        with warnings.catch_warnings(), Image.open(path) as opened:
-            warnings.simplefilter("ignore")  # bombs are refused below; decoders' metadata warnings help no one
-            width, height = opened.size
-            if width * height > MAX_PIXELS:  # Pillow only warns below twice its own limit
-                raise InputFileError(f"{path}: {width}x{height} pixels is too large an image (at most "
-                                     f"{MAX_PIXELS // 1_000_000} million pixels); scale it down first")
+        with opened_image(path) as opened:
             frames = getattr(opened, "n_frames", 1)
             opened.load()
             image = ImageOps.exif_transpose(opened)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import stat
 import struct
 import zlib
 
@@ -146,18 +147,21 @@ def test_a_png_name_at_the_file_system_limit_writes(tmp_path, writer):
 
 
 @pytest.mark.parametrize("writer", WRITERS)
-@pytest.mark.parametrize("target", ["directory", "under_a_file", "dev_null", "too_long"])
+@pytest.mark.parametrize("target", ["directory", "under_a_file", "fifo", "too_long"])
 def test_unwritable_png_targets_are_one_line_errors(tmp_path, writer, target):
     path = {"directory": tmp_path / "folder.png", "under_a_file": tmp_path / "file" / "out.png",
-            "dev_null": "/dev/null", "too_long": tmp_path / ("n" * 300 + ".png")}[target]
+            "fifo": tmp_path / "pipe.png", "too_long": tmp_path / ("n" * 300 + ".png")}[target]
     if target == "directory":
         path.mkdir()
     elif target == "under_a_file":
         (tmp_path / "file").write_text("a file, not a folder")
+    elif target == "fifo":
+        os.mkfifo(path)  # never opened: were it, the test would hang
     with pytest.raises(ModgraphError) as err:
         WRITERS[writer](path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
-    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    if target == "fifo":
+        assert stat.S_ISFIFO(os.lstat(path).st_mode)
 
 
 def test_a_long_thin_strip_is_not_padded_to_a_giant_square(tmp_path):

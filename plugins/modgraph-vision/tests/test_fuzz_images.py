@@ -103,3 +103,33 @@ def test_damaged_images(tmp_path, modality, data):
 @given(data=image_files())
 def test_valid_images_always_read(tmp_path, modality, data):
     assert _read_or_refuse(tmp_path, data, modality) is not None
+
+
+@st.composite
+def claimed_size_files(draw) -> tuple[bytes, int]:
+    """A header of any format claiming a random size (up to each format's largest) over almost no data."""
+    from claimed_sizes import FORMATS
+
+    name = draw(st.sampled_from(sorted(FORMATS)))
+    largest = 65_535 if name in ("GIF", "JPEG") else 2**31 - 1
+    side = st.one_of(st.integers(1, 64), st.integers(1, largest))
+    width, height = draw(side), draw(side)
+    return FORMATS[name](width, height), width * height
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+@FUZZ
+@given(case=claimed_size_files())
+def test_claimed_sizes_over_the_cap_are_refused_before_decoding(tmp_path, modality, case):
+    from modgraph_vision.images import MAX_PIXELS
+
+    data, pixels = case
+    path = tmp_path / "fuzz.img"
+    path.write_bytes(data)
+    try:
+        _read_or_refuse(tmp_path, data, modality)
+    except MemoryError:  # pragma: no cover - the failure this test exists for
+        pytest.fail(f"{pixels} claimed pixels were allocated")
+    if pixels > MAX_PIXELS:
+        with pytest.raises(ModgraphError, match="too large an image|decompression bomb|not a readable image"):
+            MODALITIES[modality].read_file(path)
