@@ -25,6 +25,7 @@ _LAZY = {
     "FeatureSet": "modgraph.modality",
     "ModalityOptions": "modgraph.modality",
     "TrainingDefaults": "modgraph.modality",
+    "Field": "pydantic",  # for a plugin's ModalityOptions fields: plugins need not import pydantic
     "VAEConfig": "modgraph.learning.models",
     "RecognizerConfig": "modgraph.learning.models",
     "AssociatorConfig": "modgraph.learning.models",

@@ -28,7 +28,9 @@ class ClassInfo(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # The class's label name, as users read it (``"7"``, ``"stop"``).
     name: str
+    # What the class stands for across modalities: ``link --pairing concept`` pairs equal concepts.
     concept: str
     # The class's number in the dataset's own full numbering, for a modality that learns only
     # some of its classes (gsc: the paper's word order, "five" is 5 wherever it sits in the
@@ -44,9 +46,13 @@ class DatasetInfo(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # The dataset's name.
     name: str
+    # The licence stated for the copy the plugin reads, in words (e.g. "CC BY 4.0").
     licence: str
+    # Where the dataset comes from.
     url: str = ""
+    # Whom to cite.
     citation: str = ""
 
 
@@ -54,11 +60,17 @@ class TrainingDefaults(BaseModel):
     """A modality's default budget for the intra-modal phase (CLI options override)."""
 
     model_config = ConfigDict(extra="forbid")
+    # VAE epochs of ``add-modality``.
     epochs: int = 10
+    # Batch size of the VAE, the recognizer and associators into this modality.
     batch_size: int = 128
+    # Adam learning rate of the VAE and of associators into this modality.
     lr: float = 1e-3
+    # The KL term's weight, lambda_int of the paper's Eq. 6 (lower it when reconstructions are read at chance).
     kl_weight: float = 1.0
+    # Recognizer epochs of ``add-modality``.
     recognizer_epochs: int = 3
+    # Epochs of an associator into this modality (``link``).
     link_epochs: int = 5
     # Pairs drawn per associator epoch into this modality (None: one pass over the paired
     # source rows). A fixed number keeps the training steps when few samples are paired.
@@ -169,15 +181,25 @@ class Modality(abc.ABC):
     optionally ``dataset`` (a :class:`DatasetInfo`: name and licence, for model cards).
     """
 
+    # The graph node and registry file name (nodes/<name>.safetensors): lower case, unique among plugins.
     name: ClassVar[str]
+    # One line shown by ``modgraph plugins`` and on model cards.
     description: ClassVar[str] = ""
+    # The classes in label order (position = label index), each a ClassInfo with its concept.
     classes: list[ClassInfo]
+    # One sample's model input shape, without the batch axis ((C, H, W) for a conv VAE).
     input_shape: tuple[int, ...]
+    # The latent size when ``add-modality --latent-dim`` is not given.
     default_latent_dim: int = 64
+    # "bce" for model inputs in [0, 1] (a sigmoid decoder), "mse" for standardised features.
     reconstruction_loss: Literal["bce", "mse"] = "bce"
+    # File suffixes ``read_file`` accepts (lower case, with the dot).
     input_suffixes: tuple[str, ...] = ()
+    # The suffix of the files ``write_file`` writes, with the dot.
     output_suffix: str = ""
+    # The modality's training budget and link behaviour; CLI options override each field.
     training_defaults: TrainingDefaults = TrainingDefaults()
+    # The ModalityOptions subclass of the ``--option key=value`` settings this modality accepts.
     options_model: ClassVar[type[ModalityOptions]] = ModalityOptions
     # False for modalities that generate their data (nothing to find or download).
     needs_data: ClassVar[bool] = True
@@ -237,10 +259,12 @@ class Modality(abc.ABC):
 
     @property
     def class_names(self) -> list[str]:
+        """The class names in label order."""
         return [c.name for c in self.classes]
 
     @property
     def concepts(self) -> list[str]:
+        """Each class's concept, in label order."""
         return [c.concept for c in self.classes]
 
     def cache_key(self) -> str:

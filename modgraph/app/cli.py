@@ -146,6 +146,22 @@ def plugins_cmd():
         click.echo(f"{info.distribution} {info.version}: {', '.join(info.modalities) or '(no modalities)'}")
 
 
+@main.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["image", "audio", "text", "vector"]), default="vector", show_default=True,
+              help="What one sample is: the encoding, file format and architectures the package starts from.")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder in which to write modgraph-NAME/.")
+def new_plugin_cmd(name, kind, folder):
+    """Write a modality plugin package, modgraph-NAME, that installs, passes the kit and trains as it stands."""
+    from modgraph.app.new_plugin import new_plugin
+
+    written = new_plugin(name, kind, folder)
+    root = written[0].parent
+    click.echo(f"Wrote {root}/ ({len(written)} files). Next:\n  pip install -e {root}\n  pytest {root}/tests\n"
+               f"  modgraph add-modality {name}")
+
+
 @main.command("add-modality")
 @click.argument("name")
 @settings_options(NodeSettings)
