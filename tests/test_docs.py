@@ -101,3 +101,40 @@ def test_the_register_modalities_example_runs(tmp_path):
     assert recognizer(x).shape == (2, len(modality.classes))
     with pytest.raises(DataNotFoundError, match="--download"):
         modality.load_features(tmp_path, "train")
+
+
+def test_the_plugin_contract_tables_are_generated_from_the_code():
+    """docs/plugin-hooks.md's member and field tables are what modgraph.app.plugin_reference makes of the code now."""
+    from modgraph.app.plugin_reference import rendered
+
+    text = DOCS.read_text()
+    assert rendered(text) == text, \
+        "docs/plugin-hooks.md's plugin contract tables differ from the code: run python -m modgraph.app.plugin_reference"
+
+
+def test_every_member_of_the_plugin_contract_says_what_it_is():
+    import importlib
+
+    from modgraph.app.plugin_reference import TABLES, members
+
+    for module, cls_name in TABLES.values():
+        cls = getattr(importlib.import_module(module), cls_name)
+        silent = [m.name for m in members(cls) if not m.summary]
+        assert not silent, f"{cls_name} members with no docstring or comment above them: {silent}"
+
+
+def test_the_member_table_lists_what_the_trial_found_missing():
+    body = sections()["The plugin contract"]
+    for member in ("needs_data", "dataset", "feature_version", "target_exclude", "augment_batch", "read_text",
+                   "for_data", "read_files", "`epochs`", "`kl_weight`", "`licence`"):
+        assert member in body, f"{member} is missing from docs/plugin-hooks.md's plugin contract"
+
+
+def test_no_doc_or_docstring_cites_a_file_outside_the_repository():
+    """Users have the repository, not the notes it was written from (issue 32: 'CONVENTIONS rule 16')."""
+    root = DOCS.parent.parent
+    paths = [*root.glob("docs/**/*.md"), root / "README.md", *root.glob("modgraph/**/*.py"),
+             *root.glob("modgraph/app/plugin_templates/*.tmpl"), *root.glob("plugins/*/README.md"),
+             *root.glob("plugins/*/modgraph_*/*.py")]
+    cited = [str(p.relative_to(root)) for p in paths if re.search(r"CONVENTIONS|/work/shared", p.read_text())]
+    assert not cited, f"these cite a file users do not have: {cited}"
