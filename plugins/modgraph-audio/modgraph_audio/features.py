@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import os
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
@@ -92,7 +93,7 @@ def read_audio(path: Path) -> tuple[np.ndarray, int, list[str]]:
 
 def _decode_mono(path: Path) -> tuple[np.ndarray, int, int]:
     """Samples mixed to mono, the rate and the channel count; InputFileError for what cannot be used."""
-    with soundfile.SoundFile(str(path)) as f:
+    with soundfile.SoundFile(os.fsencode(path)) as f:  # bytes: a name that is not UTF-8 opens too
         rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
         if not 0 < rate <= MAX_SAMPLE_RATE:
             raise InputFileError(f"{path}: sample rate {rate} Hz is outside 1-{MAX_SAMPLE_RATE} Hz; {EXPECTED}")

@@ -288,9 +288,12 @@ class SpeechModality(Modality):
         x = self._spread_back(x)
         wave = F.mfcc_to_waveform(x, profile=self.speech_profile, mean_norm=self.options.mean_norm)
         wav = F.write_wav(path, wave[0])
-        # Named and labelled as the wav's picture, so it is never taken for an image output.
-        png = F.write_mfcc_png(path.with_name(f"{path.stem}.mfcc.png"), x,
-                               label=f"MFCC of {path.name[:60]} (audio; time ->, coefficient 0 at the bottom)")
+        try:  # named and labelled as the wav's picture, so it is never taken for an image output
+            png = F.write_mfcc_png(path.with_name(f"{path.stem}.mfcc.png"), x,
+                                   label=f"MFCC of {path.name[:60]} (audio; time ->, coefficient 0 at the bottom)")
+        except Exception:
+            wav.unlink(missing_ok=True)  # all or none: no wav is left without its picture (a name too long...)
+            raise
         return [wav, png]
 
     def picture(self, x: torch.Tensor):

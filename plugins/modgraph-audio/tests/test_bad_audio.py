@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import struct
 import threading
 
@@ -236,15 +237,17 @@ def test_a_name_at_the_file_system_limit_writes(tmp_path, writer):
 
 
 @pytest.mark.parametrize("writer", [0, 1])
-@pytest.mark.parametrize("target", ["directory", "under_a_file", "dev_null", "too_long", "unwritable"])
+@pytest.mark.parametrize("target", ["directory", "under_a_file", "fifo", "too_long", "unwritable"])
 def test_unwritable_targets_are_one_line_errors(tmp_path, writer, target):
     path = {"directory": tmp_path / "folder.wav", "under_a_file": tmp_path / "file" / "out.wav",
-            "dev_null": "/dev/null", "too_long": tmp_path / ("n" * 300 + ".wav"),
+            "fifo": tmp_path / "pipe.wav", "too_long": tmp_path / ("n" * 300 + ".wav"),
             "unwritable": tmp_path / "locked" / "out.wav"}[target]
     if target == "directory":
         path.mkdir()
     elif target == "under_a_file":
         (tmp_path / "file").write_text("a file, not a folder")
+    elif target == "fifo":
+        os.mkfifo(path)  # never opened: were it, the test would hang
     elif target == "unwritable":
         if os.geteuid() == 0:
             pytest.skip("root writes into read-only folders")
@@ -252,4 +255,23 @@ def test_unwritable_targets_are_one_line_errors(tmp_path, writer, target):
     with pytest.raises(ModgraphError) as err:
         _writers(tmp_path)[writer](path)
     _one_line_naming(err, path)
-    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    if target == "fifo":
+        assert stat.S_ISFIFO(os.lstat(path).st_mode)
+
+
+def test_write_file_leaves_no_wav_when_its_picture_cannot_be_written(fsdd, tmp_path, wav_8k):
+    x, _ = fsdd.read_file(wav_8k)
+    folder = tmp_path / "out"
+    path = folder / ("n" * 248 + ".wav")  # 252 bytes; its picture's name, n...n.mfcc.png, would be 257
+    with pytest.raises(ModgraphError) as err:
+        fsdd.write_file(x, path)
+    assert "mfcc.png" in str(err.value) and "\n" not in str(err.value)
+    assert list(folder.iterdir()) == []
+
+
+def test_a_wav_whose_name_is_not_utf8_reads_like_any_other(fsdd, tmp_path, wav_8k):
+    named = tmp_path / os.fsdecode(b"caf\xe9-\xff.wav")
+    named.write_bytes(wav_8k.read_bytes())
+    x, notes = fsdd.read_file(named)
+    expected, expected_notes = fsdd.read_file(wav_8k)
+    assert torch.equal(x, expected) and notes == expected_notes
