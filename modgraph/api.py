@@ -117,16 +117,21 @@ class ModGraph:
     # -- intra-modal phase ---------------------------------------------------------------
     @_out_of_memory_as_error("add-modality", training=True)
     def add_modality(self, name: str, settings: NodeSettings | None = None, *, download: bool = False,
-                     **given) -> dict:
+                     rebuild_features: bool = False, **given) -> dict:
         """Train a modality's VAE and recognizer and store them as a registry node.
 
         Settings are a :class:`~modgraph.settings.NodeSettings` or its fields as keywords
         (``epochs=5``); unset ones are the modality's defaults. The node replaces an existing
         one only after training succeeded; associators linked to the old node become stale.
+        ``rebuild_features``: first delete the modality's cached features (every version and option).
         """
         from modgraph.learning.intra_modal import add_modality
 
         settings = _settings(NodeSettings, settings, given)
+        if rebuild_features:
+            from modgraph.features.cache import forget_features
+
+            forget_features(self.plugins.get(name).name, self.cache_dir)
         report = add_modality(self, name, settings, download)
         self._nodes.pop(name, None)
         return report

@@ -166,13 +166,15 @@ def new_plugin_cmd(name, kind, folder):
 @click.argument("name")
 @settings_options(NodeSettings)
 @click.option("--download", is_flag=True, help="Download the dataset if it is not under the data root.")
+@click.option("--rebuild-features", is_flag=True,
+              help="Delete NAME's cached features first (after its loader changed without a new feature_version).")
 @_common
 @_scale_out
-def add_modality_cmd(name, download, registry, data_root, device, precision, **given):
+def add_modality_cmd(name, download, rebuild_features, registry, data_root, device, precision, **given):
     """Intra-modal phase: train NAME's VAE and recognizer into the registry."""
     settings = settings_from_cli(NodeSettings, given)
     mg = _graph(registry, data_root, device, precision=precision)
-    report = mg.add_modality(name, settings, download=download)
+    report = mg.add_modality(name, settings, download=download, rebuild_features=rebuild_features)
     for note in report.get("notes", []):
         click.echo(f"Note: {note}")
     m = report["metrics"]

@@ -31,8 +31,8 @@ from modgraph.modality import FeatureSet, Modality
 from modgraph.runtime.progress import Progress
 
 __all__ = ["CACHE_FORMAT", "TensorEntry", "cache_folder", "concatenate_chunks", "default_cache_dir",
-           "default_data_root", "fit_statistics", "in_memory_limit", "load_split", "normalized", "open_cache",
-           "read_header", "read_tensor", "write_shard"]
+           "default_data_root", "fit_statistics", "forget_features", "in_memory_limit", "load_split", "normalized",
+           "open_cache", "read_header", "read_tensor", "write_shard"]
 
 CACHE_FORMAT = "2"  # 1: one safetensors file per split; 2: a folder of shards and a manifest
 FEATURE_MANIFEST = "manifest.json"
@@ -76,6 +76,29 @@ def _digest(modality: Modality, root: Path, split: str, version: str) -> str:
 
 def cache_folder(modality: Modality, root: Path, split: str, cache_dir: Path) -> Path:
     return Path(cache_dir) / f"{modality.name}-{split}-{_digest(modality, root, split, CACHE_FORMAT)}"
+
+
+def forget_features(name: str, cache_dir: Path | None = None) -> list[Path]:
+    """Delete every cached split of modality ``name`` (all versions, options and data roots); return what went.
+
+    ``add-modality --rebuild-features`` calls it. Entries are ``<name>-<split>-<digest>``
+    (folders, their ``.lock`` files, and format-1 ``.safetensors`` files); names hold no ``-``, so no
+    other modality's entries match.
+    """
+    import shutil
+
+    from modgraph.modality import NAME_PATTERN
+
+    if not NAME_PATTERN.match(name):
+        raise ConfigError(f"{name!r} is not a modality name; nothing was deleted from the feature cache")
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    gone = sorted(p for split in ("train", "test") for p in cache_dir.glob(f"{name}-{split}-*"))
+    for path in gone:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    return gone
 
 
 def _legacy_path(modality: Modality, root: Path, split: str, cache_dir: Path) -> Path:
