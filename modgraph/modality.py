@@ -385,9 +385,9 @@ class Modality(abc.ABC):
         (drawn as text: text-like modalities), or None (the sheet shows the readings only). The
         sheet enlarges a small picture by whole multiples, nearest neighbour; label a picture
         that is not what it looks like (audio: "mel spectrogram"). ``x`` may be on a GPU.
-        The default draws features shaped ``(1|3, H, W)``, ``(H, W)`` or ``(N,)`` as pixels:
-        values clamped to [0, 1] with ``reconstruction_loss="bce"``, else scaled from their
-        minimum to their maximum; other shapes give None.
+        The default draws features shaped ``(1|3, H, W)`` or ``(H, W)`` as pixels and ``(N,)`` as
+        a bar chart (one bar per value, 32 pixels high): values clamped to [0, 1] with
+        ``reconstruction_loss="bce"``, else scaled from their minimum to their maximum; other shapes give None.
         """
         return default_picture(x, clamp=self.reconstruction_loss == "bce")
 
@@ -406,17 +406,26 @@ def takes_scale(modality: Modality) -> bool:
 def default_picture(x: torch.Tensor, clamp: bool):
     """``x`` as a ``uint8`` picture ``(H, W)`` or ``(H, W, 3)`` (see :meth:`Modality.picture`), or None."""
     x = torch.as_tensor(x).detach().to("cpu", torch.float32)
+    if x.dim() == 1:  # a vector: one bar per value, filled from the bottom (a one-pixel strip shows nothing)
+        heights = (_unit(x, clamp) * BAR_HEIGHT).round().long()
+        return ((torch.arange(BAR_HEIGHT, 0, -1)[:, None] <= heights[None]).to(torch.uint8) * 255).numpy()
     if x.dim() == 3 and x.shape[0] in (1, 3):
         x = x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)
-    elif x.dim() == 1:
-        x = x[None]
     elif x.dim() != 2:
         return None
+    return (_unit(x, clamp) * 255).round().to(torch.uint8).numpy()
+
+
+BAR_HEIGHT = 32  # pixels of the default picture's bars for features shaped (N,)
+
+
+def _unit(x: torch.Tensor, clamp: bool) -> torch.Tensor:
+    """Values in [0, 1]: clamped (``bce`` features), else scaled from their minimum to their maximum."""
     x = torch.nan_to_num(x)
     if not clamp:
         low, high = float(x.min()), float(x.max())
         x = (x - low) / (high - low) if high > low else torch.zeros_like(x)
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return x.clamp(0, 1)
 
 
 NORMALIZATION_SAMPLE_BYTES = 256 << 20

@@ -120,8 +120,11 @@ def test_cli_writes_the_sheet_and_says_so(trained, toy_installed, tmp_path):
 def test_default_picture_draws_pixels_vectors_and_nothing_else():
     image, audio = toyplugin.ToyImage(), toyplugin.ToyAudio()
     assert image.picture(torch.full((1, 8, 8), 2.0)).tolist() == [[255] * 8] * 8  # bce: clamped to [0, 1]
-    strip = audio.picture(torch.linspace(-3, 3, toyplugin.AUDIO_LENGTH))  # mse: scaled min to max
-    assert strip.shape == (1, toyplugin.AUDIO_LENGTH) and strip[0, 0] == 0 and strip[0, -1] == 255
+    bars = audio.picture(torch.linspace(-3, 3, toyplugin.AUDIO_LENGTH))  # mse: scaled min to max, as bars
+    assert bars.shape == (32, toyplugin.AUDIO_LENGTH)  # not a one-pixel strip
+    assert (bars[:, 0] == 0).all() and (bars[:, -1] == 255).all()  # the lowest value no bar, the highest full
+    heights = (torch.from_numpy(bars) == 255).sum(0)
+    assert (heights.diff() >= 0).all() and 15 <= int(heights[toyplugin.AUDIO_LENGTH // 2]) <= 17  # rising, mid half
     assert audio.picture(torch.zeros(2, 2, 2, 2)) is None
 
 
