@@ -91,6 +91,10 @@ class OutputPathError(ModgraphError):
     """A path named as an output is not, and cannot become, a regular file of ours (a device, a FIFO, a folder...)."""
 
 
+class RegistryMismatchError(ModgraphError):
+    """A job was given another registry than the one planned, or one whose nodes another plugin major version wrote."""
+
+
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 

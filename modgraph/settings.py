@@ -210,6 +210,15 @@ class ResolvedLink(BaseModel):
         ``paired_fraction`` head the header itself)."""
         return self.model_dump(exclude={"pairing", "paired_fraction"})
 
+class JobResources(BaseModel):
+    """What one job of a graph spec asks of each machine it runs on (``modgraph train``; Ray's task resources)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cpus: int = Field(1, ge=1, le=1024, description="CPU cores per machine; its processes share them as threads")
+    gpus: int | None = Field(None, ge=0, le=64, description="GPUs per machine; unset: 1 where there are GPUs, else 0")
+    nodes: int = Field(1, ge=1, le=1024, description="machines the job spans (torchrun multi-node rendezvous)")
+
+
 class LinkSpec(LinkSettings):
     """One link of a graph spec: its two modalities and ``link``'s settings."""
 
@@ -217,6 +226,7 @@ class LinkSpec(LinkSettings):
     source: str
     target: str
     args: list[str] = Field(default_factory=list, description="more command-line arguments, passed as they are")
+    resources: JobResources = Field(default_factory=JobResources, description="what its job asks (modgraph train)")
 
     @model_validator(mode="after")
     def _two_modalities(self):
@@ -225,7 +235,7 @@ class LinkSpec(LinkSettings):
         return self
 
     def settings(self) -> LinkSettings:
-        return LinkSettings(**self.model_dump(exclude={"source", "target", "args"}))
+        return LinkSettings(**self.model_dump(exclude={"source", "target", "args", "resources"}))
 
     def directions(self) -> list[tuple[str, str]]:
         forward = (self.source, self.target)
@@ -237,9 +247,10 @@ class NodeSpec(NodeSettings):
 
     what: ClassVar[str] = "modality"
     args: list[str] = Field(default_factory=list, description="more command-line arguments, passed as they are")
+    resources: JobResources = Field(default_factory=JobResources, description="what its job asks (modgraph train)")
 
     def settings(self) -> NodeSettings:
-        return NodeSettings(**self.model_dump(exclude={"args"}))
+        return NodeSettings(**self.model_dump(exclude={"args", "resources"}))
 
 
 # -- using a trained graph: translate, eval, read ---------------------------------------------------

@@ -213,7 +213,7 @@ def test_nproc_relaunches_the_same_command_under_torchrun(monkeypatch):
     from modgraph.app.cli import main
 
     launched = {}
-    monkeypatch.setattr(launch, "run_torchrun", lambda nproc, args: launched.update(nproc=nproc, args=args))
+    monkeypatch.setattr(launch, "run_torchrun", lambda nproc, args, *machines: launched.update(nproc=nproc, args=args))
     result = CliRunner().invoke(main, ["add-modality", "toyimg", "--epochs", "2", "--nproc", "2", "--exclude",
                                        "speaker=ann", "--download", "--precision", "bf16"])
     assert result.exit_code == 0, result.output
@@ -234,4 +234,4 @@ def test_nproc_under_torchrun_is_an_error(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     result = CliRunner().invoke(main, ["link", "a", "b", "--nproc", "2"])
     assert result.exit_code == 1
-    assert "leave it out when torchrun already started modgraph" in result.output
+    assert "leave them out when torchrun already started modgraph" in result.output

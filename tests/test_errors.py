@@ -92,6 +92,12 @@ def _out_of_gpu_memory(graph, tmp_path):
         modgraph.learning.intra_modal.train_vae = real
 
 
+def _other_registry(graph, tmp_path):
+    from modgraph.storage.registry_id import check_registry_id
+
+    check_registry_id(graph.registry.root, "0" * 32)  # a job of modgraph train planned for another registry
+
+
 # Each error class, the situation that raises it, and words its message must contain.
 SITUATIONS = {
     errors.ModgraphError: (_locked, "locked by another modgraph process"),
@@ -110,6 +116,7 @@ SITUATIONS = {
     errors.TrainingDivergedError: (lambda g, t: g.add_modality("toycolor", lr=1e30, **QUICK), "--lr"),
     errors.ArchiveError: (_unsafe_archive, "'nodes/toyimg.safetensors' is a link (to '/etc/passwd')"),
     errors.DeviceOutOfMemoryError: (_out_of_gpu_memory, "a smaller --batch-size (now 64), --device cpu"),
+    errors.RegistryMismatchError: (_other_registry, "mount the shared registry there"),
 }
 
 

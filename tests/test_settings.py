@@ -17,7 +17,7 @@ from modgraph.storage.card import reproduce_commands
 
 # Options of the commands that are not training settings: where to run, what to read, how many processes.
 RUN_OPTIONS = {"name", "source", "target", "download", "registry", "data_root", "device", "precision", "nproc",
-               "options_file"}
+               "nnodes", "node_rank", "rdzv_endpoint", "options_file"}
 
 EVERY_NODE_SETTING = dict(latent_dim=7, epochs=2, recognizer_epochs=3, batch_size=16, lr=0.002, kl_weight=0.5,
                           vae_target="original", seed=5, options={"copies": 1}, exclude={"speaker": ["a", "b"]})
@@ -65,8 +65,8 @@ def test_plan_argv_parses_back_to_the_same_settings(command, model, values, argv
 
 
 def test_plan_spec_fields_are_the_settings_fields():
-    assert set(NodeSpec.model_fields) == set(NodeSettings.model_fields) | {"args"}
-    assert set(LinkSpec.model_fields) == set(LinkSettings.model_fields) | {"source", "target", "args"}
+    assert set(NodeSpec.model_fields) == set(NodeSettings.model_fields) | {"args", "resources"}
+    assert set(LinkSpec.model_fields) == set(LinkSettings.model_fields) | {"source", "target", "args", "resources"}
 
 
 def test_api_keywords_are_the_settings_fields(mg):

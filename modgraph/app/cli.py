@@ -73,13 +73,25 @@ def _graph(registry, data_root, device, progress=True, precision="fp32"):
     return ModGraph(registry=registry, data_root=data_root, device=device, progress=progress, precision=precision)
 
 
+def _training_graph(registry, data_root, device, precision):
+    """The graph add-modality or link trains into; a job of ``modgraph train`` first checks it is the one planned."""
+    from modgraph.runtime.train import check_job_registry
+
+    mg = _graph(registry, data_root, device, precision=precision)
+    check_job_registry(mg)
+    return mg
+
+
+_LAUNCH_OPTIONS = ("nproc", "nnodes", "node_rank", "rdzv_endpoint")  # torchrun's, not the ranks'
+
+
 def _command_line(ctx: click.Context) -> list[str]:
-    """The subcommand with the options typed on its command line, ``--nproc`` left out (env values pass as env)."""
+    """The subcommand with the options typed on its command line, torchrun's left out (env values pass as env)."""
     from click.core import ParameterSource
 
     options, positional = [ctx.info_name], []
     for param in ctx.command.params:
-        if param.name == "nproc" or ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
+        if param.name in _LAUNCH_OPTIONS or ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
             continue
         value = ctx.params[param.name]
         if isinstance(param, click.Argument):
@@ -104,16 +116,26 @@ def _scale_out(f):
     @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
                   help="Train data-parallel in N local processes (launches torchrun: gloo on CPU, nccl on GPUs, "
                        "one GPU each). --batch-size stays the global batch.")
+    @click.option("--nnodes", type=click.IntRange(min=1), default=1, show_default=True,
+                  help="Machines training together, each running this command with its --node-rank (torchrun's "
+                       "multi-node rendezvous at --rdzv-endpoint).")
+    @click.option("--node-rank", type=click.IntRange(min=0), default=0, show_default=True,
+                  help="This machine's rank with --nnodes, 0 to N-1; node 0 listens at --rdzv-endpoint.")
+    @click.option("--rdzv-endpoint", metavar="HOST:PORT", help="Where node 0 listens, the same on every machine.")
     @functools.wraps(f)
-    def command(*args, nproc, **kwargs):
-        if nproc > 1:
+    def command(*args, nproc, nnodes, node_rank, rdzv_endpoint, **kwargs):
+        if nproc > 1 or nnodes > 1:
             from modgraph.runtime import launch
             from modgraph.errors import ConfigError
 
             if launch.under_torchrun():
-                raise ConfigError("--nproc launches torchrun; leave it out when torchrun already started modgraph")
+                raise ConfigError("--nproc and --nnodes launch torchrun; leave them out when torchrun already "
+                                  "started modgraph")
             launch.check_gpus(nproc, kwargs.get("device"))
-            return launch.run_torchrun(nproc, _command_line(click.get_current_context()))
+            if nnodes > 1:
+                launch.check_rendezvous(nnodes, node_rank, rdzv_endpoint)
+            return launch.run_torchrun(nproc, _command_line(click.get_current_context()), nnodes, node_rank,
+                                       rdzv_endpoint)
         from modgraph.runtime import distributed
         if distributed.is_main():
             return f(*args, **kwargs)
@@ -173,7 +195,7 @@ def new_plugin_cmd(name, kind, folder):
 def add_modality_cmd(name, download, rebuild_features, registry, data_root, device, precision, **given):
     """Intra-modal phase: train NAME's VAE and recognizer into the registry."""
     settings = settings_from_cli(NodeSettings, given)
-    mg = _graph(registry, data_root, device, precision=precision)
+    mg = _training_graph(registry, data_root, device, precision)
     report = mg.add_modality(name, settings, download=download, rebuild_features=rebuild_features)
     for note in report.get("notes", []):
         click.echo(f"Note: {note}")
@@ -201,7 +223,7 @@ def remove_modality_cmd(name, registry):
 def link_cmd(source, target, registry, data_root, device, precision, **given):
     """Cross-modal phase: train SOURCE->TARGET and TARGET->SOURCE associators, VAEs frozen."""
     settings = settings_from_cli(LinkSettings, given)
-    mg = _graph(registry, data_root, device, precision=precision)
+    mg = _training_graph(registry, data_root, device, precision)
     report = mg.link(source, target, settings)
     for path in report["paths"]:
         click.echo(f"Wrote {path}")
@@ -419,6 +441,42 @@ def plan_cmd(spec, fmt, registry, data_root):
 
     plan = make_plan(_graph(registry, data_root, "cpu", progress=False), read_spec(spec), registry, data_root)
     click.echo(json.dumps(plan, indent=2) if fmt == "json" else "\n".join(plan_lines(plan)))
+
+
+@main.command("train")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--jobs", type=click.IntRange(min=1),
+              help="Processes at once on this machine [default: one per GPU, else one per core]; a job with "
+                   "--nproc N counts N.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="Run each job as a Ray task: on the cluster at ADDRESS, or RAY_ADDRESS's, or a Ray started here "
+                   "(pip install 'modgraph[ray]'). Put SPEC first: modgraph train graph.toml --ray.")
+@click.option("--dry-run", is_flag=True, help="Print what would run where, and run nothing.")
+@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+@click.option("--data-root", envvar="MODGRAPH_DATA", type=click.Path(file_okay=False),
+              help="Named in every job's command when given [env MODGRAPH_DATA].")
+def train_cmd(spec, jobs, ray_address, dry_run, registry, data_root):
+    """Train the graph in SPEC to the end: plan's jobs in parallel here or on Ray; up-to-date ones skipped."""
+    from modgraph.runtime.plan import read_spec
+    from modgraph.runtime.jobs import dry_run_lines, summary_lines
+    from modgraph.runtime.train import train_graph
+
+    def report(result):
+        click.echo(f"{result.status}: {result.id}" + (f" ({result.error})" if result.error else ""), err=True)
+
+    try:
+        out = train_graph(_graph(registry, data_root, "cpu", progress=False), read_spec(spec), registry, data_root,
+                          jobs=jobs, ray_address=ray_address, dry_run=dry_run, report=report)
+    except KeyboardInterrupt as exc:
+        click.echo("\n".join(summary_lines(exc.args[0] if exc.args else [])))
+        click.echo("Interrupted: finished jobs are in the registry, unfinished ones left it as it was; run the same "
+                   "modgraph train again to go on.", err=True)
+        sys.exit(130)
+    if dry_run:
+        click.echo("\n".join(dry_run_lines(out["jobs"], ray_address is not None) or ["nothing to run"]))
+    click.echo("\n".join(summary_lines(out["results"])))
+    if any(r.status in ("failed", "skipped") for r in out["results"]):
+        sys.exit(1)
 
 
 # -- sharing a registry: its card, a page to try it, one file to hand over (issue 21) -----------

@@ -1,4 +1,4 @@
-"""Starting a modgraph command in N local processes through torchrun (``--nproc N``).
+"""Starting a modgraph command in N local processes through torchrun (``--nproc N``), on one machine or several.
 
 Nothing here imports torch until a launch runs, so ``modgraph --help`` stays fast.
 """
@@ -20,9 +20,30 @@ def env_rank() -> int:
     return int(os.environ.get("RANK") or 0)
 
 
-def torchrun_args(nproc: int, args: list[str]) -> list[str]:
-    """torchrun's arguments for ``modgraph ARGS`` in ``nproc`` processes on this machine."""
-    return ["--standalone", f"--nproc-per-node={nproc}", "-m", "modgraph", *args]
+def torchrun_args(nproc: int, args: list[str], nnodes: int = 1, node_rank: int = 0,
+                  endpoint: str | None = None) -> list[str]:
+    """torchrun's arguments for ``modgraph ARGS`` in ``nproc`` processes on this machine.
+
+    With ``nnodes`` > 1 this machine is node ``node_rank`` of several that meet at ``endpoint``
+    (``HOST:PORT``, where node 0 listens: torchrun's static rendezvous).
+    """
+    if nnodes == 1:
+        return ["--standalone", f"--nproc-per-node={nproc}", "-m", "modgraph", *args]
+    check_rendezvous(nnodes, node_rank, endpoint)
+    return [f"--nnodes={nnodes}", f"--node-rank={node_rank}", f"--rdzv-endpoint={endpoint}",
+            f"--nproc-per-node={nproc}", "-m", "modgraph", *args]
+
+
+def check_rendezvous(nnodes: int, node_rank: int, endpoint: str | None) -> None:
+    """Several machines need where to meet and each its own rank below ``nnodes``."""
+    if endpoint is None:
+        raise ConfigError(f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT, where node 0 listens (the same on "
+                          f"every machine)")
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--rdzv-endpoint must be HOST:PORT, not {endpoint!r}")
+    if not 0 <= node_rank < nnodes:
+        raise ConfigError(f"--node-rank must be 0 to {nnodes - 1} with --nnodes {nnodes}, not {node_rank}")
 
 
 def check_gpus(nproc: int, device: str | None) -> None:
@@ -42,8 +63,8 @@ def check_gpus(nproc: int, device: str | None) -> None:
                           f"use --nproc {count} or fewer, or --device cpu")
 
 
-def run_torchrun(nproc: int, args: list[str]) -> None:
-    """Run ``modgraph ARGS`` in ``nproc`` local processes and wait for them all.
+def run_torchrun(nproc: int, args: list[str], nnodes: int = 1, node_rank: int = 0, endpoint: str | None = None) -> None:
+    """Run ``modgraph ARGS`` in ``nproc`` local processes (of ``nnodes`` machines') and wait for them all.
 
     Each rank prints its own error; a failure ends in one line here, not in torchrun's report.
     """
@@ -60,7 +81,7 @@ def run_torchrun(nproc: int, args: list[str]) -> None:
         cores = os.cpu_count() or 1
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # ranks share the cores out
     try:
-        run(parse_args(torchrun_args(nproc, args)))
+        run(parse_args(torchrun_args(nproc, args, nnodes, node_rank, endpoint)))
     except ChildFailedError as exc:
         ranks = ", ".join(str(r) for r in sorted(exc.failures))
         raise ModgraphError(f"rank(s) {ranks} of the {nproc} processes started by --nproc failed; "
