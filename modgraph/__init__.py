@@ -24,6 +24,7 @@ _LAZY = {
     "DatasetInfo": "modgraph.modality",
     "FeatureSet": "modgraph.modality",
     "ModalityOptions": "modgraph.modality",
+    "comma_separated": "modgraph.settings",
     "TrainingDefaults": "modgraph.modality",
     "Field": "pydantic",  # for a plugin's ModalityOptions fields: plugins need not import pydantic
     "VAEConfig": "modgraph.learning.models",

@@ -92,10 +92,7 @@ class ModGraph:
         if cached is not None and cached.meta.get("created") == meta.get("created"):
             return cached
         try:
-            options = meta.get("options")
-            if options is not None:  # fields added since the node was trained keep the behaviour it had
-                options = {**self.modality(name).options_model.legacy, **options}
-            modality = self.modality(name, options or None)
+            modality = self.modality(name, meta.get("options") or None)
         except UnknownModalityError as exc:
             raise UnknownModalityError(f"registry node {name!r} was made by plugin {meta.get('plugin')!r}, "
                                        f"which is not installed here: {exc}") from None

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic.fields import FieldInfo
 
 from modgraph.errors import ConfigError, PluginError, validation_message
 from modgraph.storage.safe_io import NAME_PATTERN  # noqa: F401  (plugins and the kit read it here)
 from modgraph.learning.models import AssociatorConfig, RecognizerConfig, VAEConfig
+from modgraph.settings import LINK_SEARCH_SPACE, NODE_SEARCH_SPACE, SearchRange, check_search_space
 
 
 
@@ -108,18 +110,40 @@ class TrainingDefaults(BaseModel):
     # The loss can be lowest while the outputs are a class average the recognizer misreads
     # (text -> gtsrb, seed 2: epoch 1 kept by loss, 82% of validation sources read right).
     link_select: Literal["loss", "accuracy"] = "accuracy"
+    # Where ``modgraph tune NAME`` searches this modality's add-modality settings: setting name ->
+    # SearchRange (default modgraph.settings.NODE_SEARCH_SPACE: latent size, kl_weight, learning rate,
+    # batch size, epochs). Replace or extend it, e.g. ``{**NODE_SEARCH_SPACE, "kl_weight":
+    # SearchRange(low=0.1, high=1.0, log=True)}``.
+    search_space: dict[str, SearchRange] = Field(default_factory=lambda: dict(NODE_SEARCH_SPACE))
+    # Where ``modgraph tune SOURCE NAME`` searches the link settings of associators into this modality
+    # (default modgraph.settings.LINK_SEARCH_SPACE: kl_weight, learning rate, batch size, epochs).
+    link_search_space: dict[str, SearchRange] = Field(default_factory=lambda: dict(LINK_SEARCH_SPACE))
+
+    @field_validator("search_space", "link_search_space")
+    @classmethod
+    def _searchable(cls, space, info):
+        return check_search_space(space, link=info.field_name == "link_search_space")
 
 
 class ModalityOptions(BaseModel):
-    """Options a modality accepts (``--option key=value``); subclass to add fields.
-
-    ``legacy``: for a field added after nodes were trained, the value that reproduces what
-    those nodes were trained with, when it is not the new default. A stored node whose
-    options lack the field is rebuilt with this value, so its inputs are prepared as before.
-    """
+    """Options a modality accepts (``--option key=value``); subclass to add fields."""
 
     model_config = ConfigDict(extra="forbid")
-    legacy: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def with_defaults(cls, **defaults: Any) -> type["ModalityOptions"]:
+        """A subclass whose named fields default to the values given, bounds and descriptions kept.
+
+        ``class FSDDOptions(SpeechOptions.with_defaults(trim_db=30.0)): ...`` changes a default
+        without declaring the field a second time.
+        """
+        unknown = sorted(set(defaults) - set(cls.model_fields))
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no option(s) {unknown}")
+        fields = {name: (cls.model_fields[name].annotation,
+                         FieldInfo.merge_field_infos(cls.model_fields[name], default=value))
+                  for name, value in defaults.items()}
+        return create_model(cls.__name__, __base__=cls, __module__=cls.__module__, **fields)
 
 
 @dataclass

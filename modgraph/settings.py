@@ -42,7 +42,8 @@ def comma_separated(*fields: str, item: Callable[[str], Any] = str):
             try:
                 return [item(part.strip()) for part in value.split(",") if part.strip()]
             except ValueError:
-                raise ValueError(f"give a list such as [a, b] or a,b, not {value!r}") from None
+                kind = {int: "integers", float: "numbers"}.get(item, "values")
+                raise ValueError(f"give a list of {kind} such as [a, b] or a,b, not {value!r}") from None
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return [part for v in value for part in split(cls, v)]  # repeated options, each maybe a,b
         return value
@@ -297,3 +298,91 @@ class EvalSettings(_RouteSettings):
                                  description="Only rows of these groups, e.g. speaker=lucas (repeatable).")
     anchor: int = _anchor(0, "Measure translations anchored to K neighbours, as translate writes them by default; "
                              "0: the paper's translation.")
+
+
+# -- modgraph tune: where it searches and how long ---------------------------------------------------
+class SearchRange(BaseModel):
+    """Where ``modgraph tune`` looks for one setting: ``low``..``high`` (``log``: on a log scale) or one of ``choices``.
+
+    ``times_default``: ``low`` and ``high`` are multiples of the modality's own default for the
+    setting (epochs 0.5..2 of a modality whose default is 8: 4..16). A setting whose field is an
+    int is drawn as an int.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    times_default: bool = False
+    choices: list[int | float | str] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self):
+        if self.choices is not None:
+            if not self.choices or self.low is not None or self.high is not None:
+                raise ValueError("give low and high, or a non-empty list of choices, not both")
+        elif self.low is None or self.high is None or self.low > self.high:
+            raise ValueError("give low <= high, or a list of choices")
+        elif (self.log or self.times_default) and self.low <= 0:
+            raise ValueError("a log or times_default range needs low > 0")
+        return self
+
+    def bounds(self, default: float) -> tuple[float, float]:
+        """``low`` and ``high``, multiplied by ``default`` when they are stated as multiples of it."""
+        scale = default if self.times_default else 1.0
+        return self.low * scale, self.high * scale
+
+
+# The core's search spaces (a modality's TrainingDefaults may replace them): what a new modality
+# usually gets wrong is the balance of reconstruction and KL (kl_weight) and the learning rate.
+NODE_SEARCH_SPACE = {
+    "latent_dim": SearchRange(low=0.5, high=2.0, log=True, times_default=True),
+    "kl_weight": SearchRange(low=0.01, high=2.0, log=True),
+    "lr": SearchRange(low=1e-4, high=1e-2, log=True),
+    "batch_size": SearchRange(low=0.25, high=2.0, log=True, times_default=True),
+    "epochs": SearchRange(low=0.5, high=2.0, times_default=True),
+}
+LINK_SEARCH_SPACE = {
+    "kl_weight": SearchRange(low=0.01, high=2.0, log=True),
+    "lr": SearchRange(low=1e-4, high=1e-2, log=True),
+    "batch_size": SearchRange(low=0.25, high=2.0, log=True, times_default=True),
+    "epochs": SearchRange(low=0.5, high=2.0, times_default=True),
+}
+# The settings a search space may name (the rest say what to train on, not how).
+NODE_TUNABLE = ("latent_dim", "epochs", "recognizer_epochs", "batch_size", "lr", "kl_weight", "vae_target")
+LINK_TUNABLE = ("epochs", "batch_size", "lr", "kl_weight", "candidates", "target_confidence", "source_noise",
+                "pseudo_label_confidence", "select")
+
+
+def check_search_space(space: dict[str, SearchRange], link: bool = False) -> dict[str, SearchRange]:
+    """``space`` if it names only tunable settings and its fixed values are valid ones (else ValueError)."""
+    model, tunable = (LinkSettings, LINK_TUNABLE) if link else (NodeSettings, NODE_TUNABLE)
+    for name, where in space.items():
+        if name not in tunable:
+            raise ValueError(f"{name!r} cannot be searched; searchable: {', '.join(tunable)}")
+        values = where.choices if where.choices is not None else [] if where.times_default else [where.low, where.high]
+        for value in values:
+            model.parse({name: value}, f"search range of {name}")
+    return space
+
+
+class TuneSettings(_Settings):
+    """``modgraph tune NAME`` / ``modgraph tune A B``: the search for training settings that learn."""
+
+    what: ClassVar[str] = "tune settings"
+    trials: int | None = Field(None, ge=1, le=100_000, description="Trials this process runs (the study keeps "
+                                                                    "earlier ones) [default: 20, or as many as "
+                                                                    "--minutes allows].")
+    minutes: float | None = Field(None, gt=0, description="Start no trial after this many minutes.")
+    storage: str | None = Field(None, description="An Optuna storage URL that several processes or machines can "
+                                                  "share (sqlite:///tune.db, postgresql://...) [default: a SQLite "
+                                                  "file in REGISTRY-tune/ beside the registry].")
+    study: str | None = Field(None, description="The study's name in the storage [default: NAME, or A--B].")
+    prune_after: int = Field(3, ge=0, le=1000, description="Finished trials before hopeless ones are pruned (a "
+                                                           "trial below the median of earlier ones at the same "
+                                                           "point of its training).")
+    sampler_seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Seed of the sampler that proposes "
+                                                                          "settings [default: random].")
+    output: str | None = Field(None, description="Write the best settings here, as a graph spec that plan and "
+                                                 "add-modality --options-file read [default: NAME-tuned.toml].")
+    apply: bool = Field(False, description="Then train the best settings into the registry (add-modality or link).")

@@ -184,22 +184,3 @@ def test_the_conformance_kit_checks_chunks(chunked, toy_data, monkeypatch):
         check_feature_chunks(chunked, toy_data, "train")
 
 
-def test_a_format_1_cache_file_is_reused_not_recomputed(toy_data, isolated_env):
-    """Format 1 kept a split in one safetensors file; a cache written then is found and converted."""
-    import json
-
-    from safetensors.torch import save_file
-
-    from modgraph.features.cache import _legacy_path
-
-    modality = toyplugin.ToyAudio()
-    whole = load_split(modality, toy_data, "train", use_cache=False)
-    path = _legacy_path(modality, toy_data, "train", isolated_env["cache"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    x = whole.x + 1.0  # unlike what computing the features gives, so a recomputation would show
-    save_file({"x": x, "y": whole.y, "origin": whole.origin, "augmented": whole.augmented}, str(path),
-              metadata={"groups": json.dumps(whole.groups)})
-    cached = load_split(modality, toy_data, "train", cache_dir=isolated_env["cache"])
-    assert torch.equal(cached.x, x) and torch.equal(cached.y, whole.y) and cached.groups == whole.groups
-    again = load_split(modality, toy_data, "train", cache_dir=isolated_env["cache"])  # now from the shards
-    assert torch.equal(again.x, x) and again.groups == whole.groups

@@ -54,6 +54,7 @@ def test_each_kind_passes_its_tests_trains_and_links_to_a_toy_node(kind, generat
     name = f"new{kind}"
     folder = generated(name, kind)
     assert {p.name for p in folder.iterdir()} == {"pyproject.toml", "README.md", f"modgraph_{name}", "tests"}
+    _imports_only_the_public_modgraph_package(folder / f"modgraph_{name}")
     package = _load(folder, name)
     own_tests = _module_from(folder / "tests" / f"test_{name}.py")
     own_tests.test_registers_through_the_hook()
@@ -67,6 +68,20 @@ def test_each_kind_passes_its_tests_trains_and_links_to_a_toy_node(kind, generat
     graph.add_modality("toyimg", **FAST)
     linked = graph.link(name, "toyimg", epochs=1)
     assert set(linked["metrics"]) == {f"{name}->toyimg", f"toyimg->{name}"}
+
+
+def _imports_only_the_public_modgraph_package(package: Path):
+    import ast
+
+    import modgraph
+
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert node.module == "modgraph" or not node.module.startswith(("modgraph.", "pydantic")), \
+                    f"{path.name} imports from {node.module}"
+                if node.module == "modgraph":
+                    assert {a.name for a in node.names} <= set(modgraph.__all__), f"{path.name}: {ast.unparse(node)}"
 
 
 def _module_from(path: Path):

@@ -57,20 +57,3 @@ def test_add_modality_takes_the_setting_records_it_and_trains_differently(mg, to
     assert any(not torch.equal(plain[k], denoising[k]) for k in plain if k.startswith("vae."))
     with pytest.raises(ConfigError, match="vae_target"):
         mg.add_modality("toyimg", vae_target="copy", **QUICK)
-
-
-def test_a_node_stored_before_an_option_existed_gets_the_options_legacy_value(mg, toy_data, monkeypatch):
-    from toyplugin import ToyImageOptions
-
-    mg.add_modality("toyimg", options={"copies": 2}, **QUICK)
-    path = mg.registry.node_path("toyimg")
-    meta = mg.registry.node_metadata("toyimg")
-    meta["options"] = {}  # as written before `copies` existed
-    mg.registry.write(path, mg.registry.load_tensors(path), {k: v for k, v in meta.items()
-                                                              if k not in ("format_version", "created")})
-    assert mg.node("toyimg").modality.options.copies == 0  # no legacy value: the default
-    monkeypatch.setattr(ToyImageOptions, "legacy", {"copies": 3})
-    mg._nodes.clear()
-    assert mg.node("toyimg").modality.options.copies == 3
-    mg.add_modality("toyimg", options={"copies": 1}, **QUICK)  # a node that stored the field keeps its value
-    assert mg.node("toyimg").modality.options.copies == 1

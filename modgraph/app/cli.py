@@ -16,7 +16,8 @@ import click
 from modgraph import __version__
 from modgraph.app.cli_options import settings_from_cli, settings_options
 from modgraph.errors import printable
-from modgraph.settings import EvalSettings, LinkSettings, NodeSettings, ReadSettings, TranslateSettings
+from modgraph.settings import (EvalSettings, LinkSettings, NodeSettings, ReadSettings, TranslateSettings,
+                               TuneSettings)
 
 
 class _Group(click.Group):
@@ -193,8 +194,18 @@ def new_plugin_cmd(name, kind, folder):
 @_common
 @_scale_out
 def add_modality_cmd(name, download, rebuild_features, registry, data_root, device, precision, **given):
-    """Intra-modal phase: train NAME's VAE and recognizer into the registry."""
+    """Intra-modal phase: train NAME's VAE and recognizer into the registry.
+
+    --options-file also reads a graph spec (as modgraph tune writes): its [modalities.NAME]
+    table gives the settings, and options on the command line win.
+    """
+    from modgraph.runtime.plan import node_spec_in, under_spec
+
+    spec = node_spec_in(given["options_file"], name) if given.get("options_file") else None
+    if spec is not None:
+        given["options_file"] = None
     settings = settings_from_cli(NodeSettings, given)
+    settings = under_spec(spec, settings) if spec is not None else settings
     mg = _training_graph(registry, data_root, device, precision)
     report = mg.add_modality(name, settings, download=download, rebuild_features=rebuild_features)
     for note in report.get("notes", []):
@@ -427,6 +438,58 @@ def history_cmd(name, output, as_csv, as_json, registry):
     default = name.replace("->", "--").replace(" ", "") + "-history.png"
     path = plot_history(title, rows, output or default)
     click.echo(printable(f"Wrote {path} ({len(rows)} epochs of {title})"))
+
+
+class _LinkOnly:
+    """The settings of link that add-modality lacks: ``tune A B`` takes them besides the shared ones."""
+
+    model_fields = {k: v for k, v in LinkSettings.model_fields.items() if k not in NodeSettings.model_fields}
+
+
+def _refuse_given(given: dict, names, command: str) -> None:
+    wrong = [n for n in names if given.get(n) not in (None, (), False)]
+    if wrong:
+        from modgraph.errors import ConfigError
+
+        raise ConfigError(f"{command} does not take {', '.join('--' + n.replace('_', '-') for n in wrong)}")
+
+
+@main.command("tune")
+@click.argument("names", nargs=-1, required=True, metavar="NAME [TARGET]")
+@settings_options(TuneSettings)
+@settings_options(NodeSettings)
+@settings_options(_LinkOnly)
+@click.option("--download", is_flag=True, help="Download the dataset if it is not under the data root.")
+@_common
+def tune_cmd(names, download, registry, data_root, device, **given):
+    """Search NAME's add-modality settings, or the link settings of NAME TARGET, for ones that learn (Optuna).
+
+    Settings given on the command line are fixed, the modality's search space is searched.
+    Trials never touch the registry; the best settings are written as a graph spec for
+    plan and add-modality --options-file, and trained into the registry with --apply.
+    """
+    from modgraph.learning.tuning import trial_table, tune
+
+    settings = settings_from_cli(TuneSettings, given)
+    if len(names) == 1:
+        _refuse_given(given, _LinkOnly.model_fields, "tune NAME")
+        base = settings_from_cli(NodeSettings, given)
+    else:
+        _refuse_given(given, ("latent_dim", "recognizer_epochs", "vae_target", "options", "options_file"), "tune A B")
+        base = settings_from_cli(LinkSettings, given)
+    report = tune(_graph(registry, data_root, device, progress=False), list(names), base, settings,
+                  download=download, say=lambda line: click.echo(line))
+    click.echo(f"Study {report['study']} in {report['storage']}: {len(report['trials'])} trials; "
+               f"{report['objective']} (* the best):")
+    for line in trial_table(report["trials"], report["best"]["number"]):
+        click.echo(f"  {line}")
+    click.echo(f"Wrote {report['spec']} (train it with: modgraph add-modality {names[0]} --options-file "
+               f"{report['spec']}, or modgraph plan {report['spec']})" if len(names) == 1 else
+               f"Wrote {report['spec']} (train it with: modgraph plan {report['spec']})")
+    applied = report.get("applied")
+    if applied is not None:
+        for path in [applied["path"]] if "path" in applied else applied["paths"]:
+            click.echo(f"Wrote {path}")
 
 
 @main.command("plan")

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from filelock import FileLock
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from modgraph.storage.atomic import atomic_path
@@ -34,7 +33,7 @@ __all__ = ["CACHE_FORMAT", "TensorEntry", "cache_folder", "concatenate_chunks", 
            "default_data_root", "fit_statistics", "forget_features", "in_memory_limit", "load_split", "normalized",
            "open_cache", "read_header", "read_tensor", "write_shard"]
 
-CACHE_FORMAT = "2"  # 1: one safetensors file per split; 2: a folder of shards and a manifest
+CACHE_FORMAT = "2"  # a folder of shards and a manifest
 FEATURE_MANIFEST = "manifest.json"
 SHARD_BYTES = 64 << 20  # features of a split computed in one go are cut into shards of about this size
 DEFAULT_IN_MEMORY_MB = 1024  # larger splits are read lazily (MODGRAPH_FEATURES_IN_MEMORY_MB overrides)
@@ -99,11 +98,6 @@ def forget_features(name: str, cache_dir: Path | None = None) -> list[Path]:
         else:
             path.unlink(missing_ok=True)
     return gone
-
-
-def _legacy_path(modality: Modality, root: Path, split: str, cache_dir: Path) -> Path:
-    """Where format 1 kept the split in one file (reused, not recomputed, when present)."""
-    return Path(cache_dir) / f"{modality.name}-{split}-{_digest(modality, root, split, '1')}.safetensors"
 
 
 # -- shard files ----------------------------------------------------------------------------------
@@ -284,19 +278,6 @@ def _write_whole(features: FeatureSet, folder: Path, key: str) -> None:
     _write_manifest(folder, key, names, len(features))
 
 
-def _read_legacy(path: Path) -> FeatureSet | None:
-    """A split cached by format 1 in one safetensors file, or None when there is none or it is damaged."""
-    if not path.exists():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            tensors = {name: f.get_tensor(name) for name in ("x", "y", "origin", "augmented")}
-            groups = json.loads((f.metadata() or {}).get("groups", "{}"))
-        return FeatureSet(groups=groups, **tensors)
-    except (SafetensorError, OSError, KeyError, ValueError):
-        return None
-
-
 def concatenate_chunks(chunks) -> FeatureSet:
     """Every chunk in one in-memory FeatureSet, origins offset as the cache does."""
     parts, rows = [], 0
@@ -346,10 +327,8 @@ def load_split(modality: Modality, root: Path, split: str, download: bool = Fals
                 raise FeatureCacheError(f"the feature cache {folder} could not be read back after it was built; "
                                         f"delete the folder and run the command again")
             return built
-        features = _read_legacy(_legacy_path(modality, Path(root), split, cache_dir))
-        if features is None:
-            features = modality.load_features(Path(root), split, download=download) if chunks is None \
-                else concatenate_chunks(chunks)
+        features = modality.load_features(Path(root), split, download=download) if chunks is None \
+            else concatenate_chunks(chunks)
         _write_whole(features, folder, key)
         return features
 

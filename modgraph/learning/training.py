@@ -7,11 +7,13 @@ best validation checkpoint and stops with an error, saving nothing, on NaN.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,7 +153,28 @@ def _epochs(module: nn.Module, trained: nn.Module, optimizer, steps: int, settin
                 bar.set_postfix(epoch=f"{epoch + 1}/{settings.epochs}", loss=shown)
             record, figures = validate(EpochResult(epoch, running, time.perf_counter() - started))
             bar.log(**figures)
+            for watch in _EPOCH_WATCHERS.get():
+                watch(module, settings, record)
             yield record
+
+
+_EPOCH_WATCHERS: ContextVar[tuple[Callable[[nn.Module, TrainSettings, dict], None], ...]] = ContextVar(
+    "epoch_watchers", default=())
+
+
+@contextlib.contextmanager
+def watching_epochs(watch: Callable[[nn.Module, TrainSettings, dict], None]) -> Iterator[None]:
+    """Within the block every training loop calls ``watch(module, settings, record)`` after each epoch's validation.
+
+    ``module`` is the model in training (its weights of that epoch), ``record`` the epoch's history
+    record (``epoch`` counted from 1, of ``settings.epochs``); an exception ``watch`` raises stops
+    the loop (``modgraph tune`` prunes hopeless trials so).
+    """
+    token = _EPOCH_WATCHERS.set((*_EPOCH_WATCHERS.get(), watch))
+    try:
+        yield
+    finally:
+        _EPOCH_WATCHERS.reset(token)
 
 
 class _BestState:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from modgraph.app.cli_options import settings_argv
 from modgraph.errors import ConfigError, DataNotFoundError, NotInRegistryError, validation_message
-from modgraph.settings import LinkSpec, NodeSpec
+from modgraph.settings import LinkSpec, NodeSettings, NodeSpec
 
 class GraphSpec(BaseModel):
     """Modalities by name, the links between them, and arguments every command gets (``args``)."""
@@ -57,6 +57,35 @@ def read_spec(path: str | Path) -> GraphSpec:
         return GraphSpec.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(validation_message(f"graph spec {path}", exc)) from None
+
+
+def node_spec_in(path: str | Path, name: str) -> NodeSpec | None:
+    """NAME's table in a graph spec (``modgraph tune`` writes one), or None when ``path`` is not a graph spec.
+
+    ``add-modality --options-file`` reads both: a TOML of modality options, or a graph spec
+    whose ``[modalities.NAME]`` table gives every setting.
+    """
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except (OSError, ValueError):
+        return None  # not a spec we can read: read as options, which reports the problem
+    if not (isinstance(raw, dict) and {"modalities", "links"} & set(raw)):
+        return None
+    spec = read_spec(path)
+    if name not in spec.modalities:
+        raise ConfigError(f"the graph spec {path} has no [modalities.{name}] table; it has "
+                          f"{', '.join(spec.modalities) or 'none'}")
+    return spec.modalities[name]
+
+
+def under_spec(spec: NodeSpec, settings: NodeSettings) -> NodeSettings:
+    """``settings`` over a spec's: what the command line gives wins, options are merged key by key."""
+    values = {**spec.settings().given(), **settings.given()}
+    values["options"] = {**spec.options, **settings.options}
+    return NodeSettings.parse(values)
 
 
 # -- command lines -------------------------------------------------------------------------------

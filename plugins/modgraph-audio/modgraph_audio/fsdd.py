@@ -30,7 +30,7 @@ TEST_TAKES = 5  # the dataset's README: takes 0-4 of every speaker and digit are
 _FILE_NAME = re.compile(r"^(?P<digit>[0-9])_(?P<speaker>.+)_(?P<index>[0-9]+)\.wav$")
 
 
-class FSDDOptions(SpeechOptions):
+class FSDDOptions(SpeechOptions.with_defaults(band_rate=8000, trim_db=30.0, vtlp=0.2, speech_embedding=True)):
     """Options of the ``fsdd`` modality (``--option augment_copies=N``).
 
     FSDD's recordings start and stop at different times around the word (up to a few
@@ -54,16 +54,12 @@ class FSDDOptions(SpeechOptions):
     their digits against 75.0% (mean of the five; ``docs/tuning.md``).
     """
 
-    speech_commands: int = Field(
+    speech_commands: int | None = Field(
         0, ge=0, le=100_000,
         description="up to this many Speech Commands clips of each digit word join the training split, as more "
                     "voices (from speakers in neither its testing nor its validation list; the release under the "
-                    "data root); 0: FSDD's five speakers alone. The ``spoken`` modality is fsdd with 100 of them "
-                    "(docs/tuning.md)")
-    band_rate: int = Field(8000, ge=0, le=16000, description=SpeechOptions.model_fields["band_rate"].description)
-    trim_db: float = Field(30.0, ge=0.0, le=80.0, description=SpeechOptions.model_fields["trim_db"].description)
-    vtlp: float = Field(0.2, ge=0.0, le=0.3, description=SpeechOptions.model_fields["vtlp"].description)
-    speech_embedding: bool = Field(True, description=SpeechOptions.model_fields["speech_embedding"].description)
+                    "data root); 0: FSDD's five speakers alone; unset (the ``spoken`` modality's default): 100 "
+                    "when the release under the data root holds digit words, else 0")
 
 
 class FSDD(SpeechModality):

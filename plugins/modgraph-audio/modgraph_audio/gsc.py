@@ -8,11 +8,12 @@ node learns are settled from the data when it is trained (:meth:`GSC.for_data`) 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
-from modgraph import ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, RecognizerConfig, TrainingDefaults
+from modgraph import (ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, RecognizerConfig, TrainingDefaults,
+                      comma_separated)
 from modgraph_audio.speech import SpeechModality, SpeechOptions
 from modgraph_audio.speech_profiles import GSC_PROFILE
 
@@ -37,7 +38,7 @@ MIN_CLIPS = 100
 GSC_TARGET_CONFIDENCE = 0.98
 
 
-class GSCOptions(SpeechOptions):
+class GSCOptions(SpeechOptions.with_defaults(augment_copies=1)):
     """Options of the ``gsc`` modality (``--option version=v0.01``, ``--option words=go,left,right``)."""
 
     version: Literal["v0.01", "v0.02"] | None = Field(
@@ -47,17 +48,7 @@ class GSCOptions(SpeechOptions):
         None, description="the words to learn, in this order; unset: those of the paper's 14 with at least "
                           "min_clips training clips in the data")
     min_clips: int = Field(MIN_CLIPS, ge=1, description="training clips a word needs to be learnt when words is unset")
-    augment_copies: int = Field(1, ge=0, le=50, description="augmented copies of each training clip")
-    # Nodes trained before words and an unset version existed learnt the 14 words of v0.02 (its default then).
-    legacy: ClassVar[dict] = {**SpeechOptions.legacy, "version": "v0.02", "words": list(WORDS)}
-
-    @field_validator("words", mode="before")
-    @classmethod
-    def _comma_separated(cls, value):
-        # "--option words=go,left" arrives as a string; "[\"go\", \"left\"]" as a list.
-        if isinstance(value, str):
-            return [part.strip().lower() for part in value.split(",") if part.strip()]
-        return value
+    _words = comma_separated("words", item=str.lower)
 
     @field_validator("words")
     @classmethod

@@ -66,9 +66,6 @@ class SpeechOptions(ModalityOptions):
         description="add a pretrained speech embedding (Google's, from openwakeword 0.5.1, run offline) below the "
                     "MFCCs: 9 rows of 96 values the encoder reads; what was said, much less who said it. Needs: "
                     + E.INSTALL)
-    # Nodes trained before these options existed read their inputs without them.
-    legacy: ClassVar[dict] = {"var_norm": False, "trim_db": 0.0, "vtlp": 0.0, "band_rate": 0,
-                              "speech_embedding": False}
 
 
 class SpeechModality(Modality):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
-
 from modgraph import DatasetInfo
 from modgraph_audio import speech_embedding as E
 from modgraph_audio.fsdd import CONCEPTS, FSDD, FSDDOptions
@@ -21,15 +19,8 @@ from modgraph_audio.fsdd import CONCEPTS, FSDD, FSDDOptions
 SPEECH_COMMANDS_CLIPS = 100
 
 
-class SpokenOptions(FSDDOptions):
+class SpokenOptions(FSDDOptions.with_defaults(speech_commands=None)):
     """Options of the ``spoken`` modality: fsdd's, with Speech Commands voices settled from the data."""
-
-    speech_commands: int | None = Field(
-        None, ge=0, le=100_000,
-        description=f"up to this many Speech Commands clips of each digit word join FSDD's training split as more "
-                    f"voices (from speakers in neither its testing nor its validation list); unset: "
-                    f"{SPEECH_COMMANDS_CLIPS} when the release under the data root holds digit words, else 0 "
-                    f"(FSDD alone, with a note)")
 
 
 class Spoken(FSDD):

@@ -17,6 +17,7 @@ from modgraph.plugins import PluginHost
 from modgraph_audio import FSDD
 from modgraph_audio import features as F
 from modgraph_audio.gsc import GSC
+from modgraph_audio.speech import SpeechOptions
 from modgraph_audio.measure_profiles import profile_of
 from modgraph_audio.speech_profiles import FSDD_PROFILE, GSC_PROFILE
 
@@ -310,7 +311,6 @@ def test_trimming_centres_the_word_whenever_it_was_said(tmp_path, audio):
     trim = FSDD()
     assert trim.options.trim_db == 30  # fsdd's default (gsc's clips are kept as recorded)
     assert GSC().options.trim_db == 0
-    assert FSDD.options_model.legacy["trim_db"] == 0  # nodes trained before trimming read files as they did
     (a, b), notes = trim.read_files([early, late])
     torch.testing.assert_close(a, b, atol=1e-2, rtol=1e-3)  # cut and centred: the same clip
     assert any(n.startswith("cut 0.5") and "silence" in n for n in notes[0])
@@ -394,7 +394,7 @@ def test_band_rate_makes_a_16k_recording_read_like_the_same_one_made_at_8k(tmp_p
     torch.testing.assert_close(a, b, atol=0.3, rtol=0)  # the hiss is gone before the features
     (c, d), _ = FSDD().with_options({"band_rate": 0}).read_files([wide, narrow])
     assert (c - d).abs().max() > 5  # without it, the hiss is all over the upper coefficients
-    assert FSDD.options_model.legacy["band_rate"] == 0  # older nodes read files as they did
+    assert FSDD.options_model.model_fields["band_rate"].metadata == SpeechOptions.model_fields["band_rate"].metadata
     assert banded.cache_key() != FSDD().with_options({"band_rate": 0}).cache_key()
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from modgraph.errors import ConfigError, DataNotFoundError
 from modgraph_audio.fsdd import FSDD
-from modgraph_audio.gsc import GSC, GSCOptions, WORDS
+from modgraph_audio.gsc import GSC, WORDS
 from modgraph.learning.pairing import class_map
 
 
@@ -91,12 +91,6 @@ def test_default_finds_the_release_that_is_there_and_says_how_to_choose(tmp_path
     write_speech_commands(tmp_path, audio, version="v0.02")
     assert GSC().folder(root).name == "speech_commands_v0.02"
     assert GSC().with_options({"version": "v0.01"}).folder(root).name == "speech_commands_v0.01"
-
-
-def test_nodes_trained_before_the_words_option_keep_the_fourteen_words_of_v002():
-    old = {"augment_copies": 1, "augment_seed": 0, "mean_norm": True}  # an old header's options
-    gsc = GSC().with_options({**GSCOptions.legacy, **old})
-    assert gsc.class_names == WORDS and gsc.options.version == "v0.02"
 
 
 def test_pairs_with_digits_by_concept_and_by_the_papers_index():

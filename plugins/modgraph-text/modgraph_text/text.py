@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import Field, field_validator
 
-from modgraph import (ClassInfo, DatasetInfo, ConfigError, FAITHFUL_CONFIDENCE, FeatureSet, InputFileError, Modality,
+from modgraph import (comma_separated, ClassInfo, DatasetInfo, ConfigError, FAITHFUL_CONFIDENCE, FeatureSet, InputFileError, Modality,
                       ModalityOptions, RecognizerConfig, TrainingDefaults, VAEConfig, write_bytes_atomically)
 from modgraph_text.encoding import (ALPHABET_DESCRIPTION, ALPHABET_SIZE, MAX_LENGTH, decode, encode, fold,
                                     random_edits, unsupported_characters)
@@ -35,10 +35,7 @@ class TextOptions(ModalityOptions):
                              description="share of training rows given a random one-letter edit on the fly")
 
 
-    @field_validator("variants", mode="before")
-    @classmethod
-    def _comma_separated(cls, value):
-        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+    _variants = comma_separated("variants")
 
     @field_validator("variants")
     @classmethod

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 
-from modgraph import (ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, FeatureSet, InputFileError,
+from modgraph import (comma_separated, ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, FeatureSet, InputFileError,
                       Modality, ModalityOptions, RecognizerConfig, TrainingDefaults, VAEConfig)
 from modgraph_vision.images import IMAGE_SUFFIXES, load_rgb_images, read_rgb_image, rgb_image, write_rgb_png
 
@@ -110,16 +110,7 @@ class GTSRBOptions(ModalityOptions):
         False, description="add mirrored training images of signs whose mirror image is another selected sign "
                           "(Keep right as Keep left, Turn left ahead as Turn right ahead, ...)")
 
-    @field_validator("class_ids", mode="before")
-    @classmethod
-    def _comma_separated(cls, value):
-        # "--option class_ids=14,38" arrives as a string; "[14, 38]" arrives as a list.
-        if isinstance(value, str):
-            try:
-                return [int(part) for part in value.replace(" ", "").split(",") if part]
-            except ValueError:
-                raise ValueError(f"give class ids as a list of integers such as [14, 38] or 14,38, not {value!r}") from None
-        return value
+    _class_ids = comma_separated("class_ids", item=int)
 
     @field_validator("class_ids")
     @classmethod
