@@ -112,7 +112,7 @@ def claimed_size_files(draw) -> tuple[bytes, int]:
 
     name = draw(st.sampled_from(sorted(FORMATS)))
     largest = 65_535 if name in ("GIF", "JPEG") else 2**31 - 1
-    side = st.one_of(st.integers(1, 64), st.integers(1, largest))
+    side = st.one_of(st.integers(1, 64), st.integers(4_100, 8_000), st.integers(1, largest))  # 4100^2 > the cap
     width, height = draw(side), draw(side)
     return FORMATS[name](width, height), width * height
 
@@ -131,5 +131,5 @@ def test_claimed_sizes_over_the_cap_are_refused_before_decoding(tmp_path, modali
     except MemoryError:  # pragma: no cover - the failure this test exists for
         pytest.fail(f"{pixels} claimed pixels were allocated")
     if pixels > MAX_PIXELS:
-        with pytest.raises(ModgraphError, match="too large an image|decompression bomb|not a readable image"):
+        with pytest.raises(ModgraphError, match="too large an image|decompression bomb"):
             MODALITIES[modality].read_file(path)
