@@ -293,7 +293,7 @@ def translate_cmd(source, target, inputs, output, as_json, quiet, registry, data
     report = mg.translate_files(source, target, list(inputs), output, settings_from_cli(TranslateSettings, given))
     _print_readings(report, source, target, as_json, quiet)
     for note in report["output_notes"]:
-        click.echo(f"Note: {note}", err=True)
+        click.echo(printable(f"Note: {note}"), err=True)
     if as_json:
         sys.exit(1 if report["errors"] else 0)
     written = report["written"]
@@ -503,7 +503,7 @@ def plan_cmd(spec, fmt, registry, data_root):
     from modgraph.runtime.plan import make_plan, plan_lines, read_spec
 
     plan = make_plan(_graph(registry, data_root, "cpu", progress=False), read_spec(spec), registry, data_root)
-    click.echo(json.dumps(plan, indent=2) if fmt == "json" else "\n".join(plan_lines(plan)))
+    click.echo(json.dumps(plan, indent=2) if fmt == "json" else printable("\n".join(plan_lines(plan)), keep="\n"))
 
 
 @main.command("train")
