@@ -11,19 +11,18 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import socket
 import stat
 import tarfile
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from no_hang import deadline
 
 from modgraph.app.cli import main
-from modgraph.errors import ModgraphError, OutputPathError, printable
+from modgraph.errors import OutputPathError, printable
 from modgraph.storage.outputs import check_output, output_file, write_bytes_atomically
 
 ESCAPE = "\x1b]0;owned\x07\x1b[31m"  # a title-setting OSC sequence, a bell and a colour
@@ -31,21 +30,6 @@ ESCAPE = "\x1b]0;owned\x07\x1b[31m"  # a title-setting OSC sequence, a bell and 
 
 def cli(*args):
     return CliRunner().invoke(main, list(args))
-
-
-@contextmanager
-def no_hang(seconds: int = 20):
-    """Fails the test instead of hanging when something opens a FIFO (SIGALRM interrupts the open)."""
-    def fail(*_):
-        raise TimeoutError(f"blocked for {seconds} s: a FIFO or a device was opened")
-
-    previous = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _fifo(path: Path) -> Path:
@@ -103,7 +87,7 @@ def _kind(path: Path) -> int:
 def test_special_files_are_refused_in_one_line_and_left_as_they_are(tmp_path, kind):
     path = SPECIAL[kind](tmp_path / "out.bin")
     before = _kind(path)
-    with no_hang(), pytest.raises(OutputPathError) as err:
+    with deadline(), pytest.raises(OutputPathError) as err:
         write_bytes_atomically(path, b"data")
     assert str(err.value) == (f"will not write {path}: it is {WORDS[kind]}, not a regular file; "
                               "give the name of a new or regular file")
@@ -169,7 +153,7 @@ SUFFIX = {"export": ".tar", "history -o": ".png", "card -o": ".md", "translate -
 def test_commands_refuse_special_outputs_in_one_line(trained, tmp_path, command, kind):
     out = SPECIAL[kind](tmp_path / f"out{SUFFIX[command]}")
     before = _kind(out)
-    with no_hang():
+    with deadline():
         result = cli(*COMMANDS[command](trained, out))
     assert result.exit_code == 1, result.output
     assert result.output.startswith(f"Error: will not write {out}: it is {WORDS[kind]}"), result.output
