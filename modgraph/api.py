@@ -74,15 +74,9 @@ class ModGraph:
 
     def describe(self) -> dict:
         """Nodes and edges with their metrics, as plain data (``modgraph graph``)."""
-        g = self.graph()
-        nodes = [{"name": n, "plugin": d.get("plugin"), "latent_dim": (d.get("config") or {}).get("vae", {})
-                  .get("latent_dim"), "options": d.get("options"), "metrics": d.get("metrics"),
-                  "classes": [str(c.get("name")) for c in d.get("classes") or [] if isinstance(c, dict)],
-                  "created": d.get("created")} for n, d in g.nodes(data=True)]
-        edges = [{"source": a, "target": b, "pairing": d.get("pairing"), "paired_fraction": d.get("paired_fraction"),
-                  "metrics": d.get("metrics"), "stale": d.get("stale"), "created": d.get("created")}
-                 for a, b, d in g.edges(data=True)]
-        return {"registry": str(self.registry.root), "nodes": nodes, "edges": edges}
+        from modgraph.storage.card import describe_graph
+
+        return describe_graph(self.registry)
 
     # -- loading trained parts --------------------------------------------------------
     def node(self, name: str) -> LoadedNode:

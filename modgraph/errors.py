@@ -122,3 +122,11 @@ def printable(text, keep: str = "") -> str:
             code = ord(c)
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
     return "".join(out)
+
+
+def did_you_mean(name: str, known) -> str:
+    """``"; did you mean 'x'?"`` for the known name closest to ``name`` (difflib), or an empty string."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

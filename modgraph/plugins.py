@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pluggy
 
 from modgraph import hookspecs
-from modgraph.errors import DuplicateModalityError, PluginError, UnknownModalityError
+from modgraph.errors import DuplicateModalityError, PluginError, UnknownModalityError, did_you_mean
 
 ENTRY_POINT_GROUP = "modgraph"
 
@@ -109,6 +109,7 @@ class PluginHost:
             known = ", ".join(sorted(table)) or "none"
             dists = ", ".join(f"{p.distribution} {p.version}" for p in self._plugins) or "none"
             raise UnknownModalityError(
-                f"unknown modality {name!r}; installed modalities: {known} (plugins: {dists}); "
-                f"install a plugin that provides it, e.g. pip install -e plugins/modgraph-<name>")
+                f"unknown modality {name!r}; installed modalities: {known} (plugins: {dists})"
+                + (did_you_mean(name, table) or "; install a plugin that provides it, e.g. "
+                                                "pip install -e plugins/modgraph-<name>"))
         return table[name]

@@ -264,6 +264,9 @@ class ReadSettings(_Settings):
 
     what: ClassVar[str] = "read settings"
     texts: list[str] = Field(default_factory=list, description="A literal input (text-like modalities; repeatable).")
+    recursive: bool = Field(False, description="Read the files of a folder's subfolders too.")
+    all: bool = Field(False, description="Print a line for every input (without it, a long batch shows its "
+                                         "first 20 and how many more; warnings and errors are always shown).")
 
 
 class _RouteSettings(_Settings):
@@ -296,8 +299,8 @@ class EvalSettings(_RouteSettings):
     split: Literal["test", "train", "all"] = Field("test", description="The split whose rows are translated.")
     include: GroupValues = Field(default_factory=dict,
                                  description="Only rows of these groups, e.g. speaker=lucas (repeatable).")
-    anchor: int = _anchor(0, "Measure translations anchored to K neighbours, as translate writes them by default; "
-                             "0: the paper's translation.")
+    anchor: int = _anchor(DEFAULT_ANCHOR, "Measure translations anchored to K neighbours, as translate writes them; "
+                                          "0: the paper's translation (as translate --anchor 0 writes it).")
 
 
 # -- modgraph tune: where it searches and how long ---------------------------------------------------

@@ -20,6 +20,7 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("MODGRAPH_REGISTRY", str(paths["registry"]))
     monkeypatch.setenv("MODGRAPH_DATA", str(paths["data"]))
     monkeypatch.setenv("MODGRAPH_CACHE", str(paths["cache"]))
+    monkeypatch.setenv("MODGRAPH_CONFIG", str(tmp_path / "config.toml"))  # never the user's own config file
     monkeypatch.setenv("MODGRAPH_NUM_THREADS", "1")
     monkeypatch.setenv("MODGRAPH_LOAD_PLUGINS", "")
     monkeypatch.chdir(tmp_path)  # default output folders (./translations) land in tmp_path too

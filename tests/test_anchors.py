@@ -120,9 +120,9 @@ def test_cli_anchor_option(trained, tmp_path):
 
 @pytest.mark.usefixtures("toy_installed")
 def test_eval_measures_anchored_translations_when_asked(trained):
-    plain = trained.evaluate("toyimg", "toyaudio")
-    anchored = trained.evaluate("toyimg", "toyaudio", anchor=DEFAULT_ANCHOR)
-    assert "anchor" not in plain and anchored["anchor"] == DEFAULT_ANCHOR and anchored["n"] == plain["n"]
+    plain = trained.evaluate("toyimg", "toyaudio", anchor=0)
+    anchored = trained.evaluate("toyimg", "toyaudio")  # eval's default is translate's
+    assert plain["anchor"] == 0 and anchored["anchor"] == DEFAULT_ANCHOR and anchored["n"] == plain["n"]
     # Anchored, an output is a translation of the class the source recognizer read: never better than that reading.
     node = trained.node("toyimg")
     test = trained.features(node.modality, "test").originals()
@@ -130,4 +130,7 @@ def test_eval_measures_anchored_translations_when_asked(trained):
         read = node.recognizer(node.modality.normalize(test.x, node.stats)).argmax(1)
     assert anchored["accuracy"] <= (read == test.y).float().mean().item() + 1e-6
     out = CliRunner().invoke(main, ["eval", "--from", "toyimg", "--to", "toyaudio", "--anchor", "5"])
-    assert out.exit_code == 0 and "(anchored to 5)" in out.output, out.output
+    assert out.exit_code == 0 and "(anchored to 5, as translate writes)" in out.output, out.output
+    out = CliRunner().invoke(main, ["eval", "--from", "toyimg", "--to", "toyaudio", "--anchor", "0"])
+    assert out.exit_code == 0 and "(the paper's translation, --anchor 0)" in out.output, out.output
+    assert "not anchored" not in out.output

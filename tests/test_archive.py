@@ -68,7 +68,7 @@ def test_archive_holds_a_manifest_and_the_card(trained, exported, isolated_env):
     assert (node["kind"], node["plugin"], node["plugin_version"], node["modgraph_version"]) == (
         "modality", "modgraph-toy", "0.0.1", "0.1.0")
     assert manifest["files"]["edges/toyimg--toyaudio.safetensors"]["kind"] == "associator"
-    assert card.startswith("# modgraph registry: 3 modalities, 4 associators")
+    assert "# modgraph registry: 3 modalities, 4 associators" in card
 
 
 def test_only_exports_the_subgraph(trained, tmp_path):
@@ -78,7 +78,7 @@ def test_only_exports_the_subgraph(trained, tmp_path):
         assert sorted(tar.getnames()) == ["README.md", "edges/toyaudio--toyimg.safetensors",
                                           "edges/toyimg--toyaudio.safetensors", "manifest.json",
                                           "nodes/toyaudio.safetensors", "nodes/toyimg.safetensors"]
-        assert tar.extractfile("README.md").read().decode().startswith("# modgraph registry: 2 modalities, 2 associators")
+        assert "# modgraph registry: 2 modalities, 2 associators" in tar.extractfile("README.md").read().decode()
     run("import", str(path), "--registry", str(tmp_path / "part"))
     assert run("route", "toyimg", "toyaudio", "--registry", str(tmp_path / "part")).output.strip() == "toyimg -> toyaudio"
     result = run("export", str(tmp_path / "x.tar"), "--only", "toyimg,nothing", ok=False)

@@ -30,7 +30,8 @@ def test_card_is_written_from_headers_alone(trained, isolated_env, tmp_path, mon
     out = tmp_path / "README.md"
     assert run("card", "-o", str(out)).output.strip() == f"Wrote {out}"
     card = out.read_text()
-    assert card.startswith("# modgraph registry: 3 modalities, 4 associators")
+    assert card.startswith("---\nlibrary_name: modgraph\n")  # a model hub's metadata header comes first
+    assert "\n---\n\n# modgraph registry: 3 modalities, 4 associators" in card
     assert "```mermaid\nflowchart LR" in card and re.search(r"toyimg -->\|\"\d+\.\d\d%\"\| toyaudio", card)
     for name in ("toyimg", "toyaudio", "toycolor"):
         assert f"### {name}" in card
@@ -46,8 +47,22 @@ def test_card_is_written_from_headers_alone(trained, isolated_env, tmp_path, mon
 def test_card_names_a_plugin_that_is_not_installed(trained, monkeypatch):
     monkeypatch.setenv("MODGRAPH_LOAD_PLUGINS", "nothing-installed")
     card = run("card").output
-    assert "| toyimg | plugin modgraph-toy not installed here | not stated |" in card
+    # The dataset as the node's header recorded it at training; a node that records none and whose plugin
+    # is missing is said to be so.
+    assert "| toyimg | Toy bars | CC0 1.0 | https://example.org/toy-bars |" in card
+    assert "| toyaudio | plugin modgraph-toy not installed here | not stated |" in card
     assert "--option copies=0" in card  # without the plugin's defaults, every stored option is written out
+
+
+def test_card_header_is_a_hugging_face_model_card(trained):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(run("card").output)
+    data = card.data.to_dict()
+    assert data["library_name"] == "modgraph" and data["license"] == "other"
+    assert data["datasets"] == ["Toy bars"] and data["metrics"] == ["accuracy"]
+    assert {"modgraph", "toyimg", "toyaudio", "toycolor"} <= set(data["tags"])
+    assert card.text.lstrip().startswith("# modgraph registry: 3 modalities")
 
 
 def _commands(card: str) -> list[list[str]]:

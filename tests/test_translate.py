@@ -162,12 +162,13 @@ def test_cli_translate_file_and_folder(trained, toy_installed, tmp_path):
                                   "-o", str(tmp_path / "one.wav")])
     assert result.exit_code == 0, result.output
     assert f"Wrote {tmp_path / 'one.wav'}" in result.output
-    assert "Route: toyimg -> toyaudio; 1 file(s) written." in result.output
+    assert "Route: toyimg -> toyaudio; 1 file(s) written, 0 failed, 0 folder entries skipped." in result.output
     result = runner.invoke(main, ["translate", "--from", "toyimg", "--to", "toycolor", str(tmp_path),
                                   "--samples", "2", "-o", str(tmp_path / "colours")])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "colours").iterdir()) == ["a_1.csv", "a_2.csv"]
-    assert "Route: toyimg -> toyaudio -> toycolor; 2 file(s) written." in result.output
+    assert "Route: toyimg -> toyaudio -> toycolor; 2 file(s) written, 0 failed, 4 folder entries skipped." in result.output
+    assert "Note: skipped 4 folder entries: 3 subfolders, 1 .wav (toyimg reads .png, .pgm; --recursive reads subfolders)" in result.output
 
 
 @pytest.mark.parametrize("name, content", [("notes.txt", "hello"), ("fake.png", "not an image")])

@@ -25,9 +25,12 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         from modgraph.errors import ModgraphError
+        from modgraph.runtime.progress import done
 
         try:
-            return super().invoke(ctx)
+            with contextlib.ExitStack() as stack:
+                stack.callback(done)  # no "still working" line outlives the command
+                return super().invoke(ctx)
         except ModgraphError as exc:
             from modgraph.runtime import launch
             where = f" (rank {launch.env_rank()})" if launch.under_torchrun() else ""
@@ -58,6 +61,8 @@ _data_root = click.option("--data-root", envvar="MODGRAPH_DATA", type=click.Path
                           help="Where datasets live [env MODGRAPH_DATA; default a user cache folder].")
 
 
+_quiet = click.option("-q", "--quiet", is_flag=True,
+                      help="No progress and no notes (the summary, warnings and errors stay).")
 
 
 def _common(f):
@@ -72,6 +77,47 @@ def _graph(registry, data_root, device, progress=True, precision="fp32"):
     from modgraph.api import ModGraph
 
     return ModGraph(registry=registry, data_root=data_root, device=device, progress=progress, precision=precision)
+
+
+def _existing_registry(registry):
+    """The registry a read-only command reads; a folder that holds none is one line and exit 1."""
+    from modgraph.errors import NotInRegistryError
+    from modgraph.storage.registry import Registry
+
+    reg = Registry(registry)
+    if not (reg.root / "nodes").is_dir():
+        raise NotInRegistryError(f"no registry at {reg.root}; create one with modgraph add-modality NAME "
+                                 f"--registry {reg.root}" + ("" if registry else " (or name it with --registry "
+                                                              "PATH, or once with modgraph config set registry PATH)"))
+    return reg
+
+
+def data_root_advice(message: str) -> str:
+    """A loader's "data not found" message for a command that only reads data: the parts that say to
+    download it give way to where to point modgraph (the data is where training found it)."""
+    kept = [part for part in message.split("; ") if "--download" not in part]
+    return "; ".join(kept) + ("; give the folder that holds the data with --data-root PATH, or set it once "
+                              "with modgraph config set data-root PATH")
+
+
+def _trained_data_root(data_root, registry, names):
+    """--data-root (or MODGRAPH_DATA), else the user config's (read by the defaults), else the folder the named
+    nodes were trained from when it is on this machine: eval and serve find the data where training did."""
+    from modgraph.runtime.user_config import configured
+
+    if data_root is not None or configured("data-root"):
+        return data_root
+    from modgraph.errors import ModgraphError
+    from modgraph.storage.headers import trained_data_root
+    from modgraph.storage.registry import Registry
+
+    reg, headers = Registry(registry), []
+    for name in names:
+        try:
+            headers.append(reg.node_metadata(name))
+        except ModgraphError:
+            continue  # the command itself says what is wrong with the name
+    return trained_data_root(headers)
 
 
 def _training_graph(registry, data_root, device, precision):
@@ -214,6 +260,10 @@ def add_modality_cmd(name, download, rebuild_features, registry, data_root, devi
     click.echo(f"Wrote {report['path']} (latent {report['latent_dim']})")
     click.echo(f"  recognizer test accuracy:      {_pct(m['recognizer_accuracy'])}")
     click.echo(f"  VAE reconstruction accuracy:   {_pct(m['reconstruction_accuracy'])}  (n={m['test_samples']})")
+    from modgraph.learning.evaluation import node_warnings
+
+    for warning in node_warnings(name, m, len(mg.registry.node_metadata(name).get("classes") or [])):
+        click.echo(f"Warning: {warning}", err=True)
 
 
 @main.command("remove-modality")
@@ -248,6 +298,13 @@ def link_cmd(source, target, registry, data_root, device, precision, **given):
                        + (f" balanced within each {p['balanced_within']}" if p.get("balanced_within") else "")
                        + f" (confidence >= {p['confidence']:g}; "
                        f"{_pct(p['accuracy'])} right by their withheld labels)")
+    from modgraph.learning.evaluation import link_warning
+
+    for direction, m in report["metrics"].items():
+        src, dst = direction.split("->")
+        warning = link_warning(src, dst, m, len(mg.registry.node_metadata(dst).get("classes") or []))
+        if warning:
+            click.echo(f"Warning: {warning}", err=True)
 
 
 @main.command("unlink")
@@ -273,7 +330,9 @@ def _via(values: tuple[str, ...]) -> list[str] | None:
 @_registry
 def route_cmd(source, target, via, registry):
     """Print the associator path from SOURCE to TARGET."""
-    click.echo(" -> ".join(_graph(registry, None, "cpu").route(source, target, _via(via))))
+    from modgraph.inference.routing import find_route
+
+    click.echo(" -> ".join(find_route(_existing_registry(registry).graph(), source, target, _via(via))))
 
 
 @main.command("translate")
@@ -285,27 +344,28 @@ def route_cmd(source, target, via, registry):
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object per input (JSON lines): input, outputs, read_as, read_confidence, "
                    "written_as, written_confidence (the first sample's).")
-@click.option("-q", "--quiet", is_flag=True, help="No notes on how inputs were read (errors and warnings stay).")
+@_quiet
 @_common
 def translate_cmd(source, target, inputs, output, as_json, quiet, registry, data_root, device, **given):
-    """Translate files (or folders of files) from SOURCE to TARGET along the shortest path."""
-    mg = _graph(registry, data_root, device, progress=False)
-    report = mg.translate_files(source, target, list(inputs), output, settings_from_cli(TranslateSettings, given))
-    _print_readings(report, source, target, as_json, quiet)
+    """Translate files (or folders of files, or - for standard input) from SOURCE to TARGET along the shortest path."""
+    settings = settings_from_cli(TranslateSettings, given)
+    mg = _graph(_existing_registry(registry).root, data_root, device, progress=not quiet)
+    report = mg.translate_files(source, target, list(inputs), output, settings)
+    _print_readings(report, source, target, as_json, quiet, settings.all)
     for note in report["output_notes"]:
         click.echo(printable(f"Note: {note}"), err=True)
     if as_json:
         sys.exit(1 if report["errors"] else 0)
     written = report["written"]
-    for path in written[:20]:
+    for path in written if settings.all else written[:20]:
         click.echo(printable(f"Wrote {path}"))
-    if len(written) > 20:
-        click.echo(f"... and {len(written) - 20} more")
+    if len(written) > 20 and not settings.all:
+        click.echo(f"... and {len(written) - 20} more (--all lists every file)")
     if "sheet" in report:
         left_out = report["sheet"]["left_out"]
         click.echo(printable(f"Wrote contact sheet {report['sheet']['path']} ({report['sheet']['rows']} input(s)"
                              + (f"; {left_out} more not shown" if left_out else "") + ")"))
-    click.echo(f"Route: {' -> '.join(report['path'])}; {len(written)} file(s) written.")
+    click.echo(f"Route: {' -> '.join(report['path'])}; {_counts(report, len(written))}.")
     if report["errors"]:
         sys.exit(1)
 
@@ -315,25 +375,39 @@ def translate_cmd(source, target, inputs, output, as_json, quiet, registry, data
 @click.argument("inputs", nargs=-1, type=click.Path())
 @settings_options(ReadSettings)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input: input, read_as, read_confidence.")
-@click.option("-q", "--quiet", is_flag=True, help="No notes on how inputs were read (errors and warnings stay).")
+@_quiet
 @_common
 def read_cmd(name, inputs, as_json, quiet, registry, data_root, device, **given):
-    """Say what modality NAME's recognizer makes of files (or folders of files), with its confidence."""
+    """Say what modality NAME's recognizer makes of files (or folders of files, or - for standard input)."""
     from modgraph.inference.readings import read_files
 
     settings = settings_from_cli(ReadSettings, given)
-    report = read_files(_graph(registry, data_root, device, progress=False), name, list(inputs), settings.texts)
-    _print_readings(report, name, None, as_json, quiet)
+    mg = _graph(_existing_registry(registry).root, data_root, device, progress=not quiet)
+    report = read_files(mg, name, list(inputs), settings.texts, settings.recursive)
+    _print_readings(report, name, None, as_json, quiet, settings.all)
+    if not as_json and (len(report["rows"]) > 1 or report["skipped"] or report["errors"]):
+        click.echo(f"Read {_counts(report)}.")
     sys.exit(1 if report["errors"] else 0)
 
 
-def _print_readings(report: dict, source: str, target: str | None, as_json: bool, quiet: bool = False) -> None:
-    """Per input what was read (and written), one-line warnings when unsure, one-line errors for bad files."""
+def _counts(report: dict, written: int | None = None) -> str:
+    """The summary's counts: files written (or inputs read), failed and skipped."""
+    head = f"{written} file(s) written" if written is not None else f"{len(report['rows'])} input(s) read"
+    skipped = sum(report.get("skipped", {}).values())
+    return f"{head}, {len(report['errors'])} failed, {skipped} folder entr{'y' if skipped == 1 else 'ies'} skipped"
+
+
+def _print_readings(report: dict, source: str, target: str | None, as_json: bool, quiet: bool = False,
+                    every: bool = False) -> None:
+    """Per input what was read (and written), one-line warnings when unsure, one-line errors for bad files;
+    the folder entries skipped, by suffix, in one line. ``every``: no line left out of a long batch."""
     from modgraph.inference.readings import Reading, doubt
 
+    if report.get("skipped_line"):
+        click.echo(printable(f"Note: {report['skipped_line']}"), err=True)
     for path, notes in ({} if quiet else report["notes"]).items():
         click.echo(printable(f"Note: {path}: {'; '.join(notes)}"), err=True)
-    shown = len(report["rows"]) if as_json else 20  # every warning is printed, lines beyond 20 are not
+    shown = len(report["rows"]) if as_json or every else 20  # every warning is printed, lines beyond 20 are not
     for i, row in enumerate(report["rows"]):
         read = Reading(row["read_as"], row["read_confidence"])
         line = f"{row['input']}: {source} read {read.name!r} ({read.confidence:.0%})"
@@ -347,9 +421,19 @@ def _print_readings(report: dict, source: str, target: str | None, as_json: bool
         for warning in filter(None, warnings):
             click.echo(printable(f"Warning: {warning}"), err=True)
     if len(report["rows"]) > shown:
-        click.echo(f"... and {len(report['rows']) - shown} more (--json lists every input)")
+        click.echo(f"... and {len(report['rows']) - shown} more (--all or --json lists every input)")
     for message in report["errors"].values():
         click.echo(printable(f"Error: {message}"), err=True)
+
+
+def _anchored(result: dict) -> str:
+    """Which translation eval measured, as translate's --anchor names it."""
+    if "anchor" not in result:
+        return ""  # a reconstruction: nothing is anchored
+    if result.get("anchors_missing"):
+        return " (the paper's translation: the source node stores no anchors)"
+    return f" (anchored to {result['anchor']}, as translate writes)" if result["anchor"] else \
+        " (the paper's translation, --anchor 0)"
 
 
 @main.command("eval")
@@ -357,23 +441,23 @@ def _print_readings(report: dict, source: str, target: str | None, as_json: bool
 @click.option("--to", "target", required=True, help="Target modality.")
 @settings_options(EvalSettings)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_quiet
 @_common
-def eval_cmd(source, target, as_json, registry, data_root, device, **given):
+def eval_cmd(source, target, as_json, quiet, registry, data_root, device, **given):
     """Recognition accuracy of SOURCE->TARGET translations (SOURCE=TARGET: VAE reconstruction)."""
     from modgraph.errors import DataNotFoundError
 
     settings = settings_from_cli(EvalSettings, given)
-    mg = _graph(registry, data_root, device, progress=False)
+    mg = _graph(_existing_registry(registry).root, _trained_data_root(data_root, registry, [source]), device,
+                progress=not quiet)
     try:
         result = mg.evaluate(source, target, settings)
-    except DataNotFoundError as exc:  # eval has no --download: the node's add-modality fetches the data
-        raise DataNotFoundError(str(exc).replace("pass --download", f"run modgraph add-modality {source} "
-                                                 f"--download")) from None
+    except DataNotFoundError as exc:  # eval reads the data training read: say where to point it
+        raise DataNotFoundError(data_root_advice(str(exc))) from None
     if as_json:
         click.echo(json.dumps(result))
         return
-    anchored = {None: " (not anchored: the source node stores no anchors)"}.get(
-        result.get("anchor"), f" (anchored to {settings.anchor})" if "anchor" in result else "")
+    anchored = _anchored(result)
     click.echo(f"{' -> '.join(result['path'])} on {settings.split}: accuracy {_pct(result['accuracy'])} (n={result['n']})"
                f"{anchored}")
     per_class = result.get("per_class") or {}
@@ -389,7 +473,9 @@ def eval_cmd(source, target, as_json, registry, data_root, device, **given):
 @_registry
 def graph_cmd(fmt, registry):
     """Show the registry's modalities and associators with their metrics."""
-    info = _graph(registry, None, "cpu").describe()
+    from modgraph.storage.card import describe_graph
+
+    info = describe_graph(_existing_registry(registry))
     if fmt != "json":
         info = _clean_data(info)  # JSON escapes control characters; the text formats must not
     if fmt == "json":
@@ -552,11 +638,50 @@ def card_cmd(output, registry):
     """Write the registry's model card (markdown) from its file headers: nodes, edges, datasets, commands."""
     from modgraph.storage.card import write_card
 
-    text = write_card(_graph(registry, None, "cpu", progress=False), output)
+    text = write_card(_existing_registry(registry), output)
     if output is None:
         click.echo(text, nl=False)
     else:
         click.echo(printable(f"Wrote {output}"))
+
+
+@main.group("config", invoke_without_command=True)
+@click.pass_context
+def config_cmd(ctx):
+    """Show the places modgraph remembers (data root, registry), or set them once: modgraph config set data-root PATH."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import os
+
+    from modgraph.runtime.user_config import CONFIG_KEYS, config_path, read_config
+
+    stored = read_config()
+    click.echo(f"Config file {config_path()}" + ("" if config_path().exists() else " (not written yet)"))
+    env = {"data-root": "MODGRAPH_DATA", "registry": "MODGRAPH_REGISTRY"}
+    for key in CONFIG_KEYS:
+        value = stored.get(key)
+        over = f"  (the environment overrides it: {env[key]}={os.environ[env[key]]})" if os.environ.get(env[key]) else ""
+        click.echo(f"  {key}: {value or 'not set'}{over}")
+
+
+@config_cmd.command("set")
+@click.argument("key", metavar="KEY")
+@click.argument("value", metavar="PATH")
+def config_set_cmd(key, value):
+    """Remember KEY (data-root or registry) as PATH; a flag or environment variable still wins."""
+    from modgraph.runtime.user_config import configured, set_value
+
+    path = set_value(key, value)
+    click.echo(f"Set {key} = {configured(key)} in {path}")
+
+
+@config_cmd.command("unset")
+@click.argument("key", metavar="KEY")
+def config_unset_cmd(key):
+    """Forget KEY (data-root or registry): its default applies again."""
+    from modgraph.runtime.user_config import unset_value
+
+    click.echo(f"Unset {key} in {unset_value(key)}")
 
 
 @main.command("serve")
@@ -590,15 +715,24 @@ def export_cmd(file, only, registry):
 
 
 @main.command("import")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", metavar="FILE_OR_URL")
 @click.option("--force", is_flag=True, help="Replace nodes and associators the registry already holds.")
+@_quiet
 @_registry
-def import_cmd(file, force, registry):
-    """Add the nodes and associators of an exported FILE to the registry, after checking every file's hash."""
+def import_cmd(file, force, quiet, registry):
+    """Add the nodes and associators of an exported archive (a FILE, or an http(s) URL, downloaded to a
+    temporary file first) to the registry, after checking every file's hash."""
+    from pathlib import Path
+
+    from modgraph.runtime.progress import phase
     from modgraph.storage.archive import import_archive, plugin_notes
+    from modgraph.storage.download import downloaded, is_url
 
     mg = _graph(registry, None, "cpu", progress=False)
-    report = import_archive(mg.registry, file, force=force)
+    with contextlib.ExitStack() as stack:
+        archive = stack.enter_context(downloaded(file, not quiet)) if is_url(file) else file
+        with phase(f"importing {Path(archive).name}: checking every file's hash, then writing", not quiet):
+            report = import_archive(mg.registry, archive, force=force)
     for path in report["written"]:
         click.echo(printable(f"Wrote {path}" + (" (replaced)" if any(path.endswith(r) for r in report["replaced"])
                                                 else "")))

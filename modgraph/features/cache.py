@@ -27,7 +27,7 @@ from modgraph.storage.atomic import atomic_path
 from modgraph.errors import ConfigError, FeatureCacheError
 from modgraph.features.shards import Shard, ShardedRows, is_rows, pread_exact
 from modgraph.modality import FeatureSet, Modality
-from modgraph.runtime.progress import Progress
+from modgraph.runtime.progress import Progress, phase
 
 __all__ = ["CACHE_FORMAT", "TensorEntry", "cache_folder", "concatenate_chunks", "default_cache_dir",
            "default_data_root", "fit_statistics", "forget_features", "in_memory_limit", "load_split", "normalized",
@@ -41,7 +41,10 @@ _NUMPY_DTYPES = {"F32": np.float32, "I64": np.int64, "BOOL": np.bool_}
 
 
 def default_data_root() -> Path:
-    env = os.environ.get("MODGRAPH_DATA")
+    """``MODGRAPH_DATA``, else the user config's data root (``modgraph config``), else a user cache folder."""
+    from modgraph.runtime.user_config import configured
+
+    env = os.environ.get("MODGRAPH_DATA") or configured("data-root")
     if env:
         return Path(env).expanduser()
     import platformdirs
@@ -251,7 +254,8 @@ def _build_chunked(modality: Modality, chunks, folder: Path, key: str, desc: str
         report.say(f"{len(chunks)} shard(s)" + (f", {built} already built" if built else ""))
         for i, (make, name) in enumerate(zip(chunks, names)):
             if done[i] is None:
-                features = make()
+                with phase(f"{desc}: shard {i + 1} of {len(chunks)}", progress, summary=False):
+                    features = make()
                 _check_chunk(modality, features, i)
                 groups = {k: list(v) for k, v in features.groups.items()}
                 write_shard(folder / name, _shard_tensors(features, rows),
@@ -327,8 +331,9 @@ def load_split(modality: Modality, root: Path, split: str, download: bool = Fals
                 raise FeatureCacheError(f"the feature cache {folder} could not be read back after it was built; "
                                         f"delete the folder and run the command again")
             return built
-        features = modality.load_features(Path(root), split, download=download) if chunks is None \
-            else concatenate_chunks(chunks)
+        with phase(f"{modality.name}: computing its {split} features (kept in the feature cache)", progress):
+            features = modality.load_features(Path(root), split, download=download) if chunks is None \
+                else concatenate_chunks(chunks)
         _write_whole(features, folder, key)
         return features
 

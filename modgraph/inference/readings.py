@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 
 from modgraph.errors import InputFileError
-from modgraph.inference.inputs import expand_inputs
+from modgraph.inference.inputs import gather_inputs
 from modgraph.inference.loaded_node import LoadedNode
 from modgraph.modality import Modality
+from modgraph.runtime.progress import phase
 
 
 # Below this a reading is reported as doubtful: the recognizer gives another class about as
@@ -77,26 +78,31 @@ def read_batch(modality: Modality, paths: list[Path]) -> tuple[torch.Tensor | No
     return x, paths, {str(p): n for p, n in zip(paths, notes) if n}, errors
 
 
-def read_files(graph, name: str, paths: list[Path], texts: list[str] = ()) -> dict:
+def read_files(graph, name: str, paths: list[Path], texts: list[str] = (), recursive: bool = False) -> dict:
     """What node ``name``'s recognizer makes of files (folders expanded) and literal texts.
 
     Returns ``{"rows": [{"input", "read_as", "read_confidence"}...], "notes": {path: [...]},
-    "errors": {path: message}}``; raises :class:`InputFileError` when nothing could be read.
+    "errors": {path: message}, "skipped": {suffix: count}, "skipped_line": str | None}``; raises
+    :class:`InputFileError` when nothing could be read. ``recursive``: folders' subfolders too.
     """
     node = graph.node(name)
-    items = expand_inputs([Path(p) for p in paths], node.modality)
+    found = gather_inputs([Path(p) for p in paths], node.modality, recursive)
+    items = found.files
     if not items and not texts:
         raise InputFileError("nothing to read: give one or more files, a folder, or --text")
-    x, good, notes, errors = read_batch(node.modality, items)
+    with phase(f"{name}: reading {len(items)} file(s)", getattr(graph, "progress", False)):
+        x, good, notes, errors = read_batch(node.modality, items)
     parts = [x] if x is not None else []
     if texts:
         parts.append(torch.stack([node.modality.read_text(t) for t in texts]))
     if not parts:
         raise InputFileError(next(iter(errors.values())))
-    found = readings(node, node.modality.normalize(torch.cat(parts), node.stats))
+    read = readings(node, node.modality.normalize(torch.cat(parts), node.stats))
     rows = [{"input": str(what), "read_as": r.name, "read_confidence": r.confidence}
-            for what, r in zip([*good, *texts], found)]
-    return {"rows": rows, "notes": notes, "errors": errors}
+            for what, r in zip([*good, *texts], read)]
+    found.relabel(rows, notes, errors)
+    return {"rows": rows, "notes": notes, "errors": errors, "skipped": dict(found.skipped),
+            "skipped_line": found.skipped_line(node.modality)}
 
 
 def translation_rows(source: LoadedNode, target: LoadedNode, inputs: list, x: torch.Tensor, out: torch.Tensor,

@@ -6,7 +6,7 @@ import math
 
 import networkx as nx
 
-from modgraph.errors import NoRouteError, NotInRegistryError
+from modgraph.errors import NoRouteError, NotInRegistryError, did_you_mean
 
 
 def usable(graph: nx.DiGraph) -> nx.DiGraph:
@@ -40,9 +40,10 @@ def find_route(graph: nx.DiGraph, source: str, target: str, via: list[str] | Non
     """The modalities visited from source to target, both included."""
     for name in [source, target, *(via or [])]:
         if name not in graph:
+            close = did_you_mean(name, graph.nodes)
             raise NotInRegistryError(f"modality {name!r} is not in the registry (it has: "
-                                     f"{', '.join(sorted(graph.nodes)) or 'nothing'}); "
-                                     f"train it with: modgraph add-modality {name}")
+                                     f"{', '.join(sorted(graph.nodes)) or 'nothing'})"
+                                     + (close or f"; train it with: modgraph add-modality {name}"))
     if source == target and not via:
         return [source]
     stops = [source, *(via or []), target]

@@ -16,8 +16,9 @@ import torch
 from modgraph.inference.anchors import anchor_latents
 from modgraph.errors import ConfigError, InputFileError
 from modgraph.modality import Modality
+from modgraph.runtime.progress import Progress
 from modgraph.settings import TranslateSettings
-from modgraph.inference.inputs import expand_inputs
+from modgraph.inference.inputs import gather_inputs
 from modgraph.inference.readings import read_batch, translation_rows
 from modgraph.inference.sheet import SheetRows
 from modgraph.inference.sheet import check_path as check_sheet_path
@@ -131,7 +132,8 @@ def translate_files(mg, source: str, target: str, inputs, output: str | Path | N
         raise InputFileError("an input name is empty; give files, folders, or --text")
     path = mg.route(source, target, settings.via or None)
     src, dst = mg.node(source), mg.node(target)
-    items = expand_inputs([Path(p) for p in inputs], src.modality)
+    found = gather_inputs([Path(p) for p in inputs], src.modality, settings.recursive)
+    items = found.files
     if not items and not texts:
         raise InputFileError("nothing to translate: give one or more files, a folder, or --text")
     suffix = dst.modality.output_suffix
@@ -142,10 +144,13 @@ def translate_files(mg, source: str, target: str, inputs, output: str | Path | N
     pictured = SheetRows(src.modality, dst.modality) if sheet is not None else None
     # One thread writes a batch's files while the next batch is read and translated: writing
     # is mostly waiting on the file system (on a busy disk, longer than the models take).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modgraph-write") as writer:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modgraph-write") as writer, \
+            Progress(len(jobs), f"{' -> '.join(path)}: translating", getattr(mg, "progress", False),
+                     unit="input", summary_after=2) as bar:
         pending = None
         for start in range(0, len(jobs), batch_size):
             x, chunk = read_jobs(src.modality, jobs[start:start + batch_size], notes, errors)
+            bar.update(len(jobs[start:start + batch_size]))
             if x is None:
                 continue
             xn = src.modality.normalize(x, src.stats)
@@ -165,7 +170,9 @@ def translate_files(mg, source: str, target: str, inputs, output: str | Path | N
             written.extend(pending.result())
     if errors and not rows:
         raise InputFileError(next(iter(errors.values())))
+    found.relabel(rows, notes, errors)
     report = {"path": path, "written": written, "notes": notes, "rows": rows, "errors": errors,
+              "skipped": dict(found.skipped), "skipped_line": found.skipped_line(src.modality),
               "output_notes": anchor_notes(src, anchor, len(path))
               + ([f"{shortened} output name(s) keep only the first {MAX_STEM_BYTES} bytes of their input's name"]
                  if shortened else [])}

@@ -95,7 +95,9 @@ def node_header(mg, modality, r: ResolvedNode, parts: dict, device) -> dict:
                    "recognizer": parts["recognizer"].config.model_dump(mode="json")},
         "preprocessing": parts["stats"], "metrics": parts["metrics"], "options": r.options,
         "classes": [c.model_dump(exclude_none=True) for c in modality.classes],
-        "data": {"root": str(mg.data_root), "train_rows": len(train), "val_samples": len(val),
+        # The dataset facts, so that the card needs no plugin; data.root is a local hint, left out of exports.
+        **({"dataset": modality.dataset.model_dump()} if getattr(modality, "dataset", None) else {}),
+        "data": {"root": str(mg.data_root.absolute()), "train_rows": len(train), "val_samples": len(val),
                  "augmented_rows": int(train.augmented.sum()), "test_samples": len(test), "exclude": r.exclude},
         "training": {**r.training_header(), "device": str(device), "precision": mg.precision, "processes": distributed.world_size(),
                      "history": parts["vae_log"]["history"]},

@@ -10,6 +10,7 @@ import functools
 import torch
 
 from modgraph.errors import DeviceOutOfMemoryError
+from modgraph.runtime.progress import done
 
 
 def as_error(command: str, training: bool = False):
@@ -29,6 +30,8 @@ def as_error(command: str, training: bool = False):
                 settings = kwargs.get("settings") or next((a for a in args if hasattr(a, "batch_size")), None)
                 batch_size = (kwargs.get("batch_size") or getattr(settings, "batch_size", None)) if training else None
                 raise DeviceOutOfMemoryError(message(command, self.device, exc, training, batch_size)) from None
+            finally:
+                done()  # the last status line's step ends with the call (no "still working" after it)
         return run
 
     return wrap

@@ -135,20 +135,65 @@ def _edge_rows(graph: nx.DiGraph) -> list[str]:
     return rows
 
 
+def _dataset(meta: dict, modality) -> dict | None:
+    """A node's dataset facts: as its header records them, else as the installed plugin states them."""
+    stored = meta.get("dataset")
+    if isinstance(stored, dict) and stored.get("name"):
+        return stored
+    info = getattr(modality, "dataset", None)
+    return None if info is None else info.model_dump()
+
+
+def card_modalities(registry: Registry) -> Mapping[str, object]:
+    """The installed modalities, loaded only when a node's header does not state its dataset:
+    loading plugins imports torch, and ``modgraph card`` answers from headers."""
+    if all(isinstance(meta.get("dataset"), dict) for _, meta in registry.graph().nodes(data=True)):
+        return {}
+    from modgraph.plugins import PluginHost
+
+    return PluginHost().modalities()
+
+
 def _dataset_rows(graph: nx.DiGraph, modalities: Mapping[str, object]) -> list[str]:
     rows = ["| modality | dataset | licence (as the plugin states it) | source | citation |",
             "| --- | --- | --- | --- | --- |"]
     for name, meta in sorted(graph.nodes(data=True)):
         modality = modalities.get(name)
-        info = getattr(modality, "dataset", None)
-        if modality is None:
+        info = _dataset(meta, modality)
+        if info is not None:
+            rows.append(f"| {name} | {_cell(info.get('name'))} | {_cell(info.get('licence'))} | "
+                        f"{_cell(info.get('url', ''))} | {_cell(info.get('citation', ''))} |")
+        elif modality is None:
             rows.append(f"| {name} | plugin {meta.get('plugin')} not installed here | not stated | | |")
-        elif info is None:
-            rows.append(f"| {name} | not stated by {meta.get('plugin')} | not stated | | |")
         else:
-            rows.append(f"| {name} | {_cell(info.name)} | {_cell(info.licence)} | {_cell(info.url)} | "
-                        f"{_cell(info.citation)} |")
+            rows.append(f"| {name} | not stated by {meta.get('plugin')} | not stated | | |")
     return rows
+
+
+# Licences as plugins state them (``CC BY-SA 4.0; ...``) -> the identifiers a model hub's card header takes.
+_HUB_LICENCES = {"mit": "mit", "apache-2.0": "apache-2.0", "cc0 1.0": "cc0-1.0", "cc by 4.0": "cc-by-4.0",
+                 "cc by-sa 3.0": "cc-by-sa-3.0", "cc by-sa 4.0": "cc-by-sa-4.0", "cc by-nc 4.0": "cc-by-nc-4.0",
+                 "cc by-nc-sa 4.0": "cc-by-nc-sa-4.0"}
+
+
+def _hub_licence(datasets: list[dict | None]) -> str:
+    """One hub licence identifier when every dataset states the same known one alone, else ``other``."""
+    found = {_HUB_LICENCES.get(str((d or {}).get("licence", "")).strip().lower()) for d in datasets}
+    return found.pop() if len(found) == 1 and None not in found else "other"
+
+
+def hub_metadata(graph: nx.DiGraph, modalities: Mapping[str, object]) -> str:
+    """The card's YAML front matter in the Hugging Face model-card format, so a hub shows its
+    licence, datasets, tags and metrics (strings are written as JSON, which YAML reads as they are)."""
+    datasets = [_dataset(meta, modalities.get(name)) for name, meta in sorted(graph.nodes(data=True))]
+    names = sorted({d["name"] for d in datasets if d})
+    tags = ["modgraph", "cross-modal", "vae", *sorted(graph.nodes)]
+    lines = ["---", "library_name: modgraph", f"license: {_hub_licence(datasets)}"]
+    if lines[-1].endswith("other"):
+        lines += ["license_name: see-datasets", "license_link: LICENSE"]
+    lines += ["datasets:", *(f"- {json.dumps(n)}" for n in names)] if names else ["datasets: []"]
+    lines += ["tags:", *(f"- {json.dumps(t)}" for t in tags), "metrics:", "- accuracy", "---", ""]
+    return "\n".join(lines)
 
 
 def model_card(registry: Registry, modalities: Mapping[str, object] | None = None,
@@ -168,7 +213,8 @@ def model_card(registry: Registry, modalities: Mapping[str, object] | None = Non
     versions = sorted({(meta.get("plugin"), meta.get("plugin_version")) for _, meta in graph.nodes(data=True)})
     core = sorted({meta.get("modgraph_version") for *_, meta in [*graph.nodes(data=True), *graph.edges(data=True)]}
                   - {None})
-    lines = [f"# modgraph registry: {graph.number_of_nodes()} modalities, {graph.number_of_edges()} associators", "",
+    lines = [hub_metadata(graph, modalities),
+             f"# modgraph registry: {graph.number_of_nodes()} modalities, {graph.number_of_edges()} associators", "",
              "Written by `modgraph card` from the registry's file headers. Translate with "
              "`modgraph translate --from A --to B FILE`; measure with `modgraph eval --from A --to B`.", "",
              f"- plugins: {', '.join(f'{p} {v}' for p, v in versions) or 'none'}",
@@ -189,11 +235,28 @@ def model_card(registry: Registry, modalities: Mapping[str, object] | None = Non
     return printable("\n".join(lines), keep="\n")  # header strings may hold terminal escapes
 
 
+def describe_graph(registry: Registry) -> dict:
+    """Nodes and edges with their metrics, as plain data (``modgraph graph``), from headers alone."""
+    g = registry.graph()
+    nodes = [{"name": n, "plugin": d.get("plugin"), "latent_dim": (d.get("config") or {}).get("vae", {})
+              .get("latent_dim"), "options": d.get("options"), "metrics": d.get("metrics"),
+              "classes": [str(c.get("name")) for c in d.get("classes") or [] if isinstance(c, dict)],
+              "created": d.get("created")} for n, d in g.nodes(data=True)]
+    edges = [{"source": a, "target": b, "pairing": d.get("pairing"), "paired_fraction": d.get("paired_fraction"),
+              "metrics": d.get("metrics"), "stale": d.get("stale"), "created": d.get("created")}
+             for a, b, d in g.edges(data=True)]
+    return {"registry": str(registry.root), "nodes": nodes, "edges": edges}
+
+
 def write_card(graph, output=None) -> str:
-    """The card of a :class:`modgraph.api.ModGraph`'s registry with its plugins' dataset facts; written to ``output`` if given."""
+    """The card of a :class:`Registry` (or a :class:`modgraph.api.ModGraph`'s registry, with its plugins' dataset
+    facts); written to ``output`` if given."""
     if output is not None:
         check_output(output)  # a FIFO or a device is refused before the card is made, never opened
-    text = model_card(graph.registry, graph.available_modalities())
+    if isinstance(graph, Registry):
+        text = model_card(graph, card_modalities(graph))
+    else:
+        text = model_card(graph.registry, graph.available_modalities())
     if output is not None:
         write_bytes_atomically(output, text.encode("utf-8"))
     return text

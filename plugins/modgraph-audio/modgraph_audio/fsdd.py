@@ -103,7 +103,7 @@ class FSDD(SpeechModality):
             if not download:
                 raise DataNotFoundError(
                     f"FSDD recordings not found in {folder} (expected files named "
-                    f"{{digit}}_{{speaker}}_{{index}}.wav); pass --download (download=True) to fetch them")
+                    f"{{digit}}_{{speaker}}_{{index}}.wav); pass --download to fetch them")
             download_fsdd(Path(root))
             recordings = _list_recordings(folder)
         chosen = [r for r in recordings if (r[3] < TEST_TAKES) == (split == "test")]
