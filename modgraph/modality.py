@@ -387,6 +387,17 @@ class Modality(abc.ABC):
 
         raise InputFileError(f"modality {self.name!r} does not take literal text; give a file instead")
 
+    def example_files(self, root: Path, split: Literal["train", "test"]) -> list[tuple[int, Path]] | None:
+        """Optional: the dataset's own files of ``split`` under ``root``, each with its class index.
+
+        ``modgraph serve`` offers the first of each class as an example input, so return files
+        ``read_file`` reads (the recordings themselves, not files rebuilt from features), in a fixed
+        order, without decoding them. Raise :class:`modgraph.errors.DataNotFoundError` as
+        ``load_features`` does when the data is missing. None (the default): the dataset is not
+        kept as such files (the page then writes image and text examples from the test features).
+        """
+        return None
+
     @abc.abstractmethod
     def write_file(self, x: torch.Tensor, path: Path, *, scale: int = 1) -> list[Path]:
         """Write one raw-feature sample to ``path`` (and companions); return what was written.

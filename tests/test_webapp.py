@@ -1,125 +1,146 @@
-"""``modgraph serve``: the page's API through Starlette's test client, and the page itself in headless Chromium.
+"""``modgraph serve``: the page's work (one translation, every stop, checked uploads, examples), the
+server's guard and limits, the API through gradio_client, the Space folder, and the page in Chromium.
 
-Skipped without the app extra (starlette, uvicorn, python-multipart) and httpx; the browser
-test also needs Playwright for Python and Debian's chromium (.ci/run installs all of them).
+Skipped without the app extra (gradio); the API tests also need gradio_client and httpx, and the
+browser tests Playwright for Python and Debian's chromium (.ci/run installs all of them).
 """
 
 from __future__ import annotations
 
-import io
 import os
+import re
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
-import warnings
+import wave
+import zlib
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-pytest.importorskip("python_multipart")
+gr = pytest.importorskip("gradio")
 
-from modgraph.app import webapp  # noqa: E402
+from conftest import _graph  # noqa: E402
+from modgraph.app import page_server  # noqa: E402
+from modgraph.app.page import MAX_PIXELS, MAX_UPLOAD_BYTES, Page  # noqa: E402
+from modgraph.errors import InputFileError  # noqa: E402
+from modgraph.inference import cascade as cascade_module  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync",
-                 # A generated tone stands in for a microphone, allowed without asking.
+                 # A wav file stands in for a microphone, allowed without asking.
                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
+def toy_wav(data: Path, label: int = 1) -> Path:
+    return sorted((data / "toyaudio" / "test").glob(f"{label}_*.wav"))[0]
+
+
+def toy_png(data: Path, label: int = 1) -> Path:
+    return sorted((data / "toyimg" / "test" / str(label)).glob("*.png"))[0]
+
+
 @pytest.fixture
-def client(trained, tmp_path):
-    pytest.importorskip("httpx")
-    with warnings.catch_warnings():  # newer starlette prefers httpx2 for its test client; httpx works
-        warnings.simplefilter("ignore")
-        from starlette.testclient import TestClient
-
-    with TestClient(webapp.make_app(trained, tmp_path / "work")) as c:
-        yield c
+def page(trained, tmp_path):
+    return Page(trained, tmp_path / "work")
 
 
-def wav_bytes(toy_data: Path, label: int = 1) -> bytes:
-    return sorted((toy_data / "toyaudio" / "test").glob(f"{label}_*.wav"))[0].read_bytes()
-
-
-def translate(client, source, target, name, data, **extra):
-    return client.post("/api/translate", data={"source": source, "target": target, **extra},
-                       files={"file": (name, data)} if data is not None else None)
-
-
-def test_modalities_and_routes(client):
-    body = client.get("/api/modalities").json()
-    kinds = {m["name"]: (m["input"], m["output"]) for m in body["modalities"]}
-    assert kinds == {"toyimg": ("image", "image"), "toyaudio": ("audio", "audio"), "toycolor": ("file", "file")}
-    route = client.get("/api/route", params={"source": "toyimg", "target": "toycolor"}).json()
-    assert route["path"] == ["toyimg", "toyaudio", "toycolor"] and len(route["accuracies"]) == 2
-    missing = client.get("/api/route", params={"source": "toyimg", "target": "nothing"})
-    assert missing.status_code == 400 and "'nothing' is not in the registry" in missing.json()["error"]
-
-
-def test_translate_reads_input_and_output_with_the_recognizers(client, trained, toy_data):
-    response = translate(client, "toyaudio", "toyimg", "one.wav", wav_bytes(toy_data, 1))
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["path"] == ["toyaudio", "toyimg"] and body["output"]["kind"] == "image"
-    assert body["output"]["name"] == "one.png"  # named after the upload
-    png = client.get(body["output"]["url"])
-    assert png.status_code == 200 and Image.open(io.BytesIO(png.content)).size == (8, 8)
-    # The readings are the recognizers' softmax on the input and on the translation.
-    src, dst = trained.node("toyaudio"), trained.node("toyimg")
-    x, _ = src.modality.read_file(sorted((toy_data / "toyaudio" / "test").glob("1_*.wav"))[0])
+# -- one translation, read where it is written ---------------------------------------------------------
+def test_one_translation_whose_readings_are_of_the_file_written(page, trained, toy_data, monkeypatch):
+    calls = []
+    real = cascade_module.translate_normalized
+    monkeypatch.setattr(cascade_module, "translate_normalized", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cascade, notes = page.translate("toyaudio", "toyimg", toy_wav(toy_data), shown_name="one.wav")
+    assert len(calls) == 1 and cascade.path == ["toyaudio", "toyimg"] and cascade.between == []
+    [written] = cascade.target.files
+    assert written.name == "one.png"
+    dst = trained.node("toyimg")
+    x, _ = dst.modality.read_file(written)
     with torch.no_grad():
-        p_in = torch.softmax(src.recognizer(src.modality.normalize(x[None], src.stats)), 1)[0]
-        out = trained.translate("toyaudio", "toyimg", x[None])[:, 0]
-        p_out = torch.softmax(dst.recognizer(dst.modality.normalize(out, dst.stats)), 1)[0]
-    assert body["input_reading"]["class"] == src.modality.class_names[int(p_in.argmax())]
-    assert body["input_reading"]["confidence"] == pytest.approx(float(p_in.max()), abs=1e-6)
-    assert body["output_reading"]["class"] == dst.modality.class_names[int(p_out.argmax())]
-    assert body["output_reading"]["confidence"] == pytest.approx(float(p_out.max()), abs=1e-6)
+        p = torch.softmax(dst.recognizer(dst.modality.normalize(x[None], dst.stats)), 1)[0]
+    name, confidence = next(iter(cascade.target.probabilities[0].items()))
+    assert name == dst.modality.class_names[int(p.argmax())]
+    assert confidence == pytest.approx(float(p.max()), abs=0.02)  # the PNG rounds pixels to 1/255
 
 
-def test_audio_output_comes_with_a_spectrogram(client, toy_data):
-    image = sorted((toy_data / "toyimg" / "test" / "2").glob("*.png"))[0].read_bytes()
-    body = translate(client, "toyimg", "toyaudio", "two.png", image).json()
-    assert body["output"]["kind"] == "audio"
-    assert client.get(body["output"]["url"]).content[:4] == b"RIFF"
-    picture = client.get(body["output"]["spectrogram"])
-    assert picture.status_code == 200 and Image.open(io.BytesIO(picture.content)).format == "PNG"
+def test_the_file_is_the_one_translate_writes(page, trained, toy_data, tmp_path, toy_installed):
+    """Anchored as ``modgraph translate`` anchors by default: the same bytes."""
+    from click.testing import CliRunner
+
+    from modgraph.app.cli import main
+
+    cascade, _ = page.translate("toyimg", "toyaudio", toy_png(toy_data, 2), shown_name="two.png")
+    result = CliRunner().invoke(main, ["translate", "--from", "toyimg", "--to", "toyaudio",
+                                       str(toy_png(toy_data, 2)), "-o", str(tmp_path / "cli.wav")])
+    assert result.exit_code == 0, result.output
+    assert cascade.target.files[0].read_bytes() == (tmp_path / "cli.wav").read_bytes()
 
 
-@pytest.mark.parametrize("name, data, message", [
-    ("picture.png", b"\x89PNG not audio", "toyaudio reads .wav files, not .png"),
-    ("empty.wav", b"", "empty.wav: the file is empty"),
-    ("corrupt.wav", b"RIFF\x00\x00garbage" * 10, "corrupt.wav: not a readable wav file"),
-    ("huge.wav", b"RIFF" + bytes(webapp.MAX_UPLOAD_BYTES - 3), "bytes, more than the 10,485,760 this page takes"),
-    ("huger.wav", bytes(webapp.MAX_UPLOAD_BYTES + 100_000), "bytes, more than the 10,485,760 this page takes"),
-    ("no-file", None, "give toyaudio an input"),
+def test_a_cascade_keeps_the_modality_in_between(page, toy_data):
+    cascade, _ = page.translate("toyimg", "toycolor", toy_png(toy_data, 1))
+    assert cascade.path == ["toyimg", "toyaudio", "toycolor"]
+    [stop] = cascade.between
+    assert stop.modality == "toyaudio" and stop.files[0].read_bytes()[:4] == b"RIFF"
+    assert set(stop.probabilities[0]) <= {"0", "1", "2"} and abs(sum(stop.probabilities[0].values()) - 1) < 0.01
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A tiny PNG that claims ``width`` x ``height`` pixels (a decompression bomb's header)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def _long_wav(path: Path, seconds: int) -> Path:
+    with wave.open(str(path), "wb") as fh:
+        fh.setnchannels(1), fh.setsampwidth(2), fh.setframerate(8000)
+        fh.writeframes(b"\x00\x00" * 8000 * seconds)
+    return path
+
+
+@pytest.mark.parametrize("name, make, source, message", [
+    ("picture.png", lambda p: p.write_bytes(b"\x89PNG not audio"), "toyaudio", "toyaudio reads .wav files, not .png"),
+    ("empty.wav", lambda p: p.write_bytes(b""), "toyaudio", "empty.wav: the file is empty"),
+    ("corrupt.wav", lambda p: p.write_bytes(b"RIFF\x00\x00garbage" * 10), "toyaudio", "corrupt.wav: not a readable wav"),
+    ("huge.wav", lambda p: p.write_bytes(b"RIFF" + bytes(MAX_UPLOAD_BYTES)), "toyaudio", "more than the 10,485,760"),
+    ("long.wav", lambda p: _long_wav(p, 40), "toyaudio", "long.wav: 40 s of audio, longer than the 30 s"),
+    ("bomb.png", lambda p: p.write_bytes(_png_header(8000, 8000)), "toyimg", "8000x8000 pixels, more than the"),
 ])
-def test_a_bad_upload_gets_a_message_and_the_server_goes_on(client, toy_data, name, data, message):
-    response = translate(client, "toyaudio", "toyimg", name, data)
-    assert response.status_code in (400, 413)
-    assert message in response.json()["error"]
-    assert "modgraph-serve" not in response.json()["error"]  # the user's file name, not our temporary copy
-    assert translate(client, "toyaudio", "toyimg", "one.wav", wav_bytes(toy_data)).status_code == 200
+def test_a_bad_upload_is_one_line_naming_no_server_path(page, tmp_path, name, make, source, message):
+    folder = tmp_path / "uploads" / "a1b2"
+    folder.mkdir(parents=True)
+    make(folder / name)
+    with pytest.raises(InputFileError) as caught:
+        page.translate(source, "toycolor", folder / name, shown_name=name)
+    text = str(caught.value)
+    assert message in text and str(tmp_path) not in text and "\n" not in text
 
 
-def test_files_outside_the_session_are_not_served(client):
-    for path in ("/files/../../etc/passwd", "/files/%2e%2e/%2e%2e/etc/passwd", "/files/results/nothing.png"):
-        assert client.get(path).status_code == 404
+def test_examples_are_the_datasets_own_files_or_a_line(page, toy_data, trained, tmp_path):
+    audio, why = page.examples("toyaudio")
+    assert [name for name, _ in audio] == ["0", "1", "2"] and why == ""
+    assert all(path.read_bytes() == toy_wav(toy_data, int(name)).read_bytes() for name, path in audio)
+    images, _ = page.examples("toyimg")  # no files of its own declared: the test pixels, written
+    assert [name for name, _ in images] == ["0", "1", "2"]
+    colors, why = page.examples("toycolor")
+    assert colors == [] and "MODGRAPH_DATA" in why and "modgraph add-modality toycolor --download" in why
+    shutil.rmtree(toy_data / "toyaudio")
+    none, why = Page(trained, tmp_path / "other").examples("toyaudio")
+    assert none == [] and "not on this server" in why and str(toy_data) not in why
 
 
-def test_gallery_shows_a_test_sample_per_class(client):
-    body = client.get("/api/gallery/toyimg").json()
-    assert [s["class"] for s in body["samples"]] == ["0", "1", "2"]
-    assert all(client.get(s["url"]).status_code == 200 for s in body["samples"])
-    audio = client.get("/api/gallery/toyaudio").json()["samples"]
-    assert all(client.get(s["spectrogram"]).status_code == 200 for s in audio)
+def test_the_graph_is_a_picture(page):
+    from PIL import Image
+
+    with Image.open(page.graph_picture()) as picture:
+        assert picture.format == "PNG" and picture.size[0] >= 600
 
 
 def test_serve_prints_its_address_and_needs_the_extra(trained, monkeypatch):
@@ -131,11 +152,12 @@ def test_serve_prints_its_address_and_needs_the_extra(trained, monkeypatch):
         def run(self, sockets):
             self.port = sockets[0].getsockname()[1]
 
-    monkeypatch.setattr(webapp, "make_server", lambda mg, workdir: Server())
+    monkeypatch.setattr(page_server, "make_server", lambda app: Server())
+    monkeypatch.setattr(page_server, "make_app", lambda *a, **k: None)
     result = CliRunner().invoke(main, ["serve", "--port", "0"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Serving registry ") and " on http://127.0.0.1:" in result.output
-    monkeypatch.setattr(webapp, "missing_packages", lambda: ["starlette"])
+    monkeypatch.setattr(page_server, "missing_packages", lambda: ["gradio"])
     result = CliRunner().invoke(main, ["serve"])
     assert result.exit_code == 1 and "pip install 'modgraph[app]'" in result.output
 
@@ -144,126 +166,257 @@ def test_help_does_not_import_the_app():
     # What keeps --help fast is what it does not import; its time is benchmarks/core_bars.py's to measure.
     code = ("import sys; from click.testing import CliRunner; from modgraph.app.cli import main; "
             "r = CliRunner().invoke(main, ['serve', '--help']); assert r.exit_code == 0 and '--port' in r.output; "
-            "assert not {'starlette', 'uvicorn', 'torch'} & set(sys.modules), sorted(sys.modules)")
+            "assert not {'gradio', 'fastapi', 'uvicorn', 'torch'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
 
 
-# -- the page in a real browser ------------------------------------------------------------------------
-@pytest.fixture
-def server_url(trained, tmp_path):
-    """The app served by uvicorn on a free port, in a thread, for the duration of a test."""
-    sock = webapp.bind("127.0.0.1", 0)
-    server = webapp.make_server(trained, tmp_path / "work")
+# -- a live server ---------------------------------------------------------------------------------------
+def _start(app):
+    sock = page_server.bind("127.0.0.1", 0)
+    server = page_server.make_server(app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started
-    yield webapp.address(sock)
+    return server, thread, sock
+
+
+@pytest.fixture(scope="module")
+def live(trained_registry, toy_dataset, tmp_path_factory):
+    """One server for the module over a copy of the trained toy registry: (url, data root)."""
+    base = tmp_path_factory.mktemp("serve")
+    shutil.copytree(trained_registry, base / "registry")
+    shutil.copytree(toy_dataset, base / "data")
+    mg = _graph(registry=base / "registry", data_root=base / "data", cache_dir=base / "cache")
+    server, thread, sock = _start(page_server.make_app(mg, base / "work"))
+    yield page_server.address(sock), base / "data"
     server.should_exit = True
     thread.join(10)
     sock.close()
 
 
-@pytest.fixture
-def page(server_url):
+@pytest.fixture(scope="module")
+def client(live):
+    client_module = pytest.importorskip("gradio_client")
+    return client_module.Client(live[0], verbose=False)
+
+
+def test_docs_example_runs_against_a_live_server(live, client):
+    """docs/serve.md's gradio_client example, pointed at this server and the toy modalities."""
+    url, data = live
+    code = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "serve.md").read_text(), re.S).group(1)
+    code = (code.replace("http://127.0.0.1:8000/", url).replace('"fsdd"', '"toyaudio"')
+            .replace('"mnist"', '"toyimg"').replace("seven.wav", str(toy_wav(data, 2))))
+    scope = {}
+    exec(compile(code, "docs/serve.md", "exec"), scope)
+    assert scope["report"]["route"] == ["toyaudio", "toyimg"] and Path(scope["files"][0]).suffix == ".png"
+
+
+def test_api_shows_the_stop_in_between_and_errors_in_words(live, client):
+    from gradio_client import handle_file
+
+    url, data = live
+    files, between, report = client.predict("toyimg", "toycolor", handle_file(str(toy_png(data, 0))), "",
+                                            api_name="/translate")
+    assert report["route"] == ["toyimg", "toyaudio", "toycolor"] and Path(between[0]).suffix == ".wav"
+    assert report["between"][0]["modality"] == "toyaudio" and Path(files[0]).suffix == ".csv"
+    with pytest.raises(Exception) as caught:
+        client.predict("toyaudio", "toyimg", handle_file(str(toy_png(data, 0))), "", api_name="/translate")
+    assert "toyaudio reads .wav files, not .png" in str(caught.value) and "/tmp" not in str(caught.value)
+
+
+def _raw_request(url: str, head: str, body_chunks=()) -> bytes:
+    host, port = re.match(r"http://([^:/]+):(\d+)/", url).groups()
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(head.encode())
+        try:
+            for chunk in body_chunks:
+                conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            conn.sendall(b"0\r\n\r\n")
+        except OSError:  # the server hung up on us: what a capped upload should see
+            pass
+        answer = b""
+        while b"\r\n\r\n" not in answer:  # the status line and headers are all we need
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            answer += data
+        return answer
+
+
+def test_the_server_answers_only_to_its_own_host_and_origin(live):
+    httpx = pytest.importorskip("httpx")
+    url = live[0]
+    assert httpx.get(url).status_code == 200
+    assert httpx.get(url, headers={"Host": "rebound.example:8000"}).status_code == 403
+    assert httpx.get(url + "gradio_api/info", headers={"Origin": "http://rebound.example"}).status_code == 403
+    assert httpx.get(url + "gradio_api/info", headers={"Origin": url.rstrip("/")}).status_code == 200
+
+
+def test_an_upload_without_content_length_is_cut_off_while_it_streams(live):
+    url = live[0]
+    head = (f"POST /gradio_api/upload HTTP/1.1\r\nHost: {url[7:-1]}\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+    start = b'--b\r\nContent-Disposition: form-data; name="files"; filename="big.wav"\r\n\r\n'
+    chunks = (start if i == 0 else bytes(1 << 20) for i in range(40))  # 40 MB, never finished
+    answer = _raw_request(url, head, chunks)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert __import__("httpx").get(url).status_code == 200  # and it goes on serving
+
+
+# -- the Space folder ----------------------------------------------------------------------------------
+def test_export_space_runs_from_a_fresh_folder(trained, toy_data, tmp_path, install_distribution):
+    """``modgraph export --space`` writes a folder whose app.py serves its own archive."""
+    from click.testing import CliRunner
+
+    import toyplugin
+    from modgraph.app.cli import main
+
+    client_module = pytest.importorskip("gradio_client")
+    result = CliRunner().invoke(main, ["export", "--space", str(tmp_path / "space")])
+    assert result.exit_code == 0, result.output
+    readme = (tmp_path / "space" / "README.md").read_text()
+    assert readme.startswith("---\ntitle: modgraph") and "sdk: gradio" in readme and "app_file: app.py" in readme
+    assert f"{toyplugin.DISTRIBUTION}=={toyplugin.__version__}" in (tmp_path / "space" / "requirements.txt").read_text()
+    fresh = tmp_path / "fresh"
+    shutil.copytree(tmp_path / "space", fresh)
+    shutil.rmtree(tmp_path / "space")
+    site = install_distribution(toyplugin.DISTRIBUTION, toyplugin.__version__, {"toy": "toyplugin"})
+    port = page_server.bind("127.0.0.1", 0)
+    number = port.getsockname()[1]
+    port.close()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(number), "MODGRAPH_LOAD_PLUGINS": toyplugin.DISTRIBUTION,
+           "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "tests"), str(ROOT)]),
+           "MODGRAPH_DATA": str(tmp_path / "no-data"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=fresh, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        line = process.stdout.readline()
+        assert "Serving graph.tar on http://127.0.0.1:" in line, line + process.stdout.read()
+        client = client_module.Client(f"http://127.0.0.1:{number}/", verbose=False)
+        files, _, report = client.predict("toyaudio", "toyimg", client_module.handle_file(str(toy_wav(toy_data))),
+                                          "", api_name="/translate")
+        assert report["route"] == ["toyaudio", "toyimg"] and Path(files[0]).suffix == ".png"
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+# -- the page in a real browser ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser(live):
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
         pytest.skip("chromium is not installed (apt-get install chromium)")
     playwright_api = pytest.importorskip("playwright.sync_api")
+    microphone = toy_wav(live[1], 1)  # the fake microphone plays this clip over and over
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
-                                    args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.set_default_timeout(30_000)
-        page.goto(server_url)
-        page.wait_for_selector("#source option[value=toyaudio]", state="attached")
-        yield page
+                                    args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={microphone}"])
+        yield browser
         browser.close()
 
 
-def choose(page, source, target):
-    page.select_option("#source", source)
-    page.select_option("#target", target)
-    page.wait_for_function(f"document.getElementById('route').textContent.includes('{source} → {target}')")
+@pytest.fixture
+def tab(browser, live):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(60_000)
+    outside = []
+    tab.on("request", lambda r: outside.append(r.url) if not r.url.startswith((live[0], "data:", "blob:")) else None)
+    tab.goto(live[0])
+    tab.wait_for_selector("#source input")
+    yield tab
+    context.close()
+    assert outside == []  # no font, script or analytics fetched from elsewhere
 
 
-def test_page_upload_a_wav_and_see_the_image_and_its_reading(page, toy_data):
-    choose(page, "toyaudio", "toyimg")
-    page.set_input_files("#file", str(sorted((toy_data / "toyaudio" / "test").glob("1_*.wav"))[0]))
-    page.click("#translate")
-    image = page.wait_for_selector("#result img.upscaled")
-    page.wait_for_function("document.querySelector('#result img.upscaled').naturalWidth === 8")
-    assert image.bounding_box()["width"] >= 200  # shown upscaled
-    assert "toyimg's recognizer reads the translation as" in page.inner_text("#output-reading")
-    assert page.inner_text("#output-reading .class") in {"0", "1", "2"}
-    assert "toyaudio's recognizer reads the input as" in page.inner_text("#input-reading")
-    assert page.is_hidden("#error")
+def choose(tab, source: str, target: str) -> None:
+    for element, value in (("source", source), ("target", target)):
+        tab.click(f"#{element} input")
+        tab.click(f"ul[role=listbox] li[aria-label='{value}']")
+    tab.wait_for_function(f"document.querySelector('#route').innerText.includes('Route: {source} →')")
 
 
-def test_page_draw_a_digit_and_hear_it(page):
-    choose(page, "toyimg", "toyaudio")
-    box = page.locator("#canvas").bounding_box()
-    x = box["x"] + box["width"] / 2
-    page.mouse.move(x, box["y"] + 20)
-    page.mouse.down()
-    for step in range(1, 11):  # a vertical bar: the toy images' class 1
-        page.mouse.move(x, box["y"] + 20 + step * (box["height"] - 40) / 10)
-    page.mouse.up()
-    page.click("#translate")
-    page.wait_for_selector("#result audio")
-    src = page.get_attribute("#result audio", "src")
-    assert page.evaluate(f"fetch('{src}').then(r => r.arrayBuffer()).then(b => b.byteLength)") > 44
-    page.wait_for_function("document.querySelector('#result img.spectrogram').naturalWidth > 0")
-    assert "toyaudio's recognizer reads the translation as" in page.inner_text("#output-reading")
+def translate(tab) -> str:
+    """Click Translate and wait for the new status line (the old one stays while the request runs)."""
+    before = tab.inner_text("#status")
+    tab.click("#translate")
+    tab.wait_for_function("""before => { const text = document.querySelector('#status').innerText;
+        return text !== before && (text.startsWith('Route:') || text.startsWith('⚠')); }""",
+                          arg=before)
+    return tab.inner_text("#status")
 
 
-def test_page_a_bad_upload_shows_a_message_and_the_next_one_works(page, toy_data, tmp_path):
-    choose(page, "toyaudio", "toyimg")
+def test_page_speak_into_the_microphone(tab, tmp_path):
+    choose(tab, "toyaudio", "toyimg")
+    tab.click("#audio-in button.record-button")
+    tab.wait_for_timeout(1000)
+    tab.click("#audio-in button.stop-button")
+    tab.wait_for_selector("#audio-in button[aria-label='Clear']")
+    status = translate(tab)
+    assert "toyaudio's recognizer reads the input as" in status and "toyimg's recognizer reads the output" in status
+    assert "cut or padded" in tab.inner_text("#notes")  # the toy reader's note on a long recording
+    tab.wait_for_selector("#output-image img")
+    tab.screenshot(path=tmp_path / "spoken.png", full_page=True)
+
+
+def test_page_draw_then_switch_and_nothing_stale_stays(tab, tmp_path):
+    choose(tab, "toyimg", "toyaudio")
+    tab.click("#drawing-in button[aria-label='Brush']")
+    box = tab.locator("#drawing-in canvas").first.bounding_box()
+    x, top = box["x"] + box["width"] / 2, box["y"] + 40
+    tab.mouse.move(x, top)
+    tab.mouse.down()
+    for step in range(1, 5):  # a vertical bar: the toy images' class 1
+        tab.mouse.move(x, top + step * (box["height"] - 80) / 4)
+    tab.mouse.up()
+    status = translate(tab)
+    assert "toyimg's recognizer reads the input as" in status
+    tab.wait_for_selector("#output-audio audio, #output-audio [data-testid='waveform-Output']", state="attached")
+    tab.screenshot(path=tmp_path / "drawn.png", full_page=True)
+    choose(tab, "toyaudio", "toyimg")
+    tab.wait_for_function("document.querySelector('#status').innerText.trim() === ''")
+    assert tab.locator("#output-image img").count() == 0 and not tab.is_visible("#output-audio")
+    assert "toyimg's recognizer" not in tab.inner_text("body")
+    tab.screenshot(path=tmp_path / "switched.png", full_page=True)
+
+
+def test_page_upload_a_bad_file_then_a_good_one(tab, live, tmp_path):
+    choose(tab, "toyaudio", "toyimg")
+    tab.click("#audio-in button[aria-label='Upload file']")
     bad = tmp_path / "broken.wav"
-    bad.write_bytes(b"not a wav at all")
-    page.set_input_files("#file", str(bad))
-    page.click("#translate")
-    page.wait_for_selector("#error", state="visible")
-    assert "broken.wav: not a readable wav file" in page.inner_text("#error")
-    page.set_input_files("#file", str(sorted((toy_data / "toyaudio" / "test").glob("2_*.wav"))[0]))
-    page.click("#translate")
-    page.wait_for_selector("#result img.upscaled")
-    assert page.is_hidden("#error")
+    bad.write_bytes(b"RIFF not a wav at all")
+    tab.set_input_files("#audio-in input[type=file]", str(bad))
+    status = translate(tab)
+    assert status.startswith("⚠") and "broken.wav" in status and "/tmp" not in status
+    tab.click("#audio-in button[aria-label='Clear']")
+    tab.click("#audio-in button[aria-label='Upload file']")
+    tab.set_input_files("#audio-in input[type=file]", str(toy_wav(live[1], 2)))
+    tab.wait_for_selector("#audio-in button[aria-label='Clear']")
+    status = translate(tab)
+    assert "⚠" not in status and "toyimg's recognizer reads the output" in status
+    tab.wait_for_selector("#output-image img")
 
 
-def test_page_gallery_sample_translates_on_click(page):
-    choose(page, "toyimg", "toyaudio")
-    page.wait_for_selector("#gallery figure")
-    assert page.locator("#gallery figcaption").all_inner_texts() == ["0", "1", "2"]
-    page.locator("#gallery figure").nth(2).click()
-    page.wait_for_selector("#result audio")
-    assert "toyimg's recognizer reads the input as" in page.inner_text("#input-reading")
+def test_page_a_cascade_shows_its_middle_and_examples_load(tab, tmp_path):
+    choose(tab, "toyimg", "toycolor")
+    assert "toyimg → toyaudio" in tab.inner_text("#route") and "toyaudio → toycolor" in tab.inner_text("#route")
+    tab.locator("#examples button.gallery-item").nth(2).click()
+    tab.wait_for_timeout(500)
+    status = translate(tab)
+    assert "Route: toyimg → toyaudio → toycolor" in status
+    tab.wait_for_selector("#stop-1", state="visible")
+    assert "Stop 1: toyaudio" in tab.inner_text("#stop-1") and "toyaudio's recognizer reads this as" in \
+        tab.inner_text("#stop-1")
+    tab.screenshot(path=tmp_path / "cascade.png", full_page=True)
 
 
-def test_page_record_from_the_microphone_as_wav(page):
-    choose(page, "toyaudio", "toyimg")
-    page.click("#record")
-    page.wait_for_function("document.getElementById('record').textContent === 'Stop'")
-    page.wait_for_timeout(800)
-    page.click("#record")
-    page.wait_for_function("document.getElementById('chosen').textContent === 'Input: recording.wav'")
-    header = page.evaluate("""fetch(document.getElementById('recorded').src).then(r => r.arrayBuffer())
-        .then(b => { const v = new DataView(b); return [String.fromCharCode(...new Uint8Array(b, 0, 4)),
-                     v.getUint16(22, true), v.getUint32(24, true), v.getUint16(34, true), b.byteLength]; })""")
-    assert header[:4] == ["RIFF", 1, 16000, 16] and header[4] > 44 + 2 * 16000 * 0.5  # mono 16-bit 16 kHz, > 0.5 s
-    page.click("#translate")
-    page.wait_for_selector("#result img.upscaled")
-    assert "toyimg's recognizer reads the translation as" in page.inner_text("#output-reading")
-    assert "cut or padded" in page.inner_text("#notes")  # the toy reader's note on a long clip
-
-
-def test_a_bug_while_translating_is_a_message_too(client, toy_data, monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("boom")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(webapp.WebSession, "translate", broken)
-        response = translate(client, "toyaudio", "toyimg", "one.wav", wav_bytes(toy_data))
-    assert response.status_code == 500 and "internal error (RuntimeError: boom)" in response.json()["error"]
-    assert translate(client, "toyaudio", "toyimg", "one.wav", wav_bytes(toy_data)).status_code == 200
+def test_page_graph_tab(tab):
+    tab.click("button[role=tab]:has-text('Graph')")
+    tab.wait_for_selector("#graph-picture img")
+    assert tab.evaluate("document.querySelector('#graph-picture img').naturalWidth") >= 600

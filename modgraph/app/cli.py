@@ -687,25 +687,39 @@ def config_unset_cmd(key):
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every network).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port.")
+@click.option("--samples", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Outputs drawn per input (shown as a gallery).")
 @_common
-def serve_cmd(host, port, registry, data_root, device):
-    """Serve a page to try the registry in a browser (needs: pip install 'modgraph[app]')."""
-    from modgraph.app.webapp import serve
+def serve_cmd(host, port, samples, registry, data_root, device):
+    """Serve a Gradio page (and its API) to try the registry in a browser (needs: pip install 'modgraph[app]')."""
+    from modgraph.app.page_server import serve
 
     mg = _graph(registry, data_root, device, progress=False)
-    serve(mg, host, port, announce=lambda url: click.echo(f"Serving registry {mg.registry.root} on {url} "
-                                                          f"(Ctrl-C to stop)"))
+    serve(mg, host, port, samples, announce=lambda url: click.echo(f"Serving registry {mg.registry.root} on {url} "
+                                                                   f"(Ctrl-C to stop)"))
 
 
 @main.command("export")
-@click.argument("file", type=click.Path())  # a folder is refused in one line (storage/outputs.py)
+@click.argument("file", type=click.Path(), required=False)  # a folder is refused in one line (storage/outputs.py)
 @click.option("--only", metavar="A,B,...", help="Export these modalities and the associators between them.")
+@click.option("--space", type=click.Path(file_okay=False), metavar="DIR",
+              help="Write a folder that runs the page of modgraph serve as a hub's Space instead (app.py, "
+                   "requirements.txt, the archive, the card as README).")
 @_registry
-def export_cmd(file, only, registry):
+def export_cmd(file, only, space, registry):
     """Write the registry to one tar FILE (.tar, or .tar.gz): nodes, edges, a manifest with hashes, the card."""
     from modgraph.storage.archive import export_registry
 
     mg = _graph(registry, None, "cpu", progress=False)
+    if space is not None:
+        from modgraph.app.space import write_space
+
+        report = write_space(mg, space, only=_via((only,)) if only else None)
+        click.echo(printable(f"Wrote {report['folder']}: app.py, requirements.txt, README.md, graph.tar "
+                             f"({', '.join(report['manifest']['modalities'])})"))
+        return
+    if file is None:
+        raise click.UsageError("give the FILE to write, or --space DIR")
     report = export_registry(mg.registry, file, only=_via((only,)) if only else None,
                              modalities=mg.available_modalities())
     m = report["manifest"]

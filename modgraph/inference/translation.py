@@ -26,7 +26,8 @@ from modgraph.storage.outputs import check_output
 
 
 @torch.no_grad()
-def translate_normalized(mg, path: list[str], x: torch.Tensor, samples: int = 1, anchor: int = 0) -> torch.Tensor:
+def translate_normalized(mg, path: list[str], x: torch.Tensor, samples: int = 1, anchor: int = 0,
+                         stops: list | None = None) -> torch.Tensor:
     """Model inputs of ``path[0]`` to model outputs of ``path[-1]``: (N, samples, *shape).
 
     Latents are chained through each associator's mean; at every modality in between,
@@ -35,6 +36,7 @@ def translate_normalized(mg, path: list[str], x: torch.Tensor, samples: int = 1,
     associator's output is passed on as it is). With ``samples > 1`` the last step
     draws from its Gaussian (for a same-modality path, from the VAE posterior). ``anchor``
     k > 0: the source latent is first anchored (:mod:`modgraph.inference.anchors`), where the node has anchors.
+    ``stops``: a list that gets the decode at each modality in between (normalised, on the CPU), in order.
     """
     device = mg.device
     source = mg.node(path[0])
@@ -44,7 +46,10 @@ def translate_normalized(mg, path: list[str], x: torch.Tensor, samples: int = 1,
     for i, (a, b) in enumerate(zip(path[:-1], path[1:])):
         if i > 0:
             vae = mg.node(a).vae
-            z, _ = vae.encode(vae.decode(z))
+            decoded = vae.decode(z)
+            if stops is not None:
+                stops.append(decoded.cpu())
+            z, _ = vae.encode(decoded)
         z, logvar = mg.associator(a, b)(z)
     if samples > 1:
         std = torch.exp(0.5 * logvar)

@@ -63,9 +63,9 @@ class SpeechOptions(ModalityOptions):
                     "of it reaches the features: a 16 kHz microphone then sounds like the node's data (0: off)")
     speech_embedding: bool = Field(
         False,
-        description="add a pretrained speech embedding (Google's, from openwakeword 0.5.1, run offline) below the "
-                    "MFCCs: 9 rows of 96 values the encoder reads; what was said, much less who said it. Needs: "
-                    + E.INSTALL)
+        description="add a pretrained speech embedding (Google's, shipped with this plugin, run offline by "
+                    "onnxruntime) below the MFCCs: 9 rows of 96 values the encoder reads; what was said, much less "
+                    "who said it")
 
 
 class SpeechModality(Modality):
@@ -102,6 +102,11 @@ class SpeechModality(Modality):
     def recordings(self, root: Path, split: Literal["train", "test"],
                    download: bool = False) -> tuple[list[Path], list[int], list[str]]:
         """The split's recordings, their class indices and speakers, in a stable order."""
+
+    def example_files(self, root: Path, split: Literal["train", "test"]) -> list[tuple[int, Path]]:
+        """The split's recordings themselves (``modgraph serve``'s examples)."""
+        paths, labels, _ = self.recordings(root, split)
+        return list(zip(labels, paths))
 
     def load_features(self, root: Path, split: Literal["train", "test"], download: bool = False) -> FeatureSet:
         paths, labels, speakers = self.recordings(root, split, download)
