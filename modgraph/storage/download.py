@@ -19,7 +19,7 @@ from modgraph.errors import ArchiveError
 from modgraph.runtime.progress import Progress, phase
 
 MAX_DOWNLOAD_BYTES = 64 << 30  # far above any exported graph; a server that never stops is cut off here
-CHUNK = 1 << 20
+_CHUNK = 1 << 20
 TIMEOUT_SECONDS = 60
 
 
@@ -43,7 +43,7 @@ def _copy(response, sink, url: str, progress: bool) -> None:
     bar = Progress(total, f"downloading {_name(url)}", progress, unit="B", summary_after=2) if total \
         else phase(f"downloading {_name(url)}", progress)
     with bar:
-        while chunk := response.read(CHUNK):
+        while chunk := response.read(_CHUNK):
             received += len(chunk)
             if received > MAX_DOWNLOAD_BYTES:
                 raise ArchiveError(f"{url} sent more than {MAX_DOWNLOAD_BYTES:,} bytes; refusing to import")

@@ -31,7 +31,7 @@ from modgraph.storage.safe_io import (NAME_PATTERN, check_name, check_parameters
 FORMAT_VERSION = "1"
 # Header fields holding JSON (everything in a safetensors header is a string).
 JSON_FIELDS = ("config", "preprocessing", "metrics", "data", "options", "classes", "class_map", "training",
-               "paired_fraction")
+               "dataset", "paired_fraction")
 
 
 def _header(metadata: dict) -> dict[str, str]:
@@ -93,7 +93,10 @@ def _finish_pair(journal: Path) -> None:
 
 
 def default_registry() -> Path:
-    return Path(os.environ.get("MODGRAPH_REGISTRY") or "registry")
+    """``MODGRAPH_REGISTRY``, else the user config's registry (``modgraph config``), else ./registry."""
+    from modgraph.runtime.user_config import configured
+
+    return Path(os.environ.get("MODGRAPH_REGISTRY") or configured("registry") or "registry")
 
 
 def now_iso() -> str:
