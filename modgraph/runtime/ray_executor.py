@@ -49,13 +49,14 @@ def _default_gpus(ray) -> int:
     return 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
 
 
-def _submit(ray, job: Job, registry_id: str, gpus: int, needs: list) -> list:
-    """The task(s) of one job: one, or one per machine for a job spanning several (a placement group)."""
+def _submit(ray, job: Job, registry_id: str, gpus: int, needs: list) -> tuple[list, object]:
+    """The task(s) of one job and their placement group: one task, or one per machine for a job spanning
+    several (a placement group spread over the cluster, removed when the job ends)."""
     options = dict(num_cpus=job.cpus, num_gpus=gpus, max_retries=RETRIES, retry_exceptions=[JobFailed])
     task = ray.remote(run_job_task)
     env = job.env(registry_id)
     if job.nodes == 1:
-        return [task.options(**options).remote(job.commands(), env, *needs)]
+        return [task.options(**options).remote(job.commands(), env, *needs)], None
     from ray.util.placement_group import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -68,7 +69,7 @@ def _submit(ray, job: Job, registry_id: str, gpus: int, needs: list) -> list:
     # Machines of one job retry together or not at all: a lone rank cannot rejoin a rendezvous.
     options.update(max_retries=0, retry_exceptions=False)
     return [task.options(**options, scheduling_strategy=place[i]).remote([commands[i]], env, *needs)
-            for i in range(job.nodes)]
+            for i in range(job.nodes)], group
 
 
 def _failure(ray, exc) -> str:
@@ -91,9 +92,10 @@ def run_ray(jobs: list[Job], registry_id: str, address: str,
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
     gpus = _default_gpus(ray)
     refs: dict[str, list] = {}
+    groups: dict[str, object] = {}
     for job in jobs:  # nodes before links, so a link's needs are submitted already
         needs = [ref for need in job.needs for ref in refs[need]]
-        refs[job.id] = _submit(ray, job, registry_id, gpus if job.gpus is None else job.gpus, needs)
+        refs[job.id], groups[job.id] = _submit(ray, job, registry_id, gpus if job.gpus is None else job.gpus, needs)
     results: dict[str, JobResult] = {}
     owner = {ref: job for job in jobs for ref in refs[job.id]}
     pending = list(owner)
@@ -104,6 +106,8 @@ def run_ray(jobs: list[Job], registry_id: str, address: str,
             if job.id in results or any(ref in pending for ref in refs[job.id]):
                 continue
             results[job.id] = _result(ray, job, refs[job.id], results)
+            if groups[job.id] is not None:
+                ray.util.remove_placement_group(groups[job.id])
             report(results[job.id])
     except KeyboardInterrupt:
         for ref in pending:
