@@ -1,6 +1,6 @@
 """Measure the speech profiles of :mod:`modgraph_audio.speech_profiles` from the datasets, to paste there.
 
-    python -m modgraph_audio.measure_profiles --data-root ../shared/data
+    python -m modgraph_audio.measure_profiles --data-root DATA
 """
 
 from __future__ import annotations

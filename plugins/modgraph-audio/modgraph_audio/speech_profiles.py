@@ -5,7 +5,7 @@ Each is :func:`modgraph_audio.features.speech_profile` of a dataset's training r
 nor anything stored with a trained model. Recompute them (:mod:`modgraph_audio.measure_profiles`)
 and paste them here after changing the front end:
 
-    python -m modgraph_audio.measure_profiles --data-root ../shared/data
+    python -m modgraph_audio.measure_profiles --data-root DATA
 """
 
 from __future__ import annotations
