@@ -90,6 +90,7 @@ class ModGraph:
         except UnknownModalityError as exc:
             raise UnknownModalityError(f"registry node {name!r} was made by plugin {meta.get('plugin')!r}, "
                                        f"which is not installed here: {exc}") from None
+        _check_input_shape(modality, meta, self.registry.node_path(name))
         record, vae, recognizer, anchors = self.registry.load_node(name)
         _check_statistics(modality, record.preprocessing, self.registry.node_path(name))
         loaded = LoadedNode(modality, vae.to(self.device), recognizer.to(self.device), record.preprocessing,
@@ -194,6 +195,18 @@ class ModGraph:
 
         s = _settings(EvalSettings, settings, given)
         return evaluate(self, source, target, s.via or None, s.split, s.include, judge, s.anchor)
+
+
+def _check_input_shape(modality: Modality, meta: dict, path: Path) -> None:
+    """A node's models must take the inputs its modality reads (the file and the plugin may disagree)."""
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    for part in ("vae", "recognizer"):
+        shape = (config.get(part) or {}).get("input_shape") if isinstance(config.get(part), dict) else None
+        if isinstance(shape, list) and tuple(shape) != tuple(modality.input_shape):
+            raise RegistryCorruptError(f"registry file {path} takes inputs shaped {str(tuple(shape))[:60]} but "
+                                       f"modality {modality.name!r} (plugin {modality.distribution}) reads "
+                                       f"{tuple(modality.input_shape)}; retrain it with: modgraph add-modality "
+                                       f"{modality.name}")
 
 
 def _check_statistics(modality: Modality, stats: dict, path: Path) -> None:

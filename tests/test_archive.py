@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,13 @@ def snapshot(root: Path) -> dict:
     return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
 
 
+def shared(root: Path) -> dict:
+    """:func:`snapshot` as an archive carries it: node headers without the local data-root hint."""
+    from modgraph.storage.headers import shareable_bytes
+
+    return {k: shareable_bytes(root / k) if k.parts[0] == "nodes" else v for k, v in snapshot(root).items()}
+
+
 def evals(registry: Path) -> dict:
     return {pair: json.loads(run("eval", "--from", pair[0], "--to", pair[1], "--json", "--registry",
                                  str(registry)).output) for pair in EVALS}
@@ -50,7 +58,12 @@ def test_round_trip_gives_identical_figures(trained, isolated_env, exported, tmp
     copy = tmp_path / "copy"
     result = run("import", str(exported), "--registry", str(copy))
     assert f"Wrote {copy / 'nodes' / 'toyimg.safetensors'}" in result.output
-    assert snapshot(copy) == snapshot(source)  # byte for byte, and no README copied into the registry
+    # byte for byte but the data root a node was trained from (a local path), and no README copied in
+    assert snapshot(copy) == shared(source)
+    from modgraph.storage.headers import file_metadata
+
+    assert [json.loads(file_metadata(r / "nodes" / "toyimg.safetensors")["data"]).get("root") is None
+            for r in (source, copy)] == [False, True]
     assert evals(copy) == before
 
 
@@ -63,7 +76,7 @@ def test_archive_holds_a_manifest_and_the_card(trained, exported, isolated_env):
     assert manifest["format"] == "modgraph-archive" and manifest["modgraph_version"] == "0.1.0"
     assert manifest["plugins"] == {"modgraph-toy": "0.0.1"}
     node = manifest["files"]["nodes/toyimg.safetensors"]
-    data = (isolated_env["registry"] / "nodes" / "toyimg.safetensors").read_bytes()
+    data = shared(isolated_env["registry"])[Path("nodes/toyimg.safetensors")]
     assert node["sha256"] == hashlib.sha256(data).hexdigest() and node["size"] == len(data)
     assert (node["kind"], node["plugin"], node["plugin_version"], node["modgraph_version"]) == (
         "modality", "modgraph-toy", "0.0.1", "0.1.0")
@@ -189,7 +202,7 @@ def test_an_existing_node_is_kept_without_force(trained, exported, isolated_env,
     assert snapshot(target) == before
     result = run("import", str(exported), "--registry", str(target), "--force")
     assert f"Wrote {target / 'nodes' / 'toyimg.safetensors'} (replaced)" in result.output
-    assert snapshot(target) == snapshot(isolated_env["registry"])
+    assert snapshot(target) == shared(isolated_env["registry"])
 
 
 def test_an_edge_without_its_nodes_is_refused(trained, exported, tmp_path):
@@ -209,3 +222,142 @@ def test_member_names():
                 "nodes\\x.safetensors", "edges/a--b--c.safetensors", "nodes/mnist.safetensors/x"):
         with pytest.raises(archive.ArchiveError):
             archive.member_kind(bad)
+
+
+# -- issue 29: archives bounded while streaming, imports all or none ----------------------------------------------
+class _Zeros(io.RawIOBase):
+    def __init__(self, size):
+        self.left = size
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def _bomb(path: Path, size: int) -> Path:
+    """A gzipped archive whose node member is ``size`` zero bytes (listed in its manifest)."""
+    manifest = {"format": "modgraph-archive", "format_version": "1",
+                "files": {"nodes/toyimg.safetensors": {"sha256": "0" * 64, "size": size}}}
+    with tarfile.open(path, "w:gz", compresslevel=1, format=tarfile.PAX_FORMAT) as tar:
+        data = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("nodes/toyimg.safetensors")
+        info.size = size
+        tar.addfile(info, io.BufferedReader(_Zeros(size), 1 << 20))
+    return path
+
+
+def _raw_header(path: Path, kind: bytes, size: int) -> Path:
+    """A gzipped tar of one header of type ``kind`` that claims ``size`` bytes it does not have."""
+    info = tarfile.TarInfo("././@PaxHeader" if kind == tarfile.XHDTYPE else "././@LongLink")
+    info.type, info.size = kind, size
+    import gzip
+
+    path.write_bytes(gzip.compress(info.tobuf(format=tarfile.USTAR_FORMAT) + bytes(1 << 16)))
+    return path
+
+
+HOSTILE = {
+    "gzip bomb": (lambda p: _bomb(p / "bomb.tar.gz", 200 << 20), "compression bomb"),
+    "1.5 GB PAX header": (lambda p: _raw_header(p / "pax.tar.gz", tarfile.XHDTYPE, 1_500_000_000), "extended"),
+    "1.5 GB GNU long name": (lambda p: _raw_header(p / "gnu.tar.gz", tarfile.GNUTYPE_LONGNAME, 1_500_000_000),
+                             "extended"),
+    "nested manifest": (lambda p: rewrite_to(p, lambda m: replace(m, "manifest.json",
+                                                                  lambda d: b"[" * 5000 + b"]" * 5000)),
+                        "deeper than 64"),
+    "not a tar": (lambda p: (p / "junk.tar").write_bytes(b"\x00junk" * 100) and p / "junk.tar", "not a readable tar"),
+}
+
+
+def rewrite_to(folder: Path, change) -> Path:
+    return rewrite(folder / "graph.tar", folder / "bad.tar", change)
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_a_hostile_archive_is_refused_before_anything_is_written(trained, exported, tmp_path, case):
+    make, words = HOSTILE[case]
+    bad = make(tmp_path)
+    target = tmp_path / "new" / "registry"
+    start = time.monotonic()
+    result = run("import", str(bad), "--registry", str(target), ok=False)
+    assert result.exit_code == 1 and words in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "new").exists()  # not even the folder or its lock
+    assert time.monotonic() - start < 30
+
+
+def test_the_unpacked_total_is_capped(trained, exported, tmp_path, monkeypatch):
+    from modgraph.storage import tar_stream
+
+    monkeypatch.setattr(tar_stream, "MAX_UNPACKED", 100_000)
+    result = run("import", str(exported), "--registry", str(tmp_path / "copy"), ok=False)
+    assert "unpacks to more than 100,000 bytes" in result.output and not (tmp_path / "copy").exists()
+
+
+def test_a_failed_import_into_a_new_registry_leaves_nothing(trained, exported, tmp_path):
+    def nan_weights(data):  # valid sha256 and header, but the weights are NaN: found when loaded, under the lock
+        from safetensors.torch import load, save
+
+        tensors = {k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in load(data).items()}
+        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])["__metadata__"]
+        return save(tensors, metadata=header)
+
+    def change(members):
+        members = replace(members, "nodes/toycolor.safetensors", nan_weights)
+        data = dict((i.name, d) for i, d in members)["nodes/toycolor.safetensors"]
+        return with_manifest(members, lambda m: m["files"]["nodes/toycolor.safetensors"].update(
+            sha256=hashlib.sha256(data).hexdigest(), size=len(data)))
+
+    bad = rewrite(exported, tmp_path / "bad.tar", change)
+    target = tmp_path / "deep" / "new"
+    result = run("import", str(bad), "--registry", str(target), ok=False)
+    assert result.exit_code == 1 and "non-finite weights" in result.output, result.output
+    assert not (tmp_path / "deep").exists()
+
+
+def test_a_folder_in_place_of_an_edge_is_refused_before_anything_is_replaced(trained, exported, isolated_env,
+                                                                            tmp_path):
+    target = tmp_path / "target"
+    shutil.copytree(isolated_env["registry"], target)
+    (target / "nodes" / "toyimg.safetensors").write_bytes(b"an older toyimg")
+    edge = target / "edges" / "toyaudio--toycolor.safetensors"
+    edge.unlink()
+    edge.mkdir()
+    before = snapshot(target)
+    result = run("import", str(exported), "--registry", str(target), "--force", ok=False)
+    assert result.exit_code == 1 and "not a regular file" in result.output and "nothing was imported" not in result.output
+    assert snapshot(target) == before and edge.is_dir()
+
+
+def test_endpoints_are_checked_under_the_lock(trained, exported, tmp_path, monkeypatch):
+    """A remove-modality between the first pass and the lock must not let edges of a removed node in (defect 6)."""
+    def drop_node(members):
+        members = [(i, d) for i, d in members if i.name != "nodes/toycolor.safetensors"]
+        return with_manifest(members, lambda m: m["files"].pop("nodes/toycolor.safetensors"))
+
+    part = rewrite(exported, tmp_path / "part.tar", drop_node)
+    target = tmp_path / "target"
+    run("import", str(exported), "--registry", str(target))
+    from modgraph.storage.registry import Registry
+
+    for edge in ("toyaudio--toycolor", "toycolor--toyaudio"):
+        (target / "edges" / f"{edge}.safetensors").unlink()
+    read_archive = archive._read_archive
+
+    def remove_between(path, staging=None, expected=None):
+        manifest = read_archive(path, staging, expected)
+        if staging is None:  # the first pass is done, the lock not yet taken: another process removes toycolor
+            Registry(target).remove_node("toycolor")
+        return manifest
+
+    monkeypatch.setattr(archive, "_read_archive", remove_between)
+    result = run("import", str(part), "--registry", str(target), "--force", ok=False)
+    assert "needs modality 'toycolor'" in result.output
+    assert not list((target / "edges").glob("*toycolor*"))

@@ -89,3 +89,86 @@ def test_any_bytes_as_a_node_file_read_or_are_one_modgraph_error(trained, data):
             assert "\n" not in str(exc)
     finally:
         path.write_bytes(original)
+
+
+# -- issue 29: nesting, claimed sizes, archives --------------------------------------------------------------------
+def _nested(depth: int, kinds: str) -> str:
+    opening = "".join(kinds[i % len(kinds)] for i in range(depth))
+    closing = "".join({"[": "]", "{": "}"}[c] for c in reversed(opening))
+    return opening.replace("{", '{"k":') + "1" + closing
+
+
+@FUZZ
+@given(field=st.sampled_from(["config", "classes", "metrics", "options", "data", "preprocessing"]),
+       depth=st.integers(1, 6000), kinds=st.sampled_from(["[", "{", "[{", "{["]))
+def test_any_nesting_in_a_header_reads_or_is_one_modgraph_error(trained, field, depth, kinds):
+    path = trained.registry.node_path("toyimg")
+    original = path.read_bytes()
+    base = json.loads(original[8:8 + int.from_bytes(original[:8], "little")])["__metadata__"]
+    try:
+        save_file(load_file(str(path)), str(path), metadata={**base, field: _nested(depth, kinds)})
+        trained._nodes.clear()
+        try:
+            trained.graph()
+            trained.node("toyimg")
+        except ModgraphError as exc:
+            assert "\n" not in str(exc)
+    finally:
+        path.write_bytes(original)
+
+
+@FUZZ
+@given(header_length=st.integers(0, 2**64 - 1), shape=st.lists(st.integers(0, 2**40), max_size=4),
+       offsets=st.lists(st.integers(0, 2**63), min_size=2, max_size=2))
+def test_any_claimed_size_reads_or_is_one_modgraph_error(trained, header_length, shape, offsets):
+    """A header length, tensor shape or data offsets claiming more than the file holds never allocates them."""
+    path = trained.registry.node_path("toyimg")
+    original = path.read_bytes()
+    length = int.from_bytes(original[:8], "little")
+    header = json.loads(original[8:8 + length])
+    name = next(k for k in header if k != "__metadata__")
+    header[name].update(shape=shape, data_offsets=sorted(offsets))
+    text = json.dumps(header).encode()
+    try:
+        path.write_bytes(header_length.to_bytes(8, "little") + original[8:] if header_length % 2
+                         else len(text).to_bytes(8, "little") + text + original[8 + length:])
+        trained._nodes.clear()
+        try:
+            trained.graph()
+            trained.node("toyimg")
+        except ModgraphError as exc:
+            assert "\n" not in str(exc)
+    finally:
+        path.write_bytes(original)
+
+
+@pytest.fixture
+def exported_bytes(trained, tmp_path_factory):
+    import gzip
+
+    from modgraph.storage.archive import export_registry
+
+    path = tmp_path_factory.mktemp("export") / "graph.tar"
+    export_registry(trained.registry, path)
+    return path.read_bytes(), gzip.compress(path.read_bytes(), compresslevel=1)
+
+
+@FUZZ
+@given(gzipped=st.booleans(), cuts=st.lists(st.tuples(st.floats(0, 1), st.binary(min_size=1, max_size=8)),
+                                             min_size=1, max_size=4))
+def test_any_damaged_archive_imports_or_is_one_modgraph_error(exported_bytes, tmp_path_factory, gzipped, cuts):
+    """Bytes of an exported archive overwritten here and there: imported whole, or one error and nothing written."""
+    from modgraph.storage.archive import import_archive
+    from modgraph.storage.registry import Registry
+
+    data = bytearray(exported_bytes[int(gzipped)])
+    for where, junk in cuts:
+        at = int(where * (len(data) - 1))
+        data[at:at + len(junk)] = junk
+    folder = tmp_path_factory.mktemp("damaged")
+    (folder / "bad.tar").write_bytes(bytes(data))
+    try:
+        import_archive(Registry(folder / "registry"), folder / "bad.tar")
+    except ModgraphError as exc:
+        assert "\n" not in str(exc)
+        assert not (folder / "registry").exists()

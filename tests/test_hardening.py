@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
+from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors import SafetensorError
+from no_hang import deadline
 from safetensors.torch import load_file, save_file
 
 from modgraph.learning import cross_modal as linking
@@ -116,7 +118,7 @@ def test_a_fifo_in_place_of_a_file_is_refused_not_waited_on(trained, command):
 def test_a_header_describing_a_huge_model_is_refused_before_it_is_built(trained):
     path = trained.registry.node_path("toyimg")
     config = trained.registry.node_metadata("toyimg")["config"]
-    config["vae"]["hidden"] = [100_000, 100_000]
+    config["vae"]["hidden"] = [60_000, 60_000]  # each width under the cap, together far over it
     rewrite_header(path, config=config)
     with pytest.raises(RegistryCorruptError, match="parameters, more than"):
         trained.node("toyimg")
@@ -154,14 +156,14 @@ def test_an_edge_file_whose_header_names_another_edge_is_refused(trained):
 
 # -- writing -----------------------------------------------------------------------------------------------------
 def test_a_failed_write_is_one_line_and_leaves_the_old_file(trained, monkeypatch):
-    import modgraph.storage.registry as registry_module
+    import safetensors.torch
 
     before = snapshot(trained.registry.root)
 
     def disk_full(*args, **kwargs):
-        raise SafetensorError("No space left on device (os error 28)")
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(registry_module, "save_file", disk_full)
+    monkeypatch.setattr(safetensors.torch, "save", disk_full)
     with pytest.raises(ModgraphError, match="could not write .*toyimg.safetensors: No space left"):
         trained.add_modality("toyimg", epochs=1, recognizer_epochs=1)
     assert snapshot(trained.registry.root) == before
@@ -258,3 +260,132 @@ def test_odd_output_places_are_one_line(trained, tmp_path, make_output, words):
     result = cli("translate", "--from", "toyimg", "--to", "toyaudio", str(img), "-o", str(make_output(tmp_path)))
     assert result.exit_code == 1 and words in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+# -- issue 29: bounded by what a file claims ----------------------------------------------------------------------
+READERS = [["graph"], ["card"], ["route", "toyimg", "toyaudio"], ["export", "out.tar"]]
+
+
+@pytest.mark.parametrize("make", ["fifo", "zero", "garbage", "folder"])
+def test_a_bad_journal_never_blocks_or_eats_memory_and_is_stale(trained, tmp_path, make):
+    journal = trained.registry.root / "edges" / ".pair-0123.json"
+    if make == "fifo":
+        os.mkfifo(journal)
+    elif make == "zero":
+        journal.symlink_to("/dev/zero")  # read, never written: a reader must not follow it
+    elif make == "garbage":
+        journal.write_text("[" * 10_000)
+    else:
+        journal.mkdir()
+    with deadline(60):
+        for command in READERS:
+            result = cli(*command)
+            assert result.exit_code == 0, (command, result.output)
+            assert "Traceback" not in result.output
+        assert not trained.registry.graph().edges["toyimg", "toyaudio"]["stale"]
+        with trained.registry.lock():  # the next writer removes it (a link is removed, not followed)
+            pass
+    assert not os.path.lexists(journal) and os.path.exists("/dev/zero")
+
+
+@pytest.mark.parametrize("field", ["config", "classes", "metrics"])
+def test_a_deeply_nested_header_field_is_one_line(trained, tmp_path, field):
+    rewrite_header(trained.registry.node_path("toyimg"), **{field: "[" * 5000 + "]" * 5000})
+    img = next((trained.data_root / "toyimg" / "test").rglob("*.png"))
+    for command in [*READERS, ["translate", "--from", "toyimg", "--to", "toyaudio", str(img), "-o", "outs"]]:
+        result = cli(*command)
+        assert result.exit_code == 1, (command, result.output)
+        assert len(result.output.strip().splitlines()) == 1 and "deeper than 64" in result.output, result.output
+
+
+def test_a_header_of_200000_one_unit_layers_is_refused_at_once(trained):
+    path = trained.registry.node_path("toyimg")
+    config = trained.registry.node_metadata("toyimg")["config"]
+    config["vae"]["hidden"] = [1] * 200_000
+    rewrite_header(path, config=config)
+    start = time.monotonic()
+    with pytest.raises(RegistryCorruptError, match="at most 16"):
+        trained.node("toyimg")
+    assert time.monotonic() - start < 5
+
+
+def test_a_dimension_over_the_cap_is_refused(trained):
+    config = trained.registry.node_metadata("toyimg")["config"]
+    config["recognizer"]["hidden"] = 10**9
+    rewrite_header(trained.registry.node_path("toyimg"), config=config)
+    with pytest.raises(RegistryCorruptError, match="65536"):
+        trained.node("toyimg")
+
+
+# -- issue 29: files that are each valid but disagree ---------------------------------------------------------------
+def test_an_edge_whose_dims_disagree_with_its_node_names_both_files(trained):
+    path = trained.registry.edge_path("toyimg", "toyaudio")
+    config = trained.registry.edge_metadata("toyimg", "toyaudio")["config"]
+    config["associator"]["source_dim"] = 32
+    rewrite_header(path, config=config)
+    img = next((trained.data_root / "toyimg" / "test").rglob("*.png"))
+    result = cli("translate", "--from", "toyimg", "--to", "toyaudio", str(img), "-o", "outs")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert str(path) in result.output and str(trained.registry.node_path("toyimg")) in result.output
+    assert "source_dim 32" in result.output and not os.path.exists("outs")
+
+
+def test_a_node_whose_input_shape_is_not_its_modality_s_is_one_line(trained):
+    path = trained.registry.node_path("toyimg")
+    config = trained.registry.node_metadata("toyimg")["config"]
+    config["vae"]["input_shape"] = [1, 32, 32]
+    rewrite_header(path, config=config)
+    result = cli("eval", "--from", "toyimg", "--to", "toyaudio")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert str(path) in result.output and "takes inputs shaped (1, 32, 32)" in result.output
+
+
+def test_non_finite_weights_are_refused_before_any_output_is_written(trained, tmp_path):
+    path = trained.registry.node_path("toyaudio")
+    tensors = load_file(str(path))
+    name = next(k for k in tensors if k.startswith("vae.decoder"))
+    tensors[name][...] = float("nan")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        save_file(tensors, str(path), metadata=f.metadata())
+    img = next((trained.data_root / "toyimg" / "test").rglob("*.png"))
+    result = cli("translate", "--from", "toyimg", "--to", "toyaudio", str(img), "-o", str(tmp_path / "outs"))
+    assert result.exit_code == 1 and "non-finite weights" in result.output and str(path) in result.output
+    assert not (tmp_path / "outs").exists() or not any((tmp_path / "outs").iterdir())
+
+
+# -- issue 29: leftovers and removal ----------------------------------------------------------------------------------
+def test_a_save_leaves_only_temporaries_that_cleanup_removes(trained, monkeypatch):
+    import modgraph.storage.registry as registry_module
+
+    made = []
+    real_replace = os.replace
+
+    def record(src, dst):
+        made.append(Path(src).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(registry_module.os, "replace", record)
+    trained.add_modality("toycolor", epochs=1, recognizer_epochs=1)
+    from modgraph.storage.journal import TEMPORARY
+
+    assert made and all(TEMPORARY.match(name) for name in made)
+    leftovers = [trained.registry.root / "nodes" / ".tmpAbC123", trained.registry.root / "edges" / ".x.1.2.tmp",
+                 trained.registry.root / ".import-00ff.tmp"]
+    leftovers[0].write_bytes(b"x" * 1000)  # what safetensors' own save_file left when killed
+    leftovers[1].write_bytes(b"x")
+    (leftovers[2] / "nodes").mkdir(parents=True)
+    with trained.registry.lock():
+        pass
+    assert not any(os.path.lexists(p) for p in leftovers)
+
+
+def test_remove_modality_deletes_nothing_when_a_file_is_a_folder(trained):
+    node = trained.registry.node_path("toycolor")
+    node.unlink()
+    node.mkdir()
+    edges = sorted(p.name for p in (trained.registry.root / "edges").iterdir())
+    result = cli("remove-modality", "toycolor")
+    assert result.exit_code == 1 and "not a regular file" in result.output
+    assert sorted(p.name for p in (trained.registry.root / "edges").iterdir()) == edges

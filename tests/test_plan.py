@@ -104,6 +104,8 @@ def test_what_the_registry_holds_up_to_date_is_left_out(trained, tmp_path):
     ("[modalities.a]\n[modalities.b]\n[[links]]\nsource = 'a'\ntarget = 'b'\n[[links]]\nsource = 'b'\n"
      "target = 'a'\none_way = true\n", "links 1 and 2 both train b -> a"),
     ("[modalities.toyimg\n", "is not valid toml"),
+    ("x = " + "[" * 5000 + "]" * 5000 + "\n", "deeper than 64 levels"),
+    (".".join(["a"] * 3000) + " = 1\n", "deeper than 64 levels"),
 ])
 def test_a_bad_spec_is_one_clear_error(mg, tmp_path, text, words):
     with pytest.raises(ConfigError) as info:

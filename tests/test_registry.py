@@ -53,7 +53,10 @@ def test_graph_is_built_from_headers_without_loading_tensors(trained, monkeypatc
     def no_tensors(*args, **kwargs):
         raise AssertionError("graph() must not load tensors")
 
-    monkeypatch.setattr(modgraph.storage.registry, "load_file", no_tensors)
+    import safetensors.torch
+
+    monkeypatch.setattr(safetensors.torch, "load_file", no_tensors)
+    monkeypatch.setattr(modgraph.storage.registry.Registry, "load_tensors", no_tensors)
     g = trained.graph()
     assert isinstance(g, nx.DiGraph)
     assert sorted(g.nodes) == ["toyaudio", "toycolor", "toyimg"]
@@ -105,12 +108,10 @@ def test_a_crash_while_writing_leaves_the_old_file_and_no_temp_file(trained, iso
     path = isolated_env["registry"] / "nodes" / "toycolor.safetensors"
     before = path.read_bytes()
 
-    def crash(tensors, filename, metadata=None):
-        with open(filename, "wb") as fh:
-            fh.write(b"half a file")
+    def crash(filename):  # after the temporary was written
         raise OSError("disk full")
 
-    monkeypatch.setattr(modgraph.storage.registry, "save_file", crash)
+    monkeypatch.setattr(modgraph.storage.registry, "follow_umask", crash)
     with pytest.raises(ModgraphError, match="disk full.*keeps its previous file"):
         trained.add_modality("toycolor", **QUICK)
     assert path.read_bytes() == before

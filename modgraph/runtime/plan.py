@@ -7,7 +7,6 @@ scheduler can run in parallel, leaving out what the registry already holds up to
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from modgraph.app.cli_options import settings_argv
 from modgraph.errors import ConfigError, DataNotFoundError, NotInRegistryError, validation_message
 from modgraph.settings import LinkSpec, NodeSettings, NodeSpec
+from modgraph.storage.safe_io import load_bounded
 
 class GraphSpec(BaseModel):
     """Modalities by name, the links between them, and arguments every command gets (``args``)."""
@@ -42,17 +42,9 @@ def read_spec(path: str | Path) -> GraphSpec:
     """A graph spec from a ``.toml`` or ``.json`` file; errors name the file and the field."""
     path = Path(path)
     try:
-        if path.suffix.lower() == ".json":
-            raw = json.loads(path.read_text())
-        else:
-            import tomllib
-
-            with open(path, "rb") as fh:
-                raw = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the graph spec {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError
-        raise ConfigError(f"the graph spec {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from None
+        raw = load_bounded(path, "the graph spec", ConfigError)  # size and nesting bounded, never a FIFO
+    except FileNotFoundError:
+        raise ConfigError(f"cannot read the graph spec {path}: no such file") from None
     try:
         return GraphSpec.model_validate(raw)
     except ValidationError as exc:

@@ -14,16 +14,20 @@ import os
 import re
 import tarfile
 import time
-import zlib
+import uuid
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from modgraph import __version__
 from modgraph.storage.card import model_card
-from modgraph.errors import ArchiveError, ModgraphError, NotInRegistryError, RegistryCorruptError
+from modgraph.errors import ArchiveError, ModgraphError, NotInRegistryError
 from modgraph.modality import NAME_PATTERN
 from modgraph.storage.outputs import check_output, output_file
-from modgraph.storage.registry import Registry, now_iso
+from modgraph.storage import journal, tar_stream
+from modgraph.storage.headers import metadata_of, shareable_bytes
+from modgraph.storage.records import EdgeRecord, NodeRecord, parse_record
+from modgraph.storage.registry import Registry, header_fields, module_configs, now_iso
+from modgraph.storage.safe_io import MAX_HEADER, parse_json, regular_file
 
 ARCHIVE_FORMAT = "modgraph-archive"
 ARCHIVE_VERSION = "1"
@@ -31,11 +35,10 @@ MANIFEST = "manifest.json"
 CARD = "README.md"
 MAX_FILE_BYTES = 4 << 30  # one node or edge (the largest built-in node is a few tens of MB)
 MAX_SMALL_BYTES = 1 << 20  # the manifest and the card
-MAX_MEMBERS = 10_000
 CHUNK = 1 << 20
+HEAD_BYTES = 8 + MAX_HEADER  # a member's first bytes, kept to check its header
 _NODE = re.compile(r"^nodes/([^/]+)\.safetensors$")
 _EDGE = re.compile(r"^edges/([^/]+)--([^/]+)\.safetensors$")
-_TAR_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
 
 
 def member_kind(name: str) -> tuple[str, tuple[str, ...]]:
@@ -108,9 +111,11 @@ def export_registry(registry: Registry, output: str | Path, only: list[str] | No
         graph = registry.graph()
         names, edges = _subset(graph, only, registry)
         files, sources = {}, {}
+        node_bytes = {}  # a node's header without the local hint of where its data was on this machine
         for name in names:
-            member, path = f"nodes/{name}.safetensors", registry.node_path(name)
-            files[member], sources[member] = _file_entry(graph.nodes[name], *_hash_file(path)), path
+            member, data = f"nodes/{name}.safetensors", shareable_bytes(registry.node_path(name))
+            files[member] = _file_entry(graph.nodes[name], hashlib.sha256(data).hexdigest(), len(data))
+            node_bytes[member] = data
         for a, b in edges:
             member, path = f"edges/{a}--{b}.safetensors", registry.edge_path(a, b)
             files[member], sources[member] = _file_entry(graph.edges[a, b], *_hash_file(path)), path
@@ -127,6 +132,8 @@ def export_registry(registry: Registry, output: str | Path, only: list[str] | No
             with tarfile.open(tmp, compression, format=tarfile.PAX_FORMAT) as tar:
                 _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=2).encode("utf-8"), now)
                 _add_bytes(tar, CARD, card, now)
+                for member, data in node_bytes.items():
+                    _add_bytes(tar, member, data, now)
                 for member, path in sources.items():
                     info = tar.gettarinfo(str(path), arcname=member)
                     info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "", ""
@@ -136,59 +143,29 @@ def export_registry(registry: Registry, output: str | Path, only: list[str] | No
 
 
 # -- import --------------------------------------------------------------------------------------------
-def _open(archive: Path) -> tarfile.TarFile:
-    if not archive.is_file():
-        raise ArchiveError(f"archive {archive} does not exist (or is not a file)")
-    try:
-        return tarfile.open(archive, "r:*")
-    except _TAR_ERRORS as exc:
-        raise ArchiveError(f"{archive} is not a readable tar archive ({exc}); make one with: modgraph export FILE") from None
+def _wanted(info: tarfile.TarInfo) -> bool:
+    """Whether a member holds a file to check (False for the ``nodes/`` and ``edges/`` folder entries)."""
+    if info.isdir() and info.name.rstrip("/") in ("nodes", "edges"):
+        return False
+    if info.issym() or info.islnk():
+        raise ArchiveError(f"archive member {info.name[:200]!r} is a link (to {info.linkname[:200]!r}); refusing to "
+                           f"import")
+    if not info.isreg():
+        raise ArchiveError(f"archive member {info.name[:200]!r} is not a regular file (a device, folder or fifo); "
+                           f"refusing to import")
+    member_kind(info.name)
+    return True
 
 
-def _members(tar: tarfile.TarFile, archive: Path) -> dict[str, tarfile.TarInfo]:
-    """Every member by name, after checking its name and type (regular files only)."""
-    members: dict[str, tarfile.TarInfo] = {}
-    try:
-        for info in tar:
-            if len(members) >= MAX_MEMBERS:
-                raise ArchiveError(f"{archive} has more than {MAX_MEMBERS:,} members; refusing to import")
-            if info.isdir() and info.name.rstrip("/") in ("nodes", "edges"):
-                continue
-            if info.issym() or info.islnk():
-                raise ArchiveError(f"archive member {info.name!r} is a link (to {info.linkname!r}); refusing to import")
-            if not info.isreg():
-                raise ArchiveError(f"archive member {info.name!r} is not a regular file (a device, folder or "
-                                   f"fifo); refusing to import")
-            member_kind(info.name)
-            if info.name in members:
-                raise ArchiveError(f"archive member {info.name!r} appears twice; refusing to import")
-            limit = MAX_FILE_BYTES if info.name not in (MANIFEST, CARD) else MAX_SMALL_BYTES
-            if info.size > limit:
-                raise ArchiveError(f"archive member {info.name!r} declares {info.size:,} bytes, more than the "
-                                   f"{limit:,} allowed; refusing to import")
-            members[info.name] = info
-    except _TAR_ERRORS as exc:
-        raise ArchiveError(f"{archive} is damaged or truncated ({exc}); export it again") from None
-    return members
-
-
-def _manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], archive: Path) -> dict:
-    """The manifest, checked against the members: the same files, each of the declared size."""
-    if MANIFEST not in members:
-        raise ArchiveError(f"{archive} has no {MANIFEST}; it was not written by modgraph export")
-    try:
-        manifest = json.loads(tar.extractfile(members[MANIFEST]).read(MAX_SMALL_BYTES + 1))
-    except _TAR_ERRORS as exc:
-        raise ArchiveError(f"{archive} is damaged or truncated ({exc}); export it again") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArchiveError(f"{archive}: {MANIFEST} is not valid JSON ({exc})") from None
+def _manifest(data: bytes, archive: Path) -> dict:
+    """The manifest (bounded JSON), checked: its format, and a valid size and sha256 for each file it lists."""
+    manifest = parse_json(data, f"{archive}: {MANIFEST}", ArchiveError, MAX_SMALL_BYTES)
     if not isinstance(manifest, dict) or manifest.get("format") != ARCHIVE_FORMAT or not isinstance(manifest.get("files"), dict):
         raise ArchiveError(f"{archive}: {MANIFEST} is not a {ARCHIVE_FORMAT} manifest")
     if manifest.get("format_version") != ARCHIVE_VERSION:
-        raise ArchiveError(f"{archive} is archive format {manifest.get('format_version')!r}; this modgraph reads "
-                           f"format {ARCHIVE_VERSION!r}")
-    files = manifest["files"]
-    for name, entry in files.items():
+        raise ArchiveError(f"{archive} is archive format {str(manifest.get('format_version'))[:20]!r}; this modgraph "
+                           f"reads format {ARCHIVE_VERSION!r}")
+    for name, entry in manifest["files"].items():
         member_kind(name)
         if name == MANIFEST:
             raise ArchiveError(f"{archive}: {MANIFEST} lists itself")
@@ -198,117 +175,205 @@ def _manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], archive
         if size > (MAX_SMALL_BYTES if name == CARD else MAX_FILE_BYTES):
             raise ArchiveError(f"{archive}: {MANIFEST} declares {size:,} bytes for {name!r}, more than allowed; "
                                f"refusing to import")
-    unexpected = sorted(set(members) - set(files) - {MANIFEST})
-    if unexpected:
-        raise ArchiveError(f"archive member {unexpected[0]!r} is not in {MANIFEST}; refusing to import")
-    missing = sorted(set(files) - set(members))
-    if missing:
-        raise ArchiveError(f"{archive} lacks {missing[0]!r}, which {MANIFEST} lists: the archive is incomplete")
-    for name, entry in files.items():
-        if members[name].size != entry["size"]:
-            raise ArchiveError(f"archive member {name!r} has {members[name].size:,} bytes where {MANIFEST} says "
-                               f"{entry['size']:,}: it was truncated or altered; refusing to import")
     return manifest
 
 
-def _copy_member(tar: tarfile.TarFile, info: tarfile.TarInfo, entry: dict, sink) -> None:
-    """Stream one member into ``sink`` (a file or None), checking its size and sha256 against the manifest."""
-    digest, size = hashlib.sha256(), 0
-    try:
-        source = tar.extractfile(info)
-        while chunk := source.read(min(CHUNK, entry["size"] + 1 - size)):
-            size += len(chunk)
-            if size > entry["size"]:
-                break
-            digest.update(chunk)
-            if sink is not None:
-                sink.write(chunk)
-    except _TAR_ERRORS as exc:
-        raise ArchiveError(f"archive member {info.name!r} cannot be read ({exc}): the archive is damaged or "
-                           f"truncated") from None
+def _copy_member(info: tarfile.TarInfo, source, entry: dict, sink) -> bytes:
+    """Stream one member into ``sink`` (a file or None), checking its size and sha256 against the manifest;
+    returns its first bytes (enough for a safetensors header)."""
+    if info.size != entry["size"]:
+        raise ArchiveError(f"archive member {info.name!r} has {info.size:,} bytes where {MANIFEST} says "
+                           f"{entry['size']:,}: it was truncated or altered; refusing to import")
+    digest, size, head = hashlib.sha256(), 0, bytearray()
+    while chunk := source.read(min(CHUNK, entry["size"] + 1 - size)):
+        size += len(chunk)
+        if size > entry["size"]:
+            break
+        digest.update(chunk)
+        head += chunk[:HEAD_BYTES - len(head)]
+        if sink is not None:
+            sink.write(chunk)
     if size != entry["size"]:
         raise ArchiveError(f"archive member {info.name!r} holds {size:,} bytes where {MANIFEST} says "
                            f"{entry['size']:,}: it was truncated or altered; refusing to import")
     if digest.hexdigest() != entry["sha256"]:
         raise ArchiveError(f"archive member {info.name!r} does not match its sha256 in {MANIFEST}: it was altered "
                            f"or damaged; refusing to import")
+    return bytes(head)
 
 
-def _destinations(registry: Registry, manifest: dict) -> dict[str, Path]:
-    """Where each node and edge of the manifest goes; every edge's endpoints must be there after import."""
+def _check_header(name: str, head: bytes, size: int) -> None:
+    """A node or edge member's header, read from its first bytes: a modgraph file of what its name says,
+    whose modules are within the caps (nothing is built)."""
+    kind, names = member_kind(name)
+    try:
+        meta = header_fields(metadata_of(head, size, name), Path(name))
+        record = parse_record(NodeRecord if kind == "node" else EdgeRecord, meta, Path(name))
+        module_configs(record, Path(name))
+    except (ModgraphError, ValueError, KeyError, TypeError) as exc:
+        first = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ArchiveError(f"archive member {name!r} is not a valid modgraph file ({first}); refusing to import") from None
+    found = (record.name,) if kind == "node" else (record.source, record.target)
+    if found != names:
+        raise ArchiveError(f"archive member {name!r} holds the file of {'--'.join(found)[:80]!r}, not what its name "
+                           f"says; refusing to import")
+
+
+def _read_archive(archive: Path, staging: Path | None = None, expected: dict | None = None) -> dict:
+    """Read ``archive`` front to back, checking every member against its manifest (the first member).
+
+    With ``staging``, each node and edge is also written there (under its member name), and the
+    manifest must be ``expected`` (the archive may have changed since it was checked). Returns the manifest.
+    """
+    manifest, seen = None, set()
+    for info, source in tar_stream.stream_members(archive):
+        if not _wanted(info):
+            continue
+        if manifest is None:
+            if info.name != MANIFEST or info.size > MAX_SMALL_BYTES:
+                raise ArchiveError(f"{archive} has no {MANIFEST} of at most {MAX_SMALL_BYTES:,} bytes as its first "
+                                   f"member; it was not written by modgraph export")
+            manifest = _manifest(source.read(MAX_SMALL_BYTES + 1), archive)
+            if expected is not None and manifest != expected:
+                raise ArchiveError(f"{archive} changed while it was imported; nothing was imported")
+            continue
+        entry = manifest["files"].get(info.name)
+        if entry is None or info.name in seen:
+            raise ArchiveError(f"archive member {info.name!r} is not in {MANIFEST}, or appears twice; refusing to "
+                               f"import")
+        seen.add(info.name)
+        kind, _ = member_kind(info.name)
+        target = staging / info.name if staging is not None and kind in ("node", "edge") else None
+        if target is None:
+            head = _copy_member(info, source, entry, None)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "xb") as sink:
+                head = _copy_member(info, source, entry, sink)
+                sink.flush()
+                os.fsync(sink.fileno())
+        if kind in ("node", "edge"):
+            _check_header(info.name, head, entry["size"])
+    if manifest is None:
+        raise ArchiveError(f"{archive} has no {MANIFEST}; it was not written by modgraph export")
+    missing = sorted(set(manifest["files"]) - seen)
+    if missing:
+        raise ArchiveError(f"{archive} lacks {missing[0]!r}, which {MANIFEST} lists: the archive is incomplete")
+    return manifest
+
+
+def _destinations(registry: Registry, manifest: dict, force: bool) -> tuple[dict[str, Path], list[str]]:
+    """Under the lock: where each node and edge goes, and the trained files it replaces (only with ``force``).
+
+    Every edge's endpoints must be in the archive or the registry, and every destination must be
+    absent or a regular file; nothing is written yet.
+    """
     out, nodes = {}, set(registry.node_names())
     for name in manifest["files"]:
         kind, names = member_kind(name)
-        if kind == "node":
-            out[name] = registry.node_path(names[0])
-            nodes.add(names[0])
-        elif kind == "edge":
-            out[name] = registry.edge_path(*names)
+        if kind in ("node", "edge"):
+            out[name] = registry.node_path(names[0]) if kind == "node" else registry.edge_path(*names)
+            nodes.update(names[:1] if kind == "node" else ())
     for name in out:
         kind, names = member_kind(name)
         if kind == "edge" and not set(names) <= nodes:
-            lacking = sorted(set(names) - nodes)[0]
-            raise ArchiveError(f"archive edge {name!r} needs modality {lacking!r}, which neither the archive nor "
-                               f"registry {registry.root} holds; refusing to import")
-    return out
+            raise ArchiveError(f"archive edge {name!r} needs modality {sorted(set(names) - nodes)[0]!r}, which "
+                               f"neither the archive nor registry {registry.root} holds; nothing was imported")
+    existing = []
+    for name, path in out.items():
+        if os.path.lexists(path):
+            regular_file(path)  # a folder, link or FIFO there is refused before anything is replaced
+            existing.append(name)
+    if existing and not force:
+        raise ArchiveError(f"registry {registry.root} already holds {', '.join(existing)}; import with "
+                           f"--force to replace them, or into another --registry")
+    return out, existing
 
 
-def _check_header(registry: Registry, name: str, path: Path) -> None:
-    kind, names = member_kind(name)
-    try:
-        meta = registry.read_metadata(path)
-    except RegistryCorruptError:
-        raise ArchiveError(f"archive member {name!r} is not a readable modgraph file; refusing to import") from None
-    found = (meta.get("name"),) if kind == "node" else (meta.get("source"), meta.get("target"))
-    expected_kind = "modality" if kind == "node" else "associator"
-    if meta.get("kind") != expected_kind or found != names:
-        raise ArchiveError(f"archive member {name!r} holds a {meta.get('kind')} file for {found}, not what its "
-                           f"name says; refusing to import")
+def _check_staged(registry: Registry, staging: Path, destinations: dict[str, Path]) -> None:
+    """Load every staged file as a reader would: shapes, finite weights, and edges that fit their nodes."""
+    staged = Registry(staging)
+    nodes = {n: (registry.node_record(n), registry.node_path(n)) for n in registry.node_names()}
+    for name in destinations:
+        kind, names = member_kind(name)
+        if kind == "node":
+            record = staged.load_node(names[0])[0]
+            nodes[names[0]] = (record, staging / name)
+    for name in destinations:
+        kind, names = member_kind(name)
+        if kind == "edge":
+            staged.check_edge_dims(staged.edge_record(*names), staging / name, nodes)
+            staged.load_edge(*names, check_dims=False)
 
 
 def import_archive(registry: Registry, archive: str | Path, force: bool = False) -> dict:
     """Add the nodes and edges of ``archive`` to ``registry``, all or none.
 
-    Every member is checked first (name, type, size, sha256 against the manifest; no member
-    may leave the registry), and a trained file already there is only replaced with
-    ``force``. Then, under the registry lock, each file is written to a temporary name in
-    its folder, its header checked, and all of them renamed into place. The card is not
-    copied (``modgraph card`` writes it anew).
+    A first pass reads the whole archive within :mod:`~modgraph.storage.tar_stream`'s caps and
+    checks every member (name, type, size, sha256 against the manifest, header) and writes
+    nothing. Then, under the registry lock: the edges' endpoints and what would be replaced
+    (only with ``force``) are checked, the files are staged in a hidden folder of the registry,
+    loaded as a reader would, and renamed into place under a journal
+    (:mod:`~modgraph.storage.journal`) that the next writer completes if this one dies. A
+    failed import into a new registry leaves no folder behind. The card is not copied.
     """
     archive = Path(archive)
-    with _open(archive) as tar:
-        members = _members(tar, archive)
-        manifest = _manifest(tar, members, archive)
-        files = manifest["files"]
-        for name, entry in files.items():  # the first pass writes nothing
-            _copy_member(tar, members[name], entry, None)
-        destinations = _destinations(registry, manifest)
+    manifest = _read_archive(archive)
+    created = _missing_folders(registry.root)
+    try:
         with registry.lock():
-            existing = [name for name, path in destinations.items() if path.exists()]
-            if existing and not force:
-                raise ArchiveError(f"registry {registry.root} already holds {', '.join(existing)}; import with "
-                                   f"--force to replace them, or into another --registry")
-            staged: dict[Path, Path] = {}
+            destinations, existing = _destinations(registry, manifest, force)
+            staging = registry.root / f".import-{uuid.uuid4().hex}.tmp"
             try:
-                for name, path in sorted(destinations.items()):
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-                    staged[path] = tmp
-                    with open(tmp, "wb") as sink:  # the archive is read again: it may have changed since
-                        _copy_member(tar, members[name], files[name], sink)
-                        sink.flush()
-                        os.fsync(sink.fileno())
-                    _check_header(registry, name, tmp)
-                written = sorted(staged, key=lambda p: (p.parent.name != "nodes", p))  # nodes, then edges
-                for path in written:
-                    os.replace(staged[path], path)
+                staging.mkdir()
+                _read_archive(archive, staging, manifest)
+                _check_staged(registry, staging, destinations)
+                order = sorted(destinations, key=lambda n: (not n.startswith("nodes/"), n))  # nodes, then edges
+                for folder in {destinations[n].parent for n in order}:
+                    folder.mkdir(exist_ok=True)
+                _land(registry, [(staging / n, destinations[n]) for n in order])
             except OSError as exc:
-                raise ModgraphError(f"could not write into registry {registry.root}: {exc}; nothing was imported") from None
+                raise ModgraphError(f"could not write into registry {registry.root}: {exc.strerror or exc}; nothing "
+                                    f"was imported") from None
             finally:
-                for tmp in staged.values():
-                    if tmp.exists():
-                        tmp.unlink()
-    return {"archive": str(archive), "written": [str(p) for p in written], "replaced": existing, "manifest": manifest}
+                journal.remove(staging)
+    except BaseException:
+        _remove_folders(registry.root, created)
+        raise
+    return {"archive": str(archive), "written": [str(destinations[n]) for n in order], "replaced": existing,
+            "manifest": manifest}
+
+
+def _land(registry: Registry, renames: list[tuple[Path, Path]]) -> None:
+    """The staged files renamed into place together; once the journal is written, the import completes."""
+    try:
+        journal.rename_all(registry.root, renames, prefix="import")
+    except OSError as exc:
+        if any(tmp.exists() for tmp, _ in renames) and any(registry.root.glob(".import-*.json")):
+            raise ModgraphError(f"the import into {registry.root} was interrupted ({exc.strerror or exc}); the next "
+                                f"modgraph command that writes to the registry completes it") from None
+        raise
+
+
+def _missing_folders(root: Path) -> list[Path]:
+    """``root`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.lexists(root) and root != root.parent:
+        missing.append(root)
+        root = root.parent
+    return missing
+
+
+def _remove_folders(root: Path, created: list[Path]) -> None:
+    """After a failed import into a new registry: its lock file and the (empty) folders it made."""
+    if not created:
+        return
+    (root / ".lock").unlink(missing_ok=True)
+    for folder in [root / "nodes", root / "edges", *created]:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def plugin_notes(manifest: dict, modalities: Mapping[str, object]) -> list[str]:

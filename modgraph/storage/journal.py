@@ -17,7 +17,7 @@ import stat
 import uuid
 from pathlib import Path
 
-from modgraph.errors import ModgraphError, RegistryCorruptError
+from modgraph.errors import ModgraphError, RegistryCorruptError, printable
 from modgraph.storage.atomic import fsync_file
 from modgraph.storage.safe_io import MAX_SMALL_FILE, parse_json, read_bounded
 
@@ -68,7 +68,7 @@ def entries(journal: Path) -> list[tuple[Path, Path]] | None:
     except FileNotFoundError:
         return []  # completed meanwhile
     except ModgraphError as exc:
-        log.warning(f"Warning: {exc}; it is ignored, and the next write to the registry removes it")
+        log.warning(printable(f"Warning: {exc}; it is ignored, and the next write to the registry removes it"))
         return None
     return [(journal.parent / tmp, journal.parent / final) for tmp, final in raw]
 
@@ -96,7 +96,7 @@ def complete(folder: Path) -> None:
             for tmp, final in entries(journal) or []:
                 if _is_regular(tmp, journal.parent) and not final.is_dir():
                     os.replace(tmp, final)
-            journal.unlink(missing_ok=True)
+            remove(journal)  # a bad one too: a link is removed, not followed
 
 
 def remove_temporaries(folder: Path) -> None:

@@ -11,22 +11,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import networkx as nx
-import torch
 from filelock import FileLock, Timeout
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
 
+from modgraph.storage import journal
 from modgraph.storage.atomic import fsync_file, temporary_path
+from modgraph.storage.headers import file_metadata
 from modgraph.errors import ConfigError, ModgraphError, NotInRegistryError, RegistryCorruptError
 from modgraph.storage.records import EdgeRecord, NodeRecord, parse_record
-from modgraph.storage.safe_io import (NAME_PATTERN, check_name, check_parameters, check_safetensors_header, follow_umask, real_folder,
-                              regular_file)
+from modgraph.storage.safe_io import (NAME_PATTERN, check_name, check_parameters, check_safetensors_header, follow_umask,
+                                      parse_json, real_folder, regular_file)
 
 FORMAT_VERSION = "1"
 # Header fields holding JSON (everything in a safetensors header is a string).
@@ -42,54 +41,19 @@ def _header(metadata: dict) -> dict[str, str]:
     return meta
 
 
-_TEMP = re.compile(r"^\.[A-Za-z0-9_.-]+\.tmp$")
 _EDGE_FILE = re.compile(r"^[a-z][a-z0-9_]{0,31}--[a-z][a-z0-9_]{0,31}\.safetensors$")
 
 
 def _rename_together(folder: Path, renames: list[tuple[Path, Path]]) -> None:
-    """Rename written temporaries into place so that all land or, after a crash, all are completed.
-
-    With more than one file, a journal naming the renames is written first; the next writer
-    to take the lock finishes an interrupted set (:func:`_finish_pair`), and readers treat
-    the files it names as stale until then.
-    """
-    journal = None
+    """Rename written temporaries into place so that all land or, after a crash, all are completed
+    (:func:`modgraph.storage.journal.rename_all`); readers treat the files as stale until then."""
     try:
-        if len(renames) > 1:
-            journal = folder / f".pair-{uuid.uuid4().hex}.json"
-            staged = journal.with_name(journal.name + ".tmp")
-            staged.write_text(json.dumps([[t.name, p.name] for t, p in renames]))
-            fsync_file(staged)
-            os.replace(staged, journal)
-        for tmp, path in renames:
-            os.replace(tmp, path)
-        if journal is not None:
-            journal.unlink()
+        journal.rename_all(folder, renames)
     except OSError as exc:
         for tmp, _ in renames:
             tmp.unlink(missing_ok=True)
         raise ModgraphError(f"could not write {renames[0][1]}: {exc.strerror or exc}; "
                             f"run modgraph link again") from None
-
-
-def pending_pair(journal: Path) -> list[tuple[str, str]]:
-    """The (temporary, final) names an interrupted pair write still has to rename; empty if unreadable."""
-    try:
-        pairs = json.loads(journal.read_text()) if journal.stat().st_size < 4096 else []
-    except (OSError, ValueError):
-        return []
-    ok = isinstance(pairs, list) and all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str)
-                                         and _TEMP.match(p[0]) and isinstance(p[1], str) and _EDGE_FILE.match(p[1])
-                                         for p in pairs)
-    return [tuple(p) for p in pairs] if ok else []
-
-
-def _finish_pair(journal: Path) -> None:
-    """Complete an interrupted pair write (its temporaries were complete before the journal was written)."""
-    for tmp, final in pending_pair(journal):
-        if (journal.parent / tmp).is_file():
-            os.replace(journal.parent / tmp, journal.parent / final)
-    journal.unlink(missing_ok=True)
 
 
 def default_registry() -> Path:
@@ -150,19 +114,22 @@ class Registry:
             lock.release()
 
     def _recover(self) -> None:
-        """Under the lock: finish an edge pair whose write was interrupted, and remove leftover temporaries.
+        """Under the lock: finish an import or an edge pair whose renames were interrupted, and remove leftover
+        temporaries.
 
         Every write happens under the lock, so a temporary seen here belongs to a writer that died.
         """
-        for folder in (self.root / "nodes", self.root / "edges"):
+        for folder in (self.root, self.root / "nodes", self.root / "edges"):
             if not real_folder(folder).is_dir():
                 continue
-            for journal in sorted(folder.glob(".pair-*.json")):
-                _finish_pair(journal)
-            for tmp in folder.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
+            journal.complete(folder)
+            journal.remove_temporaries(folder)
 
-    def write(self, path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
+    def pending(self) -> set[Path]:
+        """Files that an interrupted import or link still has to land: stale until the next writer does."""
+        return {p for folder in (self.root, self.edges_dir) if folder.is_dir() for p in journal.pending(folder)}
+
+    def write(self, path: Path, tensors: dict, metadata: dict) -> None:
         """Write atomically: a reader sees the old file or the new one, never a partial one."""
         tmp = self._write_temporary(path, tensors, _header(metadata))
         try:
@@ -174,13 +141,19 @@ class Registry:
             tmp.unlink(missing_ok=True)
 
     @staticmethod
-    def _write_temporary(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    def _write_temporary(path: Path, tensors: dict, meta: dict) -> Path:
         """The file's content, fsynced, in a hidden temporary beside ``path`` (removed again on failure)."""
+        import torch  # here, not at import: reading headers (graph, route, card) never needs torch
+        from safetensors.torch import save
+
         tmp = temporary_path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_file({k: v.detach().to("cpu", torch.float32).contiguous() if v.is_floating_point()
-                       else v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+            # save() then one write: save_file would first make a temporary of its own (.tmpXXXXXX).
+            data = save({k: v.detach().to("cpu", torch.float32).contiguous() if v.is_floating_point()
+                         else v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta)
+            with open(tmp, "xb") as fh:
+                fh.write(data)
             follow_umask(tmp)
             fsync_file(tmp)
         except (OSError, SafetensorError) as exc:
@@ -194,33 +167,30 @@ class Registry:
         """The parsed header of a registry file (no tensors are loaded)."""
         try:
             check_safetensors_header(path, regular_file(path).st_size)
-            with safe_open(str(path), framework="pt") as f:
-                raw = f.metadata() or {}
+            raw = file_metadata(path)
         except FileNotFoundError:
             raise
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise RegistryCorruptError(
                 f"registry file {path} is unreadable ({exc}); delete it and retrain it "
                 f"(modgraph add-modality / modgraph link)") from None
-        meta = dict(raw)
-        for key in JSON_FIELDS:
-            if key in meta:
-                try:
-                    meta[key] = json.loads(meta[key])
-                except json.JSONDecodeError:
-                    raise RegistryCorruptError(f"registry file {path} has a malformed {key!r} header field") from None
-        if meta.get("format_version") != FORMAT_VERSION or "kind" not in meta:
-            raise RegistryCorruptError(
-                f"registry file {path} is not a modgraph format {FORMAT_VERSION} file "
-                f"(format_version={meta.get('format_version')!r}); delete it and retrain it")
-        return meta
+        return header_fields(raw, path)
 
-    def load_tensors(self, path: Path) -> dict[str, torch.Tensor]:
+    def load_tensors(self, path: Path) -> dict:
+        from safetensors.torch import load_file
+
+        import torch
+
         try:
             check_safetensors_header(path, regular_file(path).st_size)
-            return load_file(str(path))
+            tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise RegistryCorruptError(f"registry file {path} is unreadable ({exc}); delete it and retrain it") from None
+        bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+        if bad is not None:  # NaN weights would only fail later, after outputs were written
+            raise RegistryCorruptError(f"registry file {path} holds non-finite weights ({bad[:60]!r} has a NaN or an "
+                                       f"infinity); delete it and retrain it")
+        return tensors
 
     def node_metadata(self, name: str) -> dict:
         path = self.node_path(name)
@@ -257,16 +227,15 @@ class Registry:
     def load_node(self, name: str):
         """A node's record, VAE, recognizer (on the CPU, in eval mode) and anchors ((z, y), or None
         for a node trained before nodes stored them)."""
-        from modgraph.learning.models import Recognizer, RecognizerConfig, VAE, VAEConfig
+        from modgraph.learning.models import VAE, Recognizer
 
         path = self.node_path(name)
         record = self.node_record(name)
         try:
-            vae_config, rec_config = VAEConfig(**record.config["vae"]), RecognizerConfig(**record.config["recognizer"])
-            check_parameters(lambda: VAE(vae_config), path, "VAE")
-            check_parameters(lambda: Recognizer(rec_config), path, "recognizer")
+            configs = module_configs(record, path)
+            vae_config = configs["vae"]
             tensors = self.load_tensors(path)
-            vae, recognizer = VAE(vae_config), Recognizer(rec_config)
+            vae, recognizer = VAE(vae_config), Recognizer(configs["recognizer"])
             vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
             recognizer.load_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("recognizer.")})
             anchors = _anchors(tensors, vae_config.latent_dim, len(record.classes) or None)
@@ -277,15 +246,17 @@ class Registry:
                                        f"modgraph add-modality {name}") from None
         return record, vae.eval(), recognizer.eval(), anchors
 
-    def load_edge(self, source: str, target: str):
-        """An associator's record and module (on the CPU, in eval mode)."""
-        from modgraph.learning.models import Associator, AssociatorConfig
+    def load_edge(self, source: str, target: str, check_dims: bool = True):
+        """An associator's record and module (on the CPU, in eval mode); ``check_dims``: that it fits its nodes
+        here (:meth:`check_edge_dims`)."""
+        from modgraph.learning.models import Associator
 
         path = self.edge_path(source, target)
         record = self.edge_record(source, target)
+        if check_dims:
+            self.check_edge_dims(record, path)
         try:
-            config = AssociatorConfig(**record.config["associator"])
-            check_parameters(lambda: Associator(config), path, "associator")
+            config = module_configs(record, path)["associator"]
             tensors = self.load_tensors(path)
             assoc = Associator(config)
             assoc.load_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("associator.")})
@@ -294,6 +265,19 @@ class Registry:
             raise RegistryCorruptError(f"registry file {path} is not a valid associator: {first}; retrain it "
                                        f"with: modgraph link {source} {target}") from None
         return record, assoc.eval()
+
+    def check_edge_dims(self, record: EdgeRecord, path: Path, nodes: dict | None = None) -> None:
+        """An edge's latent sizes must be its nodes' (files that are each valid may still disagree).
+
+        ``nodes``: name -> (record, path) of the nodes to check against; default this registry's.
+        """
+        config = record.config.get("associator") or {}
+        for end, key in ((record.source, "source_dim"), (record.target, "target_dim")):
+            node, node_path = nodes[end] if nodes is not None else (self.node_record(end), self.node_path(end))
+            if isinstance(config.get(key), int) and config[key] != node.latent_dim:  # other errors: load_edge's
+                raise RegistryCorruptError(f"registry file {path} has {key} {config[key]} but {node_path} has a "
+                                           f"{node.latent_dim}-d latent; the files disagree: link again with: "
+                                           f"modgraph link {record.source} {record.target}")
 
     def save_edges(self, edges: list, trained_against: dict[str, str | None]) -> list[Path]:
         """Store associators ``(source, target, module, header)`` together under the lock.
@@ -354,7 +338,7 @@ class Registry:
         """(source, target, header) of each edge file whose name, header and class map agree."""
         if not self.edges_dir.exists():
             return
-        pending = {final for journal in self.edges_dir.glob(".pair-*.json") for _, final in pending_pair(journal)}
+        pending = {p.name for p in self.pending() if p.parent.name == "edges"}
         for path in sorted(self.edges_dir.glob("*.safetensors")):
             if not _EDGE_FILE.match(path.name):
                 continue
@@ -377,18 +361,17 @@ class Registry:
         """Delete a node and every associator touching it; return the files removed."""
         path = self.node_path(name)
         with self.lock():
-            if not path.exists():
+            if not os.path.lexists(path):
                 self.node_metadata(name)  # raises the helpful error
-            removed = []
-            if self.edges_dir.exists():
-                for edge in sorted(self.edges_dir.glob("*.safetensors")):
-                    src, _, dst = edge.stem.partition("--")
-                    if _EDGE_FILE.match(edge.name) and name in (src, dst) and not edge.is_symlink():
-                        edge.unlink()
-                        removed.append(edge)
+            edges = [edge for edge in sorted(self.edges_dir.glob("*.safetensors")) if _EDGE_FILE.match(edge.name)
+                     and name in edge.stem.split("--")] if self.edges_dir.exists() else []
+            for file in [path, *edges]:  # all checked before anything is deleted
+                if not file.is_symlink():
+                    regular_file(file)
+            for edge in edges:
+                edge.unlink()  # a link is removed, never what it points to
             path.unlink()
-            removed.insert(0, path)
-            return removed
+            return [path, *edges]
 
     def remove_edge(self, source: str, target: str) -> Path:
         with self.lock():
@@ -399,8 +382,40 @@ class Registry:
             return path
 
 
+def header_fields(raw: dict[str, str], path: Path) -> dict:
+    """A registry file's string metadata with its JSON fields parsed (bounded), if it is a modgraph file."""
+    meta = dict(raw)
+    for key in JSON_FIELDS:
+        if key in meta:
+            meta[key] = parse_json(meta[key], f"registry file {path}: header field {key!r}")
+    if meta.get("format_version") != FORMAT_VERSION or "kind" not in meta:
+        raise RegistryCorruptError(
+            f"registry file {path} is not a modgraph format {FORMAT_VERSION} file "
+            f"(format_version={str(meta.get('format_version'))[:20]!r}); delete it and retrain it")
+    return meta
+
+
+def module_configs(record: NodeRecord | EdgeRecord, path: Path) -> dict:
+    """The configs of the modules a header describes, each refused above the caps before anything is built.
+
+    Raises ``KeyError``, ``TypeError`` or ``ValueError`` for a config of the wrong shape (callers say which
+    file), :class:`RegistryCorruptError` for a module over ``MAX_PARAMETERS``.
+    """
+    from modgraph.learning.models import VAE, Associator, AssociatorConfig, Recognizer, RecognizerConfig, VAEConfig
+
+    parts = ({"vae": (VAEConfig, VAE), "recognizer": (RecognizerConfig, Recognizer)} if isinstance(record, NodeRecord)
+             else {"associator": (AssociatorConfig, Associator)})
+    configs = {}
+    for key, (config_type, module) in parts.items():
+        config = configs[key] = config_type(**record.config[key])
+        check_parameters(lambda: module(config), path, key)
+    return configs
+
+
 def _anchors(tensors: dict, latent_dim: int, classes: int | None):
     """A node's anchors, checked against its latent size and classes; None when it has none."""
+    import torch
+
     if "anchors.z" not in tensors and "anchors.y" not in tensors:
         return None
     z, y = tensors["anchors.z"], tensors["anchors.y"]

@@ -195,4 +195,4 @@ def _parse(text: str | bytes, syntax: str, where: str, error: type[ModgraphError
         raise error(f"{where} nests too deeply; modgraph refuses it") from None
     except ValueError as exc:  # JSONDecodeError and TOMLDecodeError
         first = " ".join(str(exc).split())[:200]
-        raise error(f"{where} is not valid {syntax.upper()} ({first})") from None
+        raise error(f"{where} is not valid {syntax} ({first})") from None

@@ -92,7 +92,7 @@ def _unpacked(raw, archive: Path):
     return raw
 
 
-def members(archive: Path) -> Iterator[tuple[tarfile.TarInfo, _Member | None]]:
+def stream_members(archive: Path) -> Iterator[tuple[tarfile.TarInfo, _Member | None]]:
     """Each member of ``archive`` in order with a reader of its bytes (valid until the next member).
 
     At most MAX_MEMBERS; every error, damage included, is one :class:`ArchiveError` line.
@@ -101,7 +101,7 @@ def members(archive: Path) -> Iterator[tuple[tarfile.TarInfo, _Member | None]]:
     with open_regular(archive, "archive", ArchiveError) as raw:
         try:
             stream = _Unpacked(raw, _unpacked(raw, archive), archive)
-            with tarfile.open(fileobj=io.BufferedReader(stream, 1 << 16), mode="r|", tarinfo=_BoundedInfo) as tar:
+            with tarfile.open(str(archive), "r|", io.BufferedReader(stream, 1 << 16), tarinfo=_BoundedInfo) as tar:
                 for count, info in enumerate(tar, 1):
                     if count > MAX_MEMBERS:
                         raise ArchiveError(f"{archive} has more than {MAX_MEMBERS:,} members; refusing to import")
