@@ -1,7 +1,7 @@
 """``modgraph new-plugin`` writes, for each kind of data, a plugin that installs, passes the kit, trains and links.
 
-One kind goes the whole real path, ``pip install`` (no network, no build isolation) and the
-entry point in a fresh ``modgraph`` process; the others are put on ``sys.path`` and added to a
+One kind goes the whole real path, ``pip install`` (no network, no build isolation, into a folder
+of its own rather than the shared environment) and the entry point in a fresh ``modgraph`` process; the others are put on ``sys.path`` and added to a
 plugin host, which the entry point would do the same way.
 """
 
@@ -91,22 +91,19 @@ def _module_from(path: Path):
     return module
 
 
-def test_the_entry_point_is_found_after_pip_install(generated):
-    """The real path: pip installs the package (offline), a new process finds it through its entry point."""
-    folder = generated("newpip", "vector")
-    pip = [sys.executable, "-m", "pip"]
-    env = {**os.environ, "MODGRAPH_LOAD_PLUGINS": "modgraph-newpip", "PIP_NO_INDEX": "1",
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    subprocess.run([*pip, "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(folder)],
-                   check=True, env=env, capture_output=True)
-    try:
-        listed = subprocess.run([sys.executable, "-m", "modgraph", "plugins"], env=env, capture_output=True,
-                                text=True, check=True)
-        assert "modgraph-newpip 0.1.0: newpip" in listed.stdout
-    finally:
-        subprocess.run([*pip, "uninstall", "-y", "-q", "modgraph-newpip"], env=env, capture_output=True)
-    left = subprocess.run([*pip, "show", "-q", "modgraph-newpip"], env=env, capture_output=True)
-    assert left.returncode != 0, "the generated plugin is still installed"
+def test_the_entry_point_is_found_after_pip_install(generated, tmp_path):
+    """The real path: pip builds and installs the package (offline) into a folder of its own, which a new
+    process finds on its path: modgraph loads the plugin through its entry point. The shared environment
+    is left alone (the folder is not .venv's site-packages)."""
+    folder, site = generated("newpip", "vector"), tmp_path / "site"
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(folder)], check=True, env=env, capture_output=True, cwd=tmp_path)
+    assert (site / "modgraph_newpip" / "modality.py").is_file()
+    env.update(PYTHONPATH=str(site), MODGRAPH_LOAD_PLUGINS="modgraph-newpip")
+    listed = subprocess.run([sys.executable, "-m", "modgraph", "plugins"], env=env, capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert listed.returncode == 0 and "modgraph-newpip 0.1.0: newpip" in listed.stdout, listed.stdout + listed.stderr
 
 
 def test_the_cli_writes_the_package_and_refuses_what_it_cannot(tmp_path):
