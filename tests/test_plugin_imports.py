@@ -67,3 +67,10 @@ def test_plugin_modules_do_not_import_each_other_in_a_loop(package):
 
     for start in graph:
         visit(start, ())
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PLUGINS)))
+def test_plugins_take_field_from_modgraph(path):
+    """``from modgraph import Field``: everything a plugin needs for its options comes from modgraph."""
+    for module, names in imports(path):
+        assert not (module == "pydantic" and "Field" in names), f"{path} imports Field from pydantic, not modgraph"

@@ -17,9 +17,8 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from pydantic import Field
 
-from modgraph import ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, TrainingDefaults
+from modgraph import Field, ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, TrainingDefaults
 from modgraph_audio import speech_embedding as E
 from modgraph_audio.speech import SpeechModality, SpeechOptions
 from modgraph_audio.speech_profiles import FSDD_PROFILE

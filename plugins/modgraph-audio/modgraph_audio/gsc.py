@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
-from modgraph import (ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, RecognizerConfig, TrainingDefaults,
+from modgraph import (Field, ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, RecognizerConfig, TrainingDefaults,
                       comma_separated)
 from modgraph_audio.speech import SpeechModality, SpeechOptions
 from modgraph_audio.speech_profiles import GSC_PROFILE

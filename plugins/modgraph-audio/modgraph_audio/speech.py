@@ -15,9 +15,8 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from modgraph import ConfigError, FeatureSet, Modality, ModalityOptions, RecognizerConfig, VAEConfig
+from modgraph import Field, ConfigError, FeatureSet, Modality, ModalityOptions, RecognizerConfig, VAEConfig
 from modgraph_audio import features as F
 from modgraph_audio import speech_embedding as E
 from modgraph_audio.speech_profiles import GSC_PROFILE

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
-from modgraph import (comma_separated, ClassInfo, DatasetInfo, ConfigError, FAITHFUL_CONFIDENCE, FeatureSet, InputFileError, Modality,
+from modgraph import (Field, comma_separated, ClassInfo, DatasetInfo, ConfigError, FAITHFUL_CONFIDENCE, FeatureSet, InputFileError, Modality,
                       ModalityOptions, RecognizerConfig, TrainingDefaults, VAEConfig, write_bytes_atomically)
 from modgraph_text.encoding import (ALPHABET_DESCRIPTION, ALPHABET_SIZE, MAX_LENGTH, decode, encode, fold,
                                     random_edits, unsupported_characters)

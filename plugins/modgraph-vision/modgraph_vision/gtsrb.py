@@ -15,9 +15,9 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
-from modgraph import (comma_separated, ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, FeatureSet, InputFileError,
+from modgraph import (Field, comma_separated, ClassInfo, DatasetInfo, ConfigError, DataNotFoundError, FAITHFUL_CONFIDENCE, FeatureSet, InputFileError,
                       Modality, ModalityOptions, RecognizerConfig, TrainingDefaults, VAEConfig)
 from modgraph_vision.images import IMAGE_SUFFIXES, load_rgb_images, read_rgb_image, rgb_image, write_rgb_png
 
