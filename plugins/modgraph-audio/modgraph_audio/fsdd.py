@@ -48,7 +48,7 @@ class FSDDOptions(SpeechOptions.with_defaults(band_rate=8000, trim_db=30.0, vtlp
     (``docs/tuning.md``); FSDD's own recordings are 8 kHz, so training is unchanged by it.
 
     Below the MFCCs, a pretrained speech embedding (``speech_embedding``; Google's, trained
-    on many speakers, shipped in openwakeword 0.5.1 and run offline) tells the encoder what
+    on many speakers, shipped with this plugin and run offline) tells the encoder what
     was said much more than who said it: leaving one speaker out, fsdd -> mnist read 93.5% of
     their digits against 75.0% (mean of the five; ``docs/tuning.md``).
     """

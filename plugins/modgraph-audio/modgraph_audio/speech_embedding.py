@@ -1,13 +1,10 @@
 """A pretrained speech embedding: what was said, much less who said it (``speech_embedding``).
 
 Google's speech embedding (Lin et al. 2020, "Training keyword spotters with limited and
-synthesized speech data"; trained on a large corpus of many speakers) as shipped with the
-``openwakeword`` package 0.5.1 (two ONNX files: a log-mel front end and the embedding
-network). It installs from PyPI and runs offline on the CPU through onnxruntime:
-
-    pip install onnxruntime && pip install --no-deps openwakeword==0.5.1
-
-(``--no-deps``: the package's own dependencies, tflite-runtime among them, are not used.)
+synthesized speech data"; trained on a large corpus of many speakers) in the two ONNX files
+that openwakeword 0.5.1 made of it (a log-mel front end and the embedding network). They ship
+with this plugin (``speech_models/``, with their licence notice) and run offline on the CPU
+through onnxruntime, a dependency of the plugin.
 
 Each 1-second clip, padded by a quarter second of silence on each side, gives
 :data:`WINDOWS` embeddings of :data:`DIM` values (a window of 0.76 s every 80 ms).
@@ -16,7 +13,7 @@ Each 1-second clip, padded by a quarter second of silence on each side, gives
 from __future__ import annotations
 
 import functools
-import importlib.util
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +21,15 @@ import torch
 
 from modgraph import ConfigError
 
-PACKAGE = "openwakeword"
-INSTALL = "pip install onnxruntime && pip install --no-deps openwakeword==0.5.1"
-# For model cards: openwakeword's README states the network is Google's (Apache-2.0), and its bundled
-# pre-trained models CC BY-NC-SA 4.0.
-LICENCE = ("speech embedding (option speech_embedding): Apache-2.0 (Google's speech_embedding) per "
-           "openwakeword 0.5.1's README, which puts its bundled models under CC BY-NC-SA 4.0")
+MODELS = Path(__file__).resolve().parent / "speech_models"
+# The files as copied from openwakeword 0.5.1 (speech_models/NOTICE.md): checked before they are run.
+SHA256 = {"melspectrogram.onnx": "ba2b0e0f8b7b875369a2c89cb13360ff53bac436f2895cced9f479fa65eb176f",
+          "embedding_model.onnx": "70d164290c1d095d1d4ee149bc5e00543250a7316b59f31d056cff7bd3075c1f"}
+INSTALL = "pip install --force-reinstall modgraph-audio"
+# For model cards (speech_models/NOTICE.md says more).
+LICENCE = ("speech embedding (option speech_embedding): Google's speech_embedding, Apache-2.0, in openwakeword "
+           "0.5.1's ONNX files (Apache-2.0 code; its README puts its pre-trained wake-word models under "
+           "CC BY-NC-SA 4.0)")
 RATE = 16000
 PAD_S = 0.25  # silence each side of the 1-s clip: the first and last windows then hold the word's edges
 WINDOW_FRAMES = 76  # mel frames (10 ms) per embedding window
@@ -40,17 +40,21 @@ PEAK = 0.5  # each clip is brought to this peak first
 INT16_SCALE = 32767.0  # the front end expects 16-bit sample values
 
 
-def model_files() -> tuple[Path, Path]:
-    """The front end's and the embedding network's ONNX files, found without importing the package."""
-    spec = importlib.util.find_spec(PACKAGE)
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    for folder in folders:
-        models = Path(folder) / "resources" / "models"
-        mel, emb = models / "melspectrogram.onnx", models / "embedding_model.onnx"
-        if mel.is_file() and emb.is_file():
-            return mel, emb
-    raise ConfigError(f"the speech embedding needs {PACKAGE} 0.5.1's model files, which are not installed; "
-                      f"run: {INSTALL} (or use --option speech_embedding=false)")
+def model_files(folder: Path = MODELS) -> tuple[Path, Path]:
+    """The front end's and the embedding network's ONNX files, each checked against its sha256."""
+    paths = []
+    for name, digest in SHA256.items():
+        path = folder / name
+        try:
+            found = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            found = None
+        if found != digest:
+            state = "missing" if found is None else "not the file this plugin shipped (its sha256 differs)"
+            raise ConfigError(f"the speech embedding's model file {path} is {state}; reinstall the plugin "
+                              f"({INSTALL}) or use --option speech_embedding=false")
+        paths.append(path)
+    return paths[0], paths[1]
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,7 +62,7 @@ def _sessions():
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ConfigError(f"the speech embedding needs onnxruntime; run: {INSTALL} "
+        raise ConfigError("the speech embedding needs onnxruntime; run: pip install onnxruntime "
                           "(or use --option speech_embedding=false)") from None
     mel, emb = model_files()
     options = ort.SessionOptions()

@@ -40,16 +40,15 @@ def _one_line_naming(err, path) -> str:
 
 
 @pytest.mark.parametrize("rate", COMMON_RATES)
-def test_common_rates_keep_their_exact_ratio(rate):
-    orig, new = F.resampling_ratio(rate, F.SAMPLE_RATE)
-    assert orig * F.SAMPLE_RATE == new * rate
+def test_common_rates_go_through_torchaudios_filter(rate):
+    import torchaudio.transforms as AT
+
+    waves = torch.randn(2, max(2, rate // 8), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(F.resample(waves, rate), AT.Resample(rate, F.SAMPLE_RATE)(waves))
 
 
 @pytest.mark.parametrize("rate", ODD_RATES)
-def test_any_rate_resamples_with_a_small_kernel_to_the_exact_length(rate):
-    orig, new = F.resampling_ratio(rate, F.SAMPLE_RATE)
-    assert orig * new <= 2 * F._MAX_RATIO_TERMS
-    assert abs(new / orig - F.SAMPLE_RATE / rate) <= 2e-3 * F.SAMPLE_RATE / rate
+def test_any_rate_resamples_to_the_exact_length(rate):
     length = max(2, rate // 4)
     out = F.resample(torch.randn(2, length, generator=torch.Generator().manual_seed(0)), rate)
     assert out.shape == (2, -(-length * F.SAMPLE_RATE // rate)) and torch.isfinite(out).all()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -91,7 +90,11 @@ def test_augmentation_never_masks_the_embedding_rows():
     assert (masked[:, :, :F.N_MFCC] == 0).any()  # the MFCC rows are still masked
 
 
-def test_missing_model_files_say_how_to_install(monkeypatch):
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None)
-    with pytest.raises(ConfigError, match="openwakeword==0.5.1"):
-        E.model_files()
+def test_the_shipped_model_files_are_checked_before_they_run(tmp_path):
+    mel, emb = E.model_files()
+    assert mel.parent == emb.parent == E.MODELS and (E.MODELS / "NOTICE.md").is_file()
+    with pytest.raises(ConfigError, match="melspectrogram.onnx is missing; reinstall the plugin"):
+        E.model_files(tmp_path)
+    (tmp_path / "melspectrogram.onnx").write_bytes(mel.read_bytes()[:-1])
+    with pytest.raises(ConfigError, match="sha256 differs"):
+        E.model_files(tmp_path)
