@@ -121,21 +121,21 @@ def _rows(output: str) -> dict[str, str]:
 
 
 # -- locally, two jobs at once -----------------------------------------------------------------------
-def test_two_jobs_at_once_match_a_sequential_run_and_a_failed_job_is_reported(toy_jobs, isolated_env, sequential):
-    result = CliRunner().invoke(main, ["train", str(toy_jobs), "--jobs", "2"])
-    assert result.exit_code == 1, result.output  # one job failed
-    rows = _rows(result.stdout)
-    assert set(rows) == {*GOOD, "link:toyimg--toycolor"}
-    assert "FAILED: Error: " in rows["link:toyimg--toycolor"]  # its one-line error, after one retry
-    assert "concept" in rows["link:toyimg--toycolor"]
-    assert all("local" in rows[job] and "%" in rows[job] for job in GOOD)
-    assert _figures(isolated_env["registry"]) == sequential  # to the last digit
-    assert read_registry_id(isolated_env["registry"]) is not None
+def test_two_jobs_at_once_match_a_sequential_run_and_a_failed_job_is_reported(toy_jobs, mg, isolated_env, sequential):
+    from modgraph.runtime.train import train_graph
 
-    rerun = CliRunner().invoke(main, ["train", str(toy_jobs), "--jobs", "2"])
-    rows = _rows(rerun.stdout)
-    assert all("UP TO DATE" in rows[job] for job in GOOD)  # only the failing link runs again
-    assert "FAILED" in rows["link:toyimg--toycolor"]
+    out = train_graph(mg, read_spec(toy_jobs), jobs=2)
+    results = {r.id: r for r in out["results"]}
+    failed = results.pop("link:toyimg--toycolor")
+    assert (failed.status, failed.tries) == ("failed", 2)  # retried once, then reported
+    assert failed.error.startswith("Error: ") and "concept" in failed.error and "\n" not in failed.error
+    assert sorted(results) == sorted(GOOD) and all(r.status == "done" and r.where == "local" for r in results.values())
+    assert {job: r.figures for job, r in results.items()} == sequential  # to the last digit
+    nodes = sorted((results[f"node:{n}"] for n in ("toyimg", "toyaudio", "toycolor")), key=lambda r: r.started)
+    assert nodes[1].started < nodes[0].started + nodes[0].seconds  # two ran at once
+    assert read_registry_id(isolated_env["registry"]) is not None
+    rows = _rows("\n".join(summary_lines(out["results"])))
+    assert rows["link:toyimg--toycolor"].endswith(f"FAILED: {failed.error}") and "VAE" in rows["node:toyimg"]
 
 
 def test_an_interrupted_run_leaves_the_registry_whole_and_resumes(toy_jobs, isolated_env, sequential, tmp_path):

@@ -66,6 +66,7 @@ class JobResult:
     status: str
     where: str = ""
     seconds: float = 0.0
+    started: float = 0.0  # time.time() when its (last) try started
     figures: dict[str, float] = field(default_factory=dict)
     error: str = ""
     tries: int = 0

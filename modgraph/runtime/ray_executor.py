@@ -31,11 +31,11 @@ def run_job_task(commands: list[list[str]], env: dict[str, str], *needs) -> dict
     if gpus:
         env = {**env, "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus)}
     where = ray.util.get_node_ip_address() + (f" gpu {env['CUDA_VISIBLE_DEVICES']}" if gpus else "")
-    start = time.monotonic()
+    start, started = time.monotonic(), time.time()
     code, output = run_processes(commands, env)
     if code:
         raise JobFailed(error_line(output, code))
-    return {"where": where, "seconds": time.monotonic() - start}
+    return {"where": where, "seconds": time.monotonic() - start, "started": started}
 
 
 def rendezvous_task() -> str:
@@ -126,4 +126,4 @@ def _result(ray, job: Job, refs: list, results: dict[str, JobResult]) -> JobResu
             return JobResult(job.id, "skipped", error=f"{failed[0]} did not finish")
         return JobResult(job.id, "failed", error=_failure(ray, exc), tries=RETRIES + 1)
     return JobResult(job.id, "done", where=", ".join(o["where"] for o in outcomes),
-                     seconds=max(o["seconds"] for o in outcomes), tries=1)
+                     seconds=max(o["seconds"] for o in outcomes), started=min(o["started"] for o in outcomes), tries=1)

@@ -84,7 +84,7 @@ def _run_local_job(job: Job, registry_id: str, machine: _Machine, running: set) 
         env = {**job.env(registry_id), "CUDA_VISIBLE_DEVICES": ",".join(map(str, taken))}
         result.where = "local" + (f" gpu {env['CUDA_VISIBLE_DEVICES']}" if taken else "")
         for result.tries in range(1, RETRIES + 2):
-            start = time.monotonic()
+            start, result.started = time.monotonic(), time.time()
             code, output = run_processes(job.commands(free_endpoint()), env, started)
             result.seconds = time.monotonic() - start
             if code == 0 or machine.cancelled:
