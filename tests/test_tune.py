@@ -53,6 +53,12 @@ def test_tune_writes_a_spec_that_plan_and_add_modality_read_and_leaves_the_regis
     assert training["epochs"] == 4 and training["recognizer_epochs"] == 2 and training["lr"] == pytest.approx(lr)
 
 
+def test_apply_on_the_command_line_trains_the_node(toy_data, isolated_env):
+    result = run("tune", "toycolor", "--trials", "1", "--epochs", "3", "--apply")
+    assert "Wrote " in result.output and "VAE: test accuracy" in result.output
+    assert (isolated_env["registry"] / "nodes").is_dir()
+
+
 def test_apply_trains_the_best_settings_and_the_node_scores_what_the_trial_did(toy_data, isolated_env, make_graph):
     mg = make_graph()
     report = tune(mg, ["toycolor"], NodeSettings(epochs=4), TuneSettings(trials=2, sampler_seed=0, apply=True))

@@ -576,6 +576,9 @@ def tune_cmd(names, download, registry, data_root, device, **given):
     if applied is not None:
         for path in [applied["path"]] if "path" in applied else applied["paths"]:
             click.echo(f"Wrote {path}")
+        for what, m in ({"VAE": applied["metrics"]} if "path" in applied else applied["metrics"]).items():
+            figure = m.get("reconstruction_accuracy", m.get("accuracy"))
+            click.echo(f"  {what}: test accuracy {_pct(figure)} (n={m['test_samples']})")
 
 
 @main.command("plan")
