@@ -181,7 +181,7 @@ def rendered(text: str) -> str:
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
+def rewrite_docs(argv: list[str] | None = None) -> int:
     """Rewrite the tables in docs/plugin-hooks.md (``--check``: exit 1 when they are out of date)."""
     argv = sys.argv[1:] if argv is None else argv
     current = DOCS.read_text()
@@ -194,4 +194,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(rewrite_docs())
