@@ -116,3 +116,10 @@ def test_a_search_space_names_only_settings_that_can_be_searched():
     with pytest.raises(ValidationError, match="low <= high"):
         SearchRange(low=2, high=1)
     assert set(TrainingDefaults().search_space) == {"latent_dim", "kl_weight", "lr", "batch_size", "epochs"}
+
+
+def test_an_output_that_is_not_a_regular_file_is_refused_before_any_trial(toy_data, tmp_path):
+    (tmp_path / "folder.toml").mkdir()
+    result = CliRunner().invoke(main, ["tune", "toycolor", "--trials", "1", "--output", str(tmp_path / "folder.toml")])
+    assert result.exit_code == 1 and "not a regular file" in result.output
+    assert not (tmp_path / "registry-tune").exists()

@@ -270,7 +270,13 @@ def tune(mg, names: list[str], base: NodeSettings | LinkSettings, settings: Tune
     are then trained into ``mg``'s registry through ``add_modality`` or ``link``; otherwise
     the registry is not touched.
     """
+    from modgraph.storage.outputs import check_output
+
     optuna = _optuna()
+    name = settings.study or "--".join(names) + ("-one-way" if getattr(base, "one_way", False) else "")
+    if not _STUDY_NAME.match(name):
+        raise ConfigError(f"study name {name!r}: use letters, digits, '.', '_' and '-' only")
+    output = check_output(settings.output or f"{name}-tuned.toml")  # refused now, not after the study
     if len(names) == 1:
         objective = NodeObjective(mg, names[0], base, download)
     elif len(names) == 2:
@@ -280,9 +286,6 @@ def tune(mg, names: list[str], base: NodeSettings | LinkSettings, settings: Tune
     try:
         dims = dimensions(objective.space if space is None else space, objective.defaults.model_dump(),
                           ResolvedNode if len(names) == 1 else ResolvedLink, set(base.given()))
-        name = settings.study or "--".join(names) + ("-one-way" if getattr(base, "one_way", False) else "")
-        if not _STUDY_NAME.match(name):
-            raise ConfigError(f"study name {name!r}: use letters, digits, '.', '_' and '-' only")
         storage = settings.storage or default_storage(mg.registry.root, name)
         study = open_study(optuna, storage, name, objective, dims, settings.sampler_seed, settings.prune_after)
         _enqueue_defaults(study, objective, dims)
@@ -302,7 +305,6 @@ def tune(mg, names: list[str], base: NodeSettings | LinkSettings, settings: Tune
                           f"search space or give more --trials")
     best = study.best_trial
     best_settings = objective.settings(best.params)
-    output = Path(settings.output or f"{name}-tuned.toml")
     write_spec(output, names, best_settings, comment=f"modgraph tune {' '.join(names)}: best of {len(study.trials)} "
                f"trials of study {name!r}, {objective.figure} {100 * best.value:.2f}% (trial {best.number})")
     result = {"study": name, "storage": storage, "objective": objective.figure, "trials": rows,
