@@ -123,3 +123,8 @@ def test_an_output_that_is_not_a_regular_file_is_refused_before_any_trial(toy_da
     result = CliRunner().invoke(main, ["tune", "toycolor", "--trials", "1", "--output", str(tmp_path / "folder.toml")])
     assert result.exit_code == 1 and "not a regular file" in result.output
     assert not (tmp_path / "registry-tune").exists()
+
+
+def test_a_budget_in_minutes_stops_starting_trials(toy_data, make_graph):
+    report = tune(make_graph(), ["toycolor"], NodeSettings(epochs=2), TuneSettings(minutes=0.001, sampler_seed=0))
+    assert len(report["trials"]) == 1  # the budget was spent when the first trial ended
