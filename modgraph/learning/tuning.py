@@ -215,6 +215,7 @@ def _identity(objective, dims: list[Dimension]) -> str:
 def open_study(optuna, storage: str, name: str, objective, dims: list[Dimension], sampler_seed: int | None,
                prune_after: int):
     """The study ``name`` in ``storage``, made if new; a study searched with other settings is refused."""
+    # Five random trials before TPE models the rest: a 20-trial budget leaves it 15 to exploit.
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=5, multivariate=True)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=prune_after, n_warmup_steps=0)
     try:
@@ -301,8 +302,8 @@ def tune(mg, names: list[str], base: NodeSettings | LinkSettings, settings: Tune
     rows = [trial_row(t) for t in study.trials]
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
-        raise ConfigError(f"no trial of study {name!r} finished (all pruned or failed: see the table); widen the "
-                          f"search space or give more --trials")
+        raise ConfigError(f"no trial of study {name!r} finished: {len(rows)} pruned or failed (their lines are "
+                          f"above); widen the search space or give more --trials")
     best = study.best_trial
     best_settings = objective.settings(best.params)
     write_spec(output, names, best_settings, comment=f"modgraph tune {' '.join(names)}: best of {len(study.trials)} "
