@@ -272,6 +272,7 @@ def local_ray(site, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for key, value in _job_env(site).items():
             mp.setenv(key, value)
+        mp.setenv("RAY_raylet_start_wait_time_s", "180")  # a busy CI machine starts Ray slowly
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                  _temp_dir=str(tmp_path_factory.mktemp("ray")))
     yield ray

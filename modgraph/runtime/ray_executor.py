@@ -97,18 +97,19 @@ def run_ray(jobs: list[Job], registry_id: str, address: str,
         needs = [ref for need in job.needs for ref in refs[need]]
         refs[job.id], groups[job.id] = _submit(ray, job, registry_id, gpus if job.gpus is None else job.gpus, needs)
     results: dict[str, JobResult] = {}
-    owner = {ref: job for job in jobs for ref in refs[job.id]}
-    pending = list(owner)
+    pending, ended = [ref for job in jobs for ref in refs[job.id]], set()
     try:
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            job = owner[ready[0]]
-            if job.id in results or any(ref in pending for ref in refs[job.id]):
-                continue
-            results[job.id] = _result(ray, job, refs[job.id], results)
-            if groups[job.id] is not None:
-                ray.util.remove_placement_group(groups[job.id])
-            report(results[job.id])
+        while len(results) < len(jobs):
+            if pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                ended.update(ready)
+            for job in jobs:  # in plan order: a link after the nodes it needs, so a failed node makes it "skipped"
+                if (job.id not in results and all(ref in ended for ref in refs[job.id])
+                        and all(need in results for need in job.needs)):
+                    results[job.id] = _result(ray, job, refs[job.id], results)
+                    if groups[job.id] is not None:
+                        ray.util.remove_placement_group(groups[job.id])
+                    report(results[job.id])
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref)  # raises KeyboardInterrupt in the task, which stops its processes
@@ -118,7 +119,7 @@ def run_ray(jobs: list[Job], registry_id: str, address: str,
 
 
 def _result(ray, job: Job, refs: list, results: dict[str, JobResult]) -> JobResult:
-    failed = [need for need in job.needs if results.get(need) and results[need].status != "done"]
+    failed = [need for need in job.needs if results[need].status != "done"]
     try:
         outcomes = ray.get(refs)
     except ray.exceptions.RayError as exc:
