@@ -389,3 +389,17 @@ def test_remove_modality_deletes_nothing_when_a_file_is_a_folder(trained):
     result = cli("remove-modality", "toycolor")
     assert result.exit_code == 1 and "not a regular file" in result.output
     assert sorted(p.name for p in (trained.registry.root / "edges").iterdir()) == edges
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: os.mkfifo(p), "not a regular file"),
+    (lambda p: p.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n"), "deeper than 64"),
+    (lambda p: p.write_text(".".join(["a"] * 3000) + " = 1\n"), "deeper than 64"),
+])
+def test_an_options_file_is_read_bounded_and_never_waited_on(toy_data, tmp_path, make, words):
+    path = tmp_path / "options.toml"
+    make(path)
+    with deadline(60):
+        result = cli("add-modality", "toyimg", "--options-file", str(path), "--epochs", "1")
+    assert result.exit_code == 1 and words in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -15,6 +15,9 @@ from typing import Any
 import click
 from pydantic import BaseModel
 
+from modgraph.errors import ConfigError
+from modgraph.storage.safe_io import parse_json, parse_toml, read_bounded
+
 # Fields whose flag is not their name with dashes (a mapping or list is typed one item per option).
 _FLAGS = {"options": "--option", "texts": "--text"}
 
@@ -96,20 +99,18 @@ def options_mapping(values: tuple[str, ...], options_file: str | None) -> dict:
     """``--option key=value`` (values parsed as JSON where they can be) over a TOML file."""
     merged: dict = {}
     if options_file:
-        import tomllib
-
-        try:
-            with open(options_file, "rb") as fh:
-                merged.update(tomllib.load(fh))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise click.BadParameter(f"cannot read {options_file}: {exc}", param_hint="--options-file")
+        try:  # size and nesting bounded; a FIFO or a device is refused, never read
+            merged.update(parse_toml(read_bounded(options_file, what="--options-file", error=ConfigError),
+                                     f"--options-file {options_file}"))
+        except FileNotFoundError:
+            raise ConfigError(f"--options-file {options_file} does not exist") from None
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"{item!r} is not key=value", param_hint="--option")
         try:
-            merged[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
+            merged[key.strip()] = parse_json(value, "--option", ConfigError)
+        except ConfigError:  # not JSON (or nested past the cap): the text itself
             merged[key.strip()] = value
     return merged
 
@@ -135,8 +136,8 @@ def option_value(value: Any) -> str:
     """What ``--option key=VALUE`` needs so the CLI reads back ``value`` (it parses JSON first)."""
     if isinstance(value, str):
         try:
-            json.loads(value)
-        except ValueError:
+            parse_json(value, "an option value", ConfigError)
+        except ConfigError:
             return value
     return json.dumps(value)
 

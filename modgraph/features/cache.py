@@ -28,6 +28,7 @@ from modgraph.errors import ConfigError, FeatureCacheError
 from modgraph.features.shards import Shard, ShardedRows, is_rows, pread_exact
 from modgraph.modality import FeatureSet, Modality
 from modgraph.runtime.progress import Progress, phase
+from modgraph.storage.safe_io import open_regular, parse_json, read_bounded
 
 __all__ = ["CACHE_FORMAT", "TensorEntry", "cache_folder", "concatenate_chunks", "default_cache_dir",
            "default_data_root", "fit_statistics", "forget_features", "in_memory_limit", "load_split", "normalized",
@@ -37,6 +38,7 @@ CACHE_FORMAT = "2"  # a folder of shards and a manifest
 FEATURE_MANIFEST = "manifest.json"
 SHARD_BYTES = 64 << 20  # features of a split computed in one go are cut into shards of about this size
 DEFAULT_IN_MEMORY_MB = 1024  # larger splits are read lazily (MODGRAPH_FEATURES_IN_MEMORY_MB overrides)
+MAX_SHARD_HEADER = 100_000_000  # bytes of a shard's header or of the manifest (both are read whole)
 _NUMPY_DTYPES = {"F32": np.float32, "I64": np.int64, "BOOL": np.bool_}
 
 
@@ -123,11 +125,11 @@ def read_header(path: str | Path) -> tuple[dict[str, TensorEntry], dict[str, str
     """
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path, "feature cache shard", FeatureCacheError) as fh:
             (size,) = struct.unpack("<Q", fh.read(8))
-            if size > 100_000_000:
+            if size > MAX_SHARD_HEADER:
                 raise ValueError("header too large")
-            header = json.loads(fh.read(size))
+            header = parse_json(fh.read(size), f"feature cache shard {path}", FeatureCacheError, MAX_SHARD_HEADER)
             file_size = os.fstat(fh.fileno()).st_size
     except (OSError, ValueError, struct.error, UnicodeDecodeError) as exc:
         raise FeatureCacheError(f"feature cache shard {path} is unreadable ({exc}); it will be rebuilt") from None
@@ -178,7 +180,9 @@ def open_cache(folder: Path, in_memory_bytes: int | None = None) -> FeatureSet |
     when they take at most ``in_memory_bytes``, else left on disk as :class:`ShardedRows`.
     """
     try:
-        manifest = json.loads((folder / FEATURE_MANIFEST).read_text())
+        manifest = parse_json(read_bounded(folder / FEATURE_MANIFEST, MAX_SHARD_HEADER, "feature cache manifest",
+                                           FeatureCacheError), "feature cache manifest", FeatureCacheError,
+                              MAX_SHARD_HEADER)
         if manifest.get("format") != CACHE_FORMAT:
             return None
         store, ys, origins, augmented, groups = _read_shards([folder / name for name in manifest["shards"]])
@@ -206,7 +210,8 @@ def _read_shards(paths: list[Path]) -> tuple[ShardedRows, list, list, list, dict
         ys.append(read_tensor(path, entries["y"]))
         origins.append(read_tensor(path, entries["origin"]))
         augmented.append(read_tensor(path, entries["augmented"]))
-        for key, values in json.loads(meta.get("groups", "{}")).items():
+        for key, values in parse_json(meta.get("groups", "{}"), f"feature cache shard {path}: groups",
+                                      FeatureCacheError, MAX_SHARD_HEADER).items():
             groups.setdefault(key, []).extend(values)
     if row_shape is None:
         raise FeatureCacheError("a feature store needs at least one shard")

@@ -57,12 +57,9 @@ def node_spec_in(path: str | Path, name: str) -> NodeSpec | None:
     ``add-modality --options-file`` reads both: a TOML of modality options, or a graph spec
     whose ``[modalities.NAME]`` table gives every setting.
     """
-    import tomllib
-
-    try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except (OSError, ValueError):
+    try:  # bounded, and never a FIFO or a device
+        raw = load_bounded(path, "the options file", ConfigError)
+    except (OSError, ConfigError):
         return None  # not a spec we can read: read as options, which reports the problem
     if not (isinstance(raw, dict) and {"modalities", "links"} & set(raw)):
         return None

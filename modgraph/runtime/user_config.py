@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from pathlib import Path
 
 from modgraph.errors import ConfigError
+from modgraph.storage.safe_io import load_bounded
 
 # What a user types (``modgraph config set data-root PATH``) -> the key stored in the file.
 CONFIG_KEYS = {"data-root": "data_root", "registry": "registry"}
@@ -30,11 +30,12 @@ def config_path() -> Path:
 def read_config() -> dict[str, str]:
     """The stored settings by typed name (``data-root``), empty when there is no file."""
     path = config_path()
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"the config file {path} is unreadable ({exc}); fix it or delete it "
-                          f"and set the values again with modgraph config set") from None
+    try:  # bounded in size and nesting; a FIFO or a device there is refused, never read
+        raw = load_bounded(path, "the config file", ConfigError) if os.path.lexists(path) else {}
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; fix it or delete it and set the values again with modgraph config set") from None
+    except FileNotFoundError:
+        raw = {}
     stored = {stored: typed for typed, stored in CONFIG_KEYS.items()}
     return {stored[k]: str(v) for k, v in raw.items() if k in stored}
 
