@@ -14,7 +14,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import wave
 import zlib
@@ -24,6 +23,7 @@ import pytest
 import torch
 
 gr = pytest.importorskip("gradio")
+pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # Gradio's own pandas calls
 
 from conftest import _graph  # noqa: E402
 from modgraph.app import page_server  # noqa: E402
@@ -171,18 +171,6 @@ def test_help_does_not_import_the_app():
 
 
 # -- a live server ---------------------------------------------------------------------------------------
-def _start(app):
-    sock = page_server.bind("127.0.0.1", 0)
-    server = page_server.make_server(app)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    return server, thread, sock
-
-
 @pytest.fixture(scope="module")
 def live(trained_registry, toy_dataset, tmp_path_factory):
     """One server for the module over a copy of the trained toy registry: (url, data root)."""
@@ -190,11 +178,9 @@ def live(trained_registry, toy_dataset, tmp_path_factory):
     shutil.copytree(trained_registry, base / "registry")
     shutil.copytree(toy_dataset, base / "data")
     mg = _graph(registry=base / "registry", data_root=base / "data", cache_dir=base / "cache")
-    server, thread, sock = _start(page_server.make_app(mg, base / "work"))
-    yield page_server.address(sock), base / "data"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    url, stop = page_server.serve_in_thread(page_server.make_app(mg, base / "work"))
+    yield url, base / "data"
+    stop()
 
 
 @pytest.fixture(scope="module")
@@ -420,3 +406,17 @@ def test_page_graph_tab(tab):
     tab.click("button[role=tab]:has-text('Graph')")
     tab.wait_for_selector("#graph-picture img")
     assert tab.evaluate("document.querySelector('#graph-picture img').naturalWidth") >= 600
+
+
+def test_page_type_text(tab, monkeypatch):
+    """A modality that takes literal text gets a textbox (toycolor, given a reader of typed values here)."""
+    import toyplugin
+
+    monkeypatch.setattr(toyplugin.ToyColor, "read_text",
+                        lambda self, text: torch.tensor([float(v) for v in text.split(",")]), raising=False)
+    choose(tab, "toycolor", "toyaudio")
+    assert not tab.is_visible("#audio-in") and not tab.is_visible("#drawing-in")
+    tab.fill("#text-in textarea", ",".join(["0.9"] * 4 + ["0.1"] * (toyplugin.COLOR_DIM - 4)))
+    status = translate(tab)
+    assert "Route: toycolor → toyaudio" in status and "toyaudio's recognizer reads the output" in status
+

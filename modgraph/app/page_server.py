@@ -16,7 +16,8 @@ from modgraph.app.page import MAX_PIXELS, MAX_UPLOAD_BYTES, Page
 from modgraph.errors import ModgraphError
 
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + (1 << 20)  # one upload and the form around it
-QUEUE_SIZE = 64  # requests waiting for the model; more are refused at once
+QUEUE_SIZE = 64  # requests waiting; more are refused at once
+WORKERS = 4  # requests handled at once: uploads and files overlap, the model takes one at a time (Page.lock)
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
@@ -128,7 +129,7 @@ def make_app(mg, workdir: Path, loopback_only: bool = True, samples: int = 1):
     workdir = Path(workdir)
     page = Page(mg, workdir, samples=samples)
     demo = PageUI(page).build()
-    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    demo.queue(default_concurrency_limit=WORKERS, max_size=QUEUE_SIZE)
     app = gr.mount_gradio_app(FastAPI(docs_url=None, redoc_url=None, openapi_url=None), demo, path="",
                               max_file_size=MAX_UPLOAD_BYTES, allowed_paths=[str(workdir)], show_error=False,
                               footer_links=["api"], css=CSS, ssr_mode=False, mcp_server=False)
@@ -159,6 +160,30 @@ def make_server(app):
     import uvicorn
 
     return uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+
+
+def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0, timeout: float = 60.0):
+    """Serve ``app`` from a daemon thread (tests, benchmarks): its address, and a function that stops it."""
+    import threading
+    import time
+
+    sock = bind(host, port)
+    server = make_server(app)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        sock.close()
+        raise ModgraphError(f"the page did not start within {timeout:.0f} s")
+
+    def stop():
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+    return address(sock), stop
 
 
 def serve(mg, host: str = "127.0.0.1", port: int = 8000, samples: int = 1, announce=print) -> None:

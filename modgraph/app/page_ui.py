@@ -118,7 +118,9 @@ class PageUI:
                 shown_stop = _show(output_kind(self.page.modality(stop.modality)), stop.files)
                 between += [gr.update(visible=True), f"**Stop {i + 1}: {stop.modality}** — "
                             + doubt_line(f"{stop.modality}'s recognizer", "this", stop.probabilities[0]),
-                            shown_stop["image"], shown_stop["audio"], stop.probabilities[0]]
+                            gr.update(value=shown_stop["image"], visible=shown_stop["image"] is not None),
+                            gr.update(value=shown_stop["audio"], visible=shown_stop["audio"] is not None),
+                            stop.probabilities[0]]
             else:
                 between += [gr.update(visible=False), "", None, None, None]
         out = _show(output_kind(dst), cascade.target.files)
@@ -129,7 +131,7 @@ class PageUI:
         notes = "  \n".join(f"Note: {n}" for n in notes)
         return [status, cascade.source.probabilities[0], notes, *between, cascade.target.probabilities[0],
                 out["image"], out["audio"], out["text"], files[0] if out["file"] else None,
-                files if len(files) > 1 else None]
+                files if len(files) > 1 and out["image"] else None]
 
     def _input(self, source, audio, drawing, text, file) -> tuple[Path | None, str | None]:
         kind = input_kind(self.page.modality(source))
