@@ -309,12 +309,16 @@ def test_a_header_of_200000_one_unit_layers_is_refused_at_once(trained):
     assert time.monotonic() - start < 5
 
 
-def test_a_dimension_over_the_cap_is_refused(trained):
+@pytest.mark.parametrize("part, key, value, words", [
+    ("recognizer", "hidden", 10**9, "65536"),
+    ("vae", "input_shape", [1, 60_000, 60_000], "16,777,216 allowed"),  # few parameters, a 29 GB probe batch
+])
+def test_a_dimension_over_the_cap_is_refused(trained, part, key, value, words):
     config = trained.registry.node_metadata("toyimg")["config"]
-    config["recognizer"]["hidden"] = 10**9
+    config[part][key] = value
     rewrite_header(trained.registry.node_path("toyimg"), config=config)
-    with pytest.raises(RegistryCorruptError, match="65536"):
-        trained.node("toyimg")
+    with pytest.raises(RegistryCorruptError, match=words):
+        trained.registry.load_node("toyimg")
 
 
 # -- issue 29: files that are each valid but disagree ---------------------------------------------------------------

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 # A stored header rebuilds a module, so every size in a config is bounded before anything is built
@@ -20,10 +20,20 @@ from torch import nn
 MAX_LAYERS = 16  # entries of a ``channels`` or ``hidden`` list
 MAX_WIDTH = 65_536  # units or channels of one layer, and one input dimension
 MAX_INPUT_DIMS = 4  # entries of an ``input_shape``
+MAX_INPUT_ELEMENTS = 1 << 24  # values in one input (a 4096 x 4096 grey image); the conv VAE probes a batch of 2
 MAX_CLASSES = 100_000
 Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
 Widths = Annotated[list[Width], Field(max_length=MAX_LAYERS)]
-Shape = Annotated[tuple[Width, ...], Field(min_length=1, max_length=MAX_INPUT_DIMS)]
+
+
+def _not_too_many_elements(shape: tuple[int, ...]) -> tuple[int, ...]:
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        raise ValueError(f"an input of {math.prod(shape):,} values is more than the {MAX_INPUT_ELEMENTS:,} allowed")
+    return shape
+
+
+Shape = Annotated[tuple[Width, ...], Field(min_length=1, max_length=MAX_INPUT_DIMS),
+                  AfterValidator(_not_too_many_elements)]
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid")

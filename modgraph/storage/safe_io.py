@@ -100,20 +100,19 @@ def open_regular(path: str | Path, what: str = "registry file", error: type[Modg
     without following a link and without blocking, so a FIFO swapped in meanwhile is refused,
     never waited on. A missing file raises ``FileNotFoundError``.
     """
-    refusal = f"{what} {path} is not a regular file; remove it (modgraph reads only regular files)"
+    refusal = f"{what} {path} is not a regular file; modgraph reads only regular files (no FIFO, device or folder)"
+    linked = f"{what} {path} is a symbolic link; modgraph does not follow links here"
     try:
         info = os.lstat(path)
-        if stat.S_ISLNK(info.st_mode):
-            refusal = f"{what} {path} is a symbolic link; remove it (modgraph does not follow links here)"
         if not stat.S_ISREG(info.st_mode):
-            raise error(refusal)
+            raise error(linked if stat.S_ISLNK(info.st_mode) else refusal)
         fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
         raise
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise error(f"{what} {path} is a symbolic link; remove it (modgraph does not follow links here)") from None
-        raise error(f"{what} {path} is unreadable ({exc.strerror or exc}); remove it or fix its permissions") from None
+        if exc.errno == errno.ELOOP:  # replaced by a link since the check
+            raise error(linked) from None
+        raise error(f"{what} {path} is unreadable ({exc.strerror or exc}); check its permissions") from None
     fh = os.fdopen(fd, "rb")
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         fh.close()
@@ -128,8 +127,7 @@ def read_bounded(path: str | Path, max_bytes: int = MAX_SMALL_FILE, what: str = 
     with open_regular(path, what, error) as fh:
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise error(f"{what} {path} is larger than the {max_bytes:,} bytes modgraph reads; remove it or make "
-                    f"it smaller")
+        raise error(f"{what} {path} is larger than the {max_bytes:,} bytes modgraph reads")
     return data
 
 

@@ -98,7 +98,11 @@ def stream_members(archive: Path) -> Iterator[tuple[tarfile.TarInfo, _Member | N
     At most MAX_MEMBERS; every error, damage included, is one :class:`ArchiveError` line.
     """
     archive = Path(archive)
-    with open_regular(archive, "archive", ArchiveError) as raw:
+    try:
+        raw = open_regular(archive, "archive", ArchiveError)
+    except FileNotFoundError:
+        raise ArchiveError(f"archive {archive} does not exist; make one with: modgraph export FILE") from None
+    with raw:
         try:
             stream = _Unpacked(raw, _unpacked(raw, archive), archive)
             with tarfile.open(str(archive), "r|", io.BufferedReader(stream, 1 << 16), tarinfo=_BoundedInfo) as tar:
