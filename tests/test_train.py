@@ -205,8 +205,8 @@ def test_jobs_take_the_resources_their_spec_asks(tmp_path):
     assert first[-6:] == ["--nnodes", "2", "--node-rank", "0", "--rdzv-endpoint", "10.0.0.1:29400"]
     assert second[-4:-2] == ["--node-rank", "1"]
     assert Job("node:a", ["modgraph", "add-modality", "a"]).gpus is None  # the executor settles it
-    lines = summary_lines([JobResult("node:a", "done", "local", 1.25, {"recognizer_accuracy": 0.5}),
-                           JobResult("link:a--b", "failed", error="Error: no")])
+    done = JobResult("node:a", "done", where="local", seconds=1.25, figures={"recognizer_accuracy": 0.5})
+    lines = summary_lines([done, JobResult("link:a--b", "failed", error="Error: no")])
     assert lines[1].split() == ["node:a", "local", "1.2s", "recognizer", "50.00%"]
     assert lines[2].endswith("FAILED: Error: no")
 

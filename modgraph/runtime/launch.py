@@ -10,6 +10,14 @@ import os
 from modgraph.errors import ConfigError, ModgraphError
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the system has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def under_torchrun() -> bool:
     """Whether torchrun (or ``--nproc``) started this process as one of several ranks."""
     return int(os.environ.get("WORLD_SIZE") or 1) > 1
@@ -75,11 +83,7 @@ def run_torchrun(nproc: int, args: list[str], nnodes: int = 1, node_rank: int = 
     from torch.distributed.run import parse_args, run
 
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // nproc)))  # ranks share the cores out
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // nproc)))  # ranks share the cores out
     try:
         run(parse_args(torchrun_args(nproc, args, nnodes, node_rank, endpoint)))
     except ChildFailedError as exc:

@@ -17,6 +17,7 @@ from typing import Callable
 from modgraph.errors import ConfigError, RegistryMismatchError
 from modgraph.runtime.jobs import (RETRIES, Job, JobResult, error_line, free_endpoint, job_figures, plan_jobs,
                                    run_processes, stop)
+from modgraph.runtime.launch import usable_cores
 from modgraph.runtime.plan import GraphSpec, make_plan
 from modgraph.storage.registry_id import (ID_ENV, check_plugin_majors, check_registry_id, ensure_registry_id,
                                           read_registry_id)
@@ -31,11 +32,7 @@ def local_gpus() -> int:
 
 def default_jobs(gpus: int) -> int:
     """Jobs at once by default: one per GPU, else one per core."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return gpus or max(1, cores)
+    return gpus or usable_cores()
 
 
 class _Machine:
@@ -71,8 +68,9 @@ class _Machine:
 
 def _run_local_job(job: Job, registry_id: str, machine: _Machine, running: set) -> JobResult:
     gpus = job.gpus if job.gpus is not None else min(1, machine.total_gpus)
-    if gpus > machine.total_gpus:
-        return JobResult(job.id, "failed", error=f"asks for {gpus} GPU(s); this machine has {machine.total_gpus}")
+    if gpus * job.nodes > machine.total_gpus:
+        return JobResult(job.id, "failed", error=f"asks for {gpus * job.nodes} GPU(s); this machine has "
+                                                 f"{machine.total_gpus}")
     result = JobResult(job.id, "failed")
 
     def started(process) -> None:
