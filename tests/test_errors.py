@@ -99,6 +99,12 @@ def _other_registry(graph, tmp_path):
 
 
 # Each error class, the situation that raises it, and words its message must contain.
+def _folder_as_output(graph, tmp_path):
+    from modgraph.storage.card import write_card
+
+    write_card(graph, tmp_path)  # card -o FOLDER
+
+
 SITUATIONS = {
     errors.ModgraphError: (_locked, "locked by another modgraph process"),
     errors.PluginError: (lambda g, t: _host_with("not a modality").modalities(), "not a modgraph.Modality"),
@@ -117,6 +123,7 @@ SITUATIONS = {
     errors.ArchiveError: (_unsafe_archive, "'nodes/toyimg.safetensors' is a link (to '/etc/passwd')"),
     errors.DeviceOutOfMemoryError: (_out_of_gpu_memory, "a smaller --batch-size (now 64), --device cpu"),
     errors.RegistryMismatchError: (_other_registry, "mount the shared registry there"),
+    errors.OutputPathError: (_folder_as_output, "it is a folder, not a regular file"),
 }
 
 
