@@ -107,8 +107,7 @@ class TrainingDefaults(BaseModel):
     # ("loss"), or the lowest loss among the epochs whose validation translation accuracy, as
     # this modality's recognizer reads it, is within one standard error of the best ("accuracy";
     # modgraph.learning.training.kept_epoch). Both are measured on the validation split only.
-    # The loss can be lowest while the outputs are a class average the recognizer misreads
-    # (text -> gtsrb, seed 2: epoch 1 kept by loss, 82% of validation sources read right).
+    # The loss can be lowest while the outputs are a class average the recognizer misreads.
     link_select: Literal["loss", "accuracy"] = "accuracy"
     # Where ``modgraph tune NAME`` searches this modality's add-modality settings: setting name ->
     # SearchRange (default modgraph.settings.NODE_SEARCH_SPACE: latent size, kl_weight, learning rate,

@@ -2,12 +2,9 @@
 
 A user's file is often unlike the training data (a digit typed in a font, a voice on another
 microphone). Its latent then lies where the associator was never trained, and the translation
-is often of another class even when the source recognizer reads the file right: digits typed in
-fonts never seen were read right 97.5% of the time, but mnist -> fsdd wrote the right digit for
-71.4% of them. Anchoring replaces the latent by the mean of the ``k`` nearest latents of training
+is often of another class even when the source recognizer reads the file right. Anchoring replaces the latent by the mean of the ``k`` nearest latents of training
 samples of the class the source recognizer reads, so the associator gets a latent like those it
-learnt from, in the style of the nearest ones: 97.1% on the same fonts, and 98.4% against 87.8%
-on MNIST's own test digits (docs/tuning.md). What the source recognizer reads wrong stays wrong.
+learnt from, in the style of the nearest ones (docs/tuning.md says what it measured). What the source recognizer reads wrong stays wrong.
 
 A node stores up to ``ANCHORS_PER_CLASS`` training latent means a class (``anchors.z`` and
 ``anchors.y`` in its file, written by ``add-modality``). ``translate`` anchors by default;

@@ -32,8 +32,7 @@ def translate_normalized(mg, path: list[str], x: torch.Tensor, samples: int = 1,
 
     Latents are chained through each associator's mean; at every modality in between,
     the latent is decoded and encoded again, so the next associator gets a latent like
-    those it was trained on (fsdd -> fmnist -> mnist: 49.6% against 33.2% when the
-    associator's output is passed on as it is). With ``samples > 1`` the last step
+    those it was trained on (docs/tuning.md). With ``samples > 1`` the last step
     draws from its Gaussian (for a same-modality path, from the VAE posterior). ``anchor``
     k > 0: the source latent is first anchored (:mod:`modgraph.inference.anchors`), where the node has anchors.
     ``stops``: a list that gets the decode at each modality in between (normalised, on the CPU), in order.

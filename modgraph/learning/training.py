@@ -469,7 +469,7 @@ def kept_epoch(history: list[dict], select: str, samples: int | None = None) -> 
     accuracy on ``samples`` judged sources, at least 1 / ``samples``).
 
     The error margin keeps a judge that reads nearly everything right from picking an epoch
-    by one or two sources; a clear collapse (82% against 99.7%) stays out.
+    by one or two sources; a clear collapse stays out.
     """
     candidates = list(range(len(history)))
     if select == "accuracy" and history and history[0].get("val_accuracy") is not None:

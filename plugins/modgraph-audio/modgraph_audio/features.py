@@ -367,8 +367,7 @@ def cepstral_variance_norm(features: torch.Tensor) -> torch.Tensor:
     """Divide each of coefficients 1-39 by its root mean square over the clip's frames (per-utterance CVN).
 
     After :func:`cepstral_mean_norm` that is the coefficient's spread over the second, so
-    every clip's spectral detail has the same size whoever speaks and however loudly
-    (nearest neighbour on FSDD's features with 5% of the clips labelled: 48.7% -> 63.5%).
+    every clip's spectral detail has the same size whoever speaks and however loudly.
     Silent frames stay zero and coefficient 0 (the level) is kept.
     """
     x = features.clone()
@@ -431,15 +430,12 @@ def mfcc_to_waveform(features: torch.Tensor, n_iter: int = GRIFFIN_LIM_ITERATION
 # different times and speakers differ, so the output rises slowly out of a silence that is
 # never silent, and its spectral detail is a fraction of real speech's (per-clip spread of
 # coefficients 1-39 about a fifth of real clips' for MNIST -> FSDD). Resynthesised as it is,
-# that is a quiet hum in noise: FSDD's recogniser named 10% of such wavs (chance) although it
-# named about 90% of the MFCCs themselves. Statistical speech synthesis met the same over-smoothing
+# that is a quiet hum in noise that FSDD's recogniser cannot name. Statistical speech synthesis met the same over-smoothing
 # and restores each utterance's variance to that of natural speech ("global variance", Toda
 # and Tokuda 2007); :func:`restore_speech` does that, after deciding which frames are speech,
 # and puts back the long-term spectrum that cepstral mean normalisation took away.
 
-# Chosen on MNIST -> FSDD translations of MNIST *training* digits (200), judged on re-read wavs:
-# the fraction hardly matters (0.2, 0.3, 0.5 with a cap of 3: 74.5, 75, 73%); caps of 1.5, 2, 3, 5, 8 and
-# none: 55.5, 64, 75, 78.5, 78, 78%.
+# Chosen on MNIST -> FSDD translations of MNIST *training* digits, judged on re-read wavs (docs/tuning.md).
 SPEECH_LEVEL_FRACTION = 0.3  # speech: coefficient 0 above 30% of the way from the clip's quietest frame to its loudest
 MAX_SPREAD_GAIN = 5.0  # a coefficient's spread over the speech frames is raised at most this many times
 _GATE_FADE = WIN_LENGTH  # raised-cosine window smoothing the gate; it opens and closes over half of it (12.5 ms)

@@ -33,24 +33,14 @@ class FSDDOptions(SpeechOptions.with_defaults(band_rate=8000, trim_db=30.0, vtlp
     """Options of the ``fsdd`` modality (``--option augment_copies=N``).
 
     FSDD's recordings start and stop at different times around the word (up to a few
-    hundred ms of room noise), so the word is cut out at 30 dB below its peak and centred:
-    reconstructions recognised 94.8% of the time against 91.6%, and MNIST -> FSDD with 5%
-    of the clips paired 93.0% against 83.3% (same seeds; ``docs/tuning.md``).
-
-    Five speakers are few, so each augmented copy also gets another vocal tract length
-    (VTLP, frequency axis warped by 0.8-1.2): leaving one speaker out, FSDD -> MNIST on
-    george, jackson, lucas, nicolas and yweweler went from 65.2 / 67.4 / 70.0 / 77.0 / 78.0
-    (mean 71.5) to 71.2 / 68.0 / 75.8 / 80.8 / 79.2 (mean 75.0; ``docs/tuning.md``).
-
-    Inputs are brought down to FSDD's 8 kHz band first (``band_rate``): a 16 kHz microphone's
-    upper bands, which FSDD's files never hold, then do not reach the features. Said by Speech
-    Commands speakers it never heard, fsdd -> mnist read 59.3% of the digits against 50.5%
-    (``docs/tuning.md``); FSDD's own recordings are 8 kHz, so training is unchanged by it.
-
-    Below the MFCCs, a pretrained speech embedding (``speech_embedding``; Google's, trained
-    on many speakers, shipped with this plugin and run offline) tells the encoder what
-    was said much more than who said it: leaving one speaker out, fsdd -> mnist read 93.5% of
-    their digits against 75.0% (mean of the five; ``docs/tuning.md``).
+    hundred ms of room noise), so the word is cut out at 30 dB below its peak and centred.
+    Five speakers are few, so each augmented copy also gets another vocal tract length (VTLP,
+    frequency axis warped by 0.8-1.2). Inputs are brought down to FSDD's 8 kHz band first
+    (``band_rate``): a 16 kHz microphone's upper bands, which FSDD's files never hold, then do
+    not reach the features. Below the MFCCs, a pretrained speech embedding
+    (``speech_embedding``; Google's, trained on many speakers, shipped with this plugin and run
+    offline) tells the encoder what was said much more than who said it. ``docs/tuning.md``
+    says what each of these measured.
     """
 
     speech_commands: int | None = Field(
@@ -73,15 +63,12 @@ class FSDD(SpeechModality):
     classes = [ClassInfo(name=str(digit), concept=concept) for digit, concept in enumerate(CONCEPTS)]
     # An epoch is ~10,000 rows (2,250 clips and 4 copies each, less validation): about 160
     # steps of 64 at ~0.15 s a VAE step (measured on one busy core), so 8 epochs make about
-    # three minutes. 4 recognizer epochs (~640 steps) match the 600 steps that reached 96.8 %
-    # on the official test split.
-    # kl_weight 0.1: reconstructions recognised 91.6% of the time (76.8% with 1.0 and fewer epochs).
-    # vae_target "original": an augmented copy reconstructs the clip it was made from, so the
-    # encoder gives a faster, noisier or shifted word its original's latent. Same seeds: 5%-paired
-    # fsdd->mnist 76.0% -> 86.0%, george left out 55.4% -> 67.8% (docs/tuning.md).
-    # link_spread_balance "speaker": every FSDD speaker says every digit equally often, so with
-    # few clips paired the spread classes are balanced within each speaker. 5%-paired
-    # fsdd->mnist over link seeds 0-4: 93.76 against 90.24 (docs/tuning.md).
+    # three minutes; 4 recognizer epochs are about 640 steps.
+    # kl_weight 0.1: sharper reconstructions. vae_target "original": an augmented copy
+    # reconstructs the clip it was made from, so the encoder gives a faster, noisier or shifted
+    # word its original's latent. link_spread_balance "speaker": every FSDD speaker says every
+    # digit equally often, so with few clips paired the spread classes are balanced within each
+    # speaker. docs/tuning.md says what each measured.
     training_defaults = TrainingDefaults(epochs=8, batch_size=64, lr=1e-3, kl_weight=0.1, vae_target="original",
                                          recognizer_epochs=4, link_epochs=10,
                                          link_pairs_per_epoch=20000, link_candidates=8,

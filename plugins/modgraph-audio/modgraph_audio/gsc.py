@@ -76,16 +76,9 @@ class GSC(SpeechModality):
                           url="https://www.tensorflow.org/datasets/catalog/speech_commands",
                           citation="P. Warden, Speech Commands: A Dataset for Limited-Vocabulary Speech Recognition "
                                    "(arXiv:1804.03209), 2018")
-    # Tuned on the ~3,600 training clips of the seven words here (one augmented copy each, 56
-    # steps an epoch; docs/results/voices.md, held-out speakers): 4 recognizer epochs read 67.1%
-    # and 15 read 89.3%; 8 VAE epochs gave reconstructions the recognizer read 73.2% of the time
-    # (right 24.1%, mostly heard as "five"), 20 gave 85.8% and 40 88.2% (right 63.8%), at about
-    # 2.5 s an epoch on one core. The full v0.02 set has ~54,000 clips, ~1,000 steps an epoch:
-    # there fewer epochs (e.g. --epochs 8 --recognizer-epochs 4) should do, untried here.
-    # Links into gsc: 5 epochs of 20,000 pairs left gtsrb -> gsc still learning (66.9%, Turn
-    # right ahead heard as "five"); 20 read 80.8, 80.3 and 94.4% over link seeds 0-2, and
-    # aiming only at targets the recognizer reads with 0.98 confidence (not 0.93) 95.1, 98.9
-    # and 98.5%: "right" and "five" share a vowel, and a less clear "right" pulls toward "five".
+    # Tuned on the few thousand training clips of the words here (docs/tuning.md): long VAE and
+    # recognizer training, and links that aim only at targets read with 0.98 confidence, since
+    # "right" and "five" share a vowel. A full release should need fewer epochs.
     training_defaults = TrainingDefaults(epochs=40, batch_size=128, lr=1e-3, kl_weight=1.0,
                                          recognizer_epochs=15, link_epochs=20,
                                          link_pairs_per_epoch=20000, link_candidates=8,
@@ -100,10 +93,8 @@ class GSC(SpeechModality):
         self.classes = [ClassInfo(name=w, concept=w, number=ALL_WORDS.index(w)) for w in self.words]
 
     def recognizer_config(self) -> RecognizerConfig:
-        # A third conv stage: on the held-out speakers' clips of the seven words here, the speech
-        # default ([16, 32]) read 89.3%, [32, 64] 92.9% and [16, 32, 64] 97.0%, with half the
-        # parameters (the flattened features shrink 4x) and in about the same time (same
-        # features, VAE and seed; docs/results/voices.md). fsdd keeps [16, 32], its figures' judge.
+        # A third conv stage reads held-out speakers better with half the parameters (the flattened
+        # features shrink 4x; docs/tuning.md). fsdd keeps [16, 32], its figures' judge.
         return RecognizerConfig(input_shape=self.input_shape, num_classes=len(self.classes),
                                 architecture="conv", channels=[16, 32, 64], hidden=128, dropout=0.3)
 

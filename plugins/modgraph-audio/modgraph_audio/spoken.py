@@ -1,10 +1,9 @@
 """The ``spoken`` modality: spoken digits from any voice, FSDD's five speakers plus Speech Commands voices.
 
 ``fsdd`` learns from five speakers, as the paper's experiments do, and reads people it never
-heard far worse (59% of Speech Commands speakers' digits through fsdd -> mnist). ``spoken`` is
-the same front end, VAE and test split with up to 100 Speech Commands clips of each digit word
-by its training speakers added to the training split: 83-86% of those unheard speakers'
-digits, at the price of 1.6 points on FSDD's own test speakers (docs/results/voices.md).
+heard far worse. ``spoken`` is the same front end, VAE and test split with up to 100 Speech
+Commands clips of each digit word by its training speakers added to the training split
+(docs/results/voices.md says what that buys and costs).
 """
 
 from __future__ import annotations

@@ -13,8 +13,7 @@ from PIL import Image
 # has median 2.9 px (5-95%: 2.1-4.4), the centre of mass sits at (14.0, 14.0).
 MNIST_BOX = 20
 # Strokes drawn thinner or thicker are brought to the nearer end. The upper end was chosen on
-# the tuning fonts of benchmarks/real_inputs.py (group 0, mnist read right: 3.0: 97.0%,
-# 3.6: 98.2%, 4.4: 97.6%, 5.5: 95.9%, no thinning: 92.8%); the held-out fonts were not looked at.
+# the tuning fonts of benchmarks/real_inputs.py (docs/tuning.md); the held-out fonts were not looked at.
 MNIST_STROKE = (2.4, 3.6)
 _BACKGROUND_SIDE = 128  # the background surface is fitted on a copy at most this large
 

@@ -79,18 +79,14 @@ MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 128
 _TRACK_FILE = re.compile(r"^(\d{5})_\d{5}$")  # {track}_{frame}.ppm
 
 # Augmented copies: GTSRB's test signs differ from the training tracks mostly in lighting
-# and framing. On the default ten classes the recognizer reached 96.8% test accuracy
-# without copies (Keep left, 10 training tracks, at 67%) and 98.9% with one copy; with three
-# (the default) 99.7%, reconstructions 97.3% (94.2% with one) and gtsrb->text 96.6% (94.3%).
+# and framing (docs/tuning.md: what copies bought).
 ZOOM_RANGE = (0.9, 1.1)  # < 1 zooms in
 
 # Signs whose mirror image is another sign. GTSRB has 2,070 Keep right training images
 # and 300 Keep left: mirrored Keep right photos give the rarer side more tracks to learn
 # from (a classic GTSRB augmentation). Symmetric signs are left out (no new class signal).
-# Off by default: on the ten default classes it raised the recognizer from 98.87% to
-# 99.75% and reconstructions from 94.3% to 96.7%, but mirror pairs then sit close in the
-# latent space and the associators mixed up left and right (text->gtsrb 95.8% -> 92.8%,
-# gtsrb->text 94.8% -> 92.9%).
+# Off by default: it helps the recognizer, but mirror pairs then sit close in the latent
+# space and the associators mix up left and right (docs/tuning.md).
 MIRROR_PAIRS = [(19, 20), (33, 34), (36, 37), (38, 39)]
 SHIFT_RANGE = 0.1  # of half the image side, each axis
 GAIN_RANGE = (0.6, 1.6)
@@ -332,14 +328,10 @@ class GTSRB(Modality):
     output_suffix = ".png"
     # The training split is 7,529 images plus three augmented copies each, 27,116 rows after
     # validation. A VAE epoch costs 80-120 s of one core (one copy: 40-46 s), so seven take
-    # 10-14 min on one core. Three recognizer epochs (with one copy) took 150-170 s of one
-    # core and reached 98.9% test accuracy. kl_weight 0.1: after two epochs 79.0% of
-    # test reconstructions were recognised, against 71.8% with 1.0 (and looked sharper).
+    # 10-14 min on one core. kl_weight 0.1: sharper reconstructions.
     # Associators into gtsrb keep Eq. 7's one partner: the closest of several photos is decided
-    # by lighting and background, not by the arrow (left and right signs swapped). With faithful
-    # targets (0.93), text->gtsrb on one node: 90.1% with one partner, 95.8% with 3, 71.3% with 8;
-    # on a second node trained alike: 89.7% with one, 60.6% with 3. One is the safe choice.
-    # Recognizer: 3 epochs gave 98.87% and 97.08% test accuracy on two runs; 5 give it room.
+    # by lighting and background, not by the arrow (left and right signs swapped), and more
+    # partners were unstable from node to node. 5 recognizer epochs give it room (docs/tuning.md).
     training_defaults = TrainingDefaults(
         epochs=7, batch_size=64, lr=1e-3, kl_weight=0.1, recognizer_epochs=5, link_epochs=5,
         link_pairs_per_epoch=20000, link_candidates=1,

