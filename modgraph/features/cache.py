@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from filelock import FileLock
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from modgraph.storage.atomic import atomic_path
 from modgraph.errors import ConfigError, FeatureCacheError
 from modgraph.features.shards import Shard, ShardedRows, is_rows, pread_exact
 from modgraph.modality import FeatureSet, Modality
 from modgraph.runtime.progress import Progress, phase
+from modgraph.storage.journal import TEMPORARY, remove
 from modgraph.storage.safe_io import open_regular, parse_json, read_bounded
 
 __all__ = ["CACHE_FORMAT", "TensorEntry", "cache_folder", "concatenate_chunks", "default_cache_dir",
@@ -157,8 +158,9 @@ def read_tensor(path: str | Path, entry: TensorEntry) -> torch.Tensor:
 
 def write_shard(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write a shard atomically: a reader (or a resumed build) sees a whole shard or none."""
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    data = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)  # save_file would leave
+    with atomic_path(path) as tmp:  # a .tmpXXXXXX of its own behind if killed
+        tmp.write_bytes(data)
 
 
 def _x_entry(path: Path, entries: dict[str, TensorEntry], row_shape: tuple[int, ...] | None) -> TensorEntry:
@@ -324,8 +326,9 @@ def load_split(modality: Modality, root: Path, split: str, download: bool = Fals
         cached = open_cache(folder, in_memory_bytes)  # another process may have built it meanwhile
         if cached is not None:
             return cached
-        for stale in folder.glob(".*.tmp"):  # left by a build that was killed mid-write
-            stale.unlink()
+        for stale in folder.iterdir():  # left by a build that was killed mid-write
+            if TEMPORARY.match(stale.name):
+                remove(stale)
         key = f"{CACHE_FORMAT}|{modality.cache_key()}|{split}"
         desc = f"{modality.name} {split} feature cache"
         chunks = modality.feature_chunks(Path(root), split, download=download)
