@@ -178,7 +178,7 @@ def test_a_folder_named_as_an_export_or_card_is_refused(trained, tmp_path):
     for args in (["export", str(_folder(tmp_path / "a.tar"))], ["card", "-o", str(_folder(tmp_path / "c.md"))],
                  ["history", "toyimg", "-o", str(_folder(tmp_path / "h.png"))]):
         result = cli(*args)
-        assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1, result.output
+        assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1, (args, result.output)
         assert "Traceback" not in result.output and Path(args[-1]).is_dir()
 
 
