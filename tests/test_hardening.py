@@ -414,3 +414,18 @@ def test_an_options_file_is_read_bounded_and_never_waited_on(toy_data, tmp_path,
         result = cli("add-modality", "toyimg", "--options-file", str(path), "--epochs", "1")
     assert result.exit_code == 1 and words in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_journal_never_lands_a_file_through_a_linked_folder(trained, tmp_path):
+    registry = trained.registry.root
+    outside = tmp_path / "outside"
+    (registry / "nodes").rename(outside)
+    (registry / "nodes").symlink_to(outside)
+    staged = registry / ".import-00ff.tmp" / "nodes"
+    staged.mkdir(parents=True)
+    (staged / "evil.safetensors").write_bytes(b"planted")
+    (registry / ".import-00ff.json").write_text(json.dumps([[".import-00ff.tmp/nodes/evil.safetensors",
+                                                            "nodes/evil.safetensors"]]))
+    result = cli("unlink", "toyimg", "toyaudio")
+    assert result.exit_code == 1 and "symbolic link" in result.output
+    assert not (outside / "evil.safetensors").exists()

@@ -119,11 +119,11 @@ class Registry:
 
         Every write happens under the lock, so a temporary seen here belongs to a writer that died.
         """
-        for folder in (self.root, self.root / "nodes", self.root / "edges"):
-            if not real_folder(folder).is_dir():
-                continue
-            journal.complete(folder)
-            journal.remove_temporaries(folder)
+        folders = [self.root, real_folder(self.root / "nodes"), real_folder(self.root / "edges")]  # before any
+        for folder in folders:  # rename: an import journal in the root names files in both
+            if folder.is_dir():
+                journal.complete(folder)
+                journal.remove_temporaries(folder)
 
     def pending(self) -> set[Path]:
         """Files that an interrupted import or link still has to land: stale until the next writer does."""
