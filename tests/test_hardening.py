@@ -429,3 +429,13 @@ def test_a_journal_never_lands_a_file_through_a_linked_folder(trained, tmp_path)
     result = cli("unlink", "toyimg", "toyaudio")
     assert result.exit_code == 1 and "symbolic link" in result.output
     assert not (outside / "evil.safetensors").exists()
+
+
+def test_a_recognizer_of_more_classes_than_the_header_lists_is_one_line(trained):
+    path = trained.registry.node_path("toyimg")
+    config = trained.registry.node_metadata("toyimg")["config"]
+    config["recognizer"]["num_classes"] = 10
+    rewrite_header(path, config=config)
+    result = cli("eval", "--from", "toyimg", "--to", "toyaudio")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert str(path) in result.output and "tells 10 classes apart but its header lists 3" in result.output

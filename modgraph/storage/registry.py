@@ -234,6 +234,9 @@ class Registry:
         try:
             configs = module_configs(record, path)
             vae_config = configs["vae"]
+            if record.classes and configs["recognizer"].num_classes != len(record.classes):
+                raise ValueError(f"its recognizer tells {configs['recognizer'].num_classes} classes apart but its "
+                                 f"header lists {len(record.classes)}")
             tensors = self.load_tensors(path)
             vae, recognizer = VAE(vae_config), Recognizer(configs["recognizer"])
             vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
