@@ -93,7 +93,7 @@ def loso(args) -> None:
         # FSDD's own recognizer plays no part here (MNIST's judges), so one epoch of it will do.
         lm.add_modality(name, exclude={"speaker": [speaker]}, recognizer_epochs=1)
         lm.link(name, "mnist", exclude={"speaker": [speaker]}, one_way=True)
-        res = lm.evaluate(name, "mnist", split="all", include={"speaker": [speaker]})
+        res = lm.evaluate(name, "mnist", split="all", include={"speaker": [speaker]}, anchor=0)
         fig["loso"][speaker] = {"accuracy": res["accuracy"], "n": res["n"]}
         print("loso", speaker, res["accuracy"], res["n"], flush=True)
     fig["loso_mean"] = sum(v["accuracy"] for v in fig["loso"].values()) / len(args.speakers)

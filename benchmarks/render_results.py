@@ -73,7 +73,9 @@ def assemble(results: Path, output: Path) -> str:
         "Generated, do not edit by hand: each benchmark script `python benchmarks/<name>.py` writes its figures "
         f"to `{results.as_posix()}/<name>.json` and its section to `{results.as_posix()}/<name>.md`, then "
         "`python benchmarks/render_results.py` assembles this file from those sections. Each section names the "
-        "exact command, date, machine and versions that produced it.\n\n"
+        "exact command, date, machine and versions that produced it. Translation accuracies are the paper's "
+        "translation (`modgraph eval --anchor 0`) unless a column says *anchored* (what `translate` writes and "
+        "`eval` measures by default, `--anchor 20`).\n\n"
     )
     body = "\n\n".join(parts) if parts else f"No results yet: no fragment in `{results.as_posix()}`."
     return header + "\n".join(index) + ("\n\n" if index else "") + body + "\n"

@@ -77,8 +77,8 @@ def main() -> None:
         judge = judges[b][0]
         row = {"source": a, "target": b, "target_confidence": d["training"].get("target_confidence", 0.0)}
         for key, graph in (("paper_targets", base), ("faithful_targets", g)):
-            row[key] = {"own_judge": graph.evaluate(a, b)["accuracy"],
-                        "second_judge": graph.evaluate(a, b, judge=judge)["accuracy"]}
+            row[key] = {"own_judge": graph.evaluate(a, b, anchor=0)["accuracy"],
+                        "second_judge": graph.evaluate(a, b, judge=judge, anchor=0)["accuracy"]}
         rows.append(row)
         print(json.dumps(row), flush=True)
     result = {"registry": str(args.registry), "seed": args.seed,

@@ -87,6 +87,20 @@ def main() -> None:
     for (a, b), r in results.items():
         print(f"  {a} -> {b}: {r['accuracy']:.2%} (n={r['n']})")
     print(f"Small budget ({args.epochs} VAE epochs); `modgraph add-modality` with defaults trains longer.")
+    remember({"registry": mg.registry.root, "data-root": data_root})
+
+
+def remember(places: dict) -> None:
+    """The demo's registry and data root as the user's defaults (modgraph config), unless set already,
+    so that the README's commands (eval, translate, serve) work after make demo without a flag."""
+    from modgraph.runtime.user_config import config_path, configured, set_value
+
+    new = {key: value for key, value in places.items() if configured(key) is None}
+    for key, value in new.items():
+        set_value(key, str(value))
+    if new:
+        print(f"Remembered {' and '.join(f'{k} {Path(v).resolve()}' for k, v in new.items())} in {config_path()} "
+              f"(modgraph config shows them; modgraph config unset KEY forgets one)")
 
 
 if __name__ == "__main__":

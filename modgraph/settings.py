@@ -52,7 +52,7 @@ def comma_separated(*fields: str, item: Callable[[str], Any] = str):
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     what: ClassVar[str] = "settings"
 
     @classmethod

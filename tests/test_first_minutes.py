@@ -230,3 +230,104 @@ def test_quiet_silences_progress(trained, monkeypatch, tmp_path):
     monkeypatch.setenv("MODGRAPH_PROGRESS_SECONDS", "0.05")
     out = run("translate", "--from", "toyimg", "--to", "toyaudio", str(tmp_path / "none.png"), "-q")
     assert "still working" not in out.output and "translating" not in out.output
+
+
+# -- messages a user can act on ---------------------------------------------------------------------
+# Python keywords and internal names that no message may show: keyword arguments, reprs, module paths.
+INTERNAL = [r"\b\w+=(True|False|None)\b", r"Traceback", r"NoneType", r"\bkwargs\b", r"\bself\b", r"__\w+__",
+            r"modgraph\.\w+\.", r"\.py\b", r"<\w+ object at", r"\bdef \w+\(", r"\blambda\b"]
+
+
+@pytest.mark.usefixtures("toy_installed")
+def test_error_messages_show_no_python_and_never_say_retrain_to_evaluate(trained, isolated_env, tmp_path,
+                                                                      monkeypatch):
+    import re
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("hello")
+    cases = [
+        ["translate", "--from", "toyimg", "--to", "toyaudo", str(tmp_path / "notes.txt")],
+        ["translate", "--from", "toyimg", "--to", "toyaudio", str(tmp_path / "empty")],
+        ["translate", "--from", "toyimg", "--to", "toyaudio", str(tmp_path / "notes.txt")],
+        ["read", "--modality", "toyimg", str(tmp_path / "missing.png")],
+        ["route", "toyimg", "nothing"],
+        ["graph", "--registry", str(tmp_path / "nowhere")],
+        ["card", "--registry", str(tmp_path / "nowhere")],
+        ["eval", "--from", "toyimg", "--to", "toyaudio", "--registry", str(tmp_path / "nowhere")],
+        ["add-modality", "toyimh"],
+        ["add-modality", "toyimg", "--option", "nope=1"],
+        ["add-modality", "toyimg", "--epochs", "-1"],
+        ["link", "toyimg", "toyimg"],
+        ["config", "set", "data-rot", "x"],
+        ["import", str(tmp_path / "missing.tar")],
+        ["import", "http://127.0.0.1:1/graph.tar"],
+        ["eval", "--from", "toyimg", "--to", "toyaudio", "--split", "bogus"],
+    ]
+    outputs = {}
+    for args in cases:
+        out = run(*args)
+        assert out.exit_code != 0, (args, out.output)
+        outputs[" ".join(args[:2])] = out.output
+    # eval without the data: where to point modgraph, never a retraining or a download
+    monkeypatch.setenv("MODGRAPH_DATA", str(tmp_path / "no-data"))
+    missing = run("eval", "--from", "toyimg", "--to", "toyaudio")
+    assert missing.exit_code == 1, missing.output
+    assert "--data-root PATH" in missing.output and "modgraph config set data-root PATH" in missing.output
+    assert "add-modality" not in missing.output and "--download" not in missing.output
+    outputs["eval without data"] = missing.output
+    for what, text in outputs.items():
+        for pattern in INTERNAL:
+            assert not re.search(pattern, text), (what, pattern, text)
+        assert "retrain" not in text or what.startswith(("add-modality", "link")), (what, text)
+
+
+def test_collapse_warnings_say_chance_causes_flags_and_tune():
+    from modgraph.learning.evaluation import link_warning, near_chance, node_warnings
+
+    assert near_chance(0.10, 10) and near_chance(0.14, 10) and not near_chance(0.20, 10)
+    assert not near_chance(float("nan"), 10) and not near_chance(None, 10)
+    [line] = node_warnings("fsdd", {"recognizer_accuracy": 0.97, "reconstruction_accuracy": 0.10}, 10)
+    assert "at chance for 10 classes (10%)" in line and "--kl-weight" in line and "--lr" in line
+    assert "mostly noise" in line and line.endswith("modgraph tune fsdd")
+    assert node_warnings("fsdd", {"recognizer_accuracy": 0.97, "reconstruction_accuracy": 0.80}, 10) == []
+    warning = link_warning("fsdd", "mnist", {"accuracy": 0.11}, 10)
+    assert "at chance for mnist's 10 classes" in warning and warning.endswith("modgraph tune fsdd mnist")
+    assert link_warning("fsdd", "mnist", {"accuracy": 0.9}, 10) is None
+
+
+# -- folders and streams --------------------------------------------------------------------------
+@pytest.mark.usefixtures("toy_installed")
+def test_folders_count_what_they_skip_recurse_and_list_all(trained, tmp_path):
+    folder = tmp_path / "in"
+    for i in range(23):
+        toyplugin.image_file(folder / f"{i:02d}.png", i % 3, seed=i)
+    toyplugin.image_file(folder / "deeper" / "x.png", 1)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "README").write_text("no suffix")
+    out = run("read", "--modality", "toyimg", str(folder))
+    assert out.exit_code == 0, out.output
+    assert "Note: skipped 3 folder entries: 1 .txt, 1 subfolder, 1 no suffix (toyimg reads .png, .pgm; " \
+           "--recursive reads subfolders)" in out.output
+    assert "... and 3 more (--all or --json lists every input)" in out.output
+    assert "\n23 input(s) read, 0 failed, 3 folder entries skipped.\n" in out.output
+    every = run("read", "--modality", "toyimg", str(folder), "--recursive", "--all")
+    assert "deeper/x.png: toyimg read" in every.output and "... and" not in every.output
+    assert "24 input(s) read, 0 failed, 2 folder entries skipped" in every.output
+    written = run("translate", "--from", "toyimg", "--to", "toyaudio", str(folder), "-o", str(tmp_path / "out"))
+    assert "Route: toyimg -> toyaudio; 23 file(s) written, 0 failed, 3 folder entries skipped." in written.output
+
+
+@pytest.mark.usefixtures("toy_installed")
+def test_a_dash_reads_one_file_from_standard_input(trained, tmp_path):
+    image = toyplugin.image_file(tmp_path / "a.png", 2)
+    out = run("read", "--modality", "toyimg", "-", input=image.read_bytes())
+    assert out.exit_code == 0 and out.output.startswith("-: toyimg read "), out.output
+    out = run("translate", "--from", "toyimg", "--to", "toyaudio", "-", "-o", str(tmp_path / "o"), "--json",
+              input=image.read_bytes())
+    assert out.exit_code == 0, out.output
+    import json
+
+    row = json.loads(out.output.splitlines()[0])
+    assert row["input"] == "-" and row["outputs"] == [str(tmp_path / "o" / "stdin.wav")]
+    empty = run("read", "--modality", "toyimg", "-", input=b"")
+    assert empty.exit_code == 1 and "standard input" in empty.output and "was empty" in empty.output

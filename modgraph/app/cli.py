@@ -386,7 +386,7 @@ def read_cmd(name, inputs, as_json, quiet, registry, data_root, device, **given)
     report = read_files(mg, name, list(inputs), settings.texts, settings.recursive)
     _print_readings(report, name, None, as_json, quiet, settings.all)
     if not as_json and (len(report["rows"]) > 1 or report["skipped"] or report["errors"]):
-        click.echo(f"Read {_counts(report)}.")
+        click.echo(f"{_counts(report)}.")
     sys.exit(1 if report["errors"] else 0)
 
 
@@ -697,6 +697,9 @@ def serve_cmd(host, port, samples, registry, data_root, device):
     """Serve a Gradio page (and its API) to try the registry in a browser (needs: pip install 'modgraph[app]')."""
     from modgraph.app.page_server import serve
 
+    from modgraph.storage.registry import Registry
+
+    data_root = _trained_data_root(data_root, registry, Registry(registry).node_names())
     mg = _graph(registry, data_root, device, progress=False)
     serve(mg, host, port, samples, announce=lambda url: click.echo(f"Serving registry {mg.registry.root} on {url} "
                                                                    f"(Ctrl-C to stop)"))
@@ -708,8 +711,9 @@ def serve_cmd(host, port, samples, registry, data_root, device):
 @click.option("--space", type=click.Path(file_okay=False), metavar="DIR",
               help="Write a folder that runs the page of modgraph serve as a hub's Space instead (app.py, "
                    "requirements.txt, the archive, the card as README).")
+@_quiet
 @_registry
-def export_cmd(file, only, space, registry):
+def export_cmd(file, only, space, quiet, registry):
     """Write the registry to one tar FILE (.tar, or .tar.gz): nodes, edges, a manifest with hashes, the card."""
     from modgraph.storage.archive import export_registry
 
@@ -723,8 +727,11 @@ def export_cmd(file, only, space, registry):
         return
     if file is None:
         raise click.UsageError("give the FILE to write, or --space DIR")
-    report = export_registry(mg.registry, file, only=_via((only,)) if only else None,
-                             modalities=mg.available_modalities())
+    from modgraph.runtime.progress import phase
+
+    with phase(f"exporting to {file}", not quiet):
+        report = export_registry(mg.registry, file, only=_via((only,)) if only else None,
+                                 modalities=mg.available_modalities())
     m = report["manifest"]
     click.echo(printable(f"Wrote {report['path']} ({report['size']:,} bytes): {len(m['modalities'])} modalities "
                          f"({', '.join(m['modalities'])}), {len(m['associators'])} associators, manifest.json "

@@ -79,7 +79,7 @@ class _Heartbeat:
                     self.thread = None
                     return
                 top = self.running[-1]
-                quiet_for = time.monotonic() - self.last_line
+                quiet_for = time.monotonic() - max(self.last_line, top.start)  # silence within this step
             try:
                 top.tick(quiet_for >= heartbeat_seconds())
             except Exception:  # a closed stream at exit: progress is never worth a crash
