@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import _graph
+import toyplugin
 
 from modgraph.storage.journal import TEMPORARY
 
@@ -57,6 +57,16 @@ print(json.dumps({"renames": count[0]}))
 """
 
 
+def _graph(registry: Path, data_root: Path, cache_dir: Path):
+    from modgraph.api import ModGraph
+    from modgraph.plugins import PluginHost
+
+    host = PluginHost(load_entry_points=False)
+    host.add_plugin(toyplugin, name="toy", distribution=toyplugin.DISTRIBUTION, version=toyplugin.__version__)
+    return ModGraph(registry=registry, data_root=data_root, cache_dir=cache_dir, device="cpu", progress=False,
+                    plugins=host)
+
+
 def _run(op: str, kill_before: int, renames: int, paths: dict) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
            "MODGRAPH_NUM_THREADS": "1", "MODGRAPH_LOAD_PLUGINS": ""}
@@ -76,7 +86,7 @@ def _stamps(root: Path) -> dict[str, str]:
 
 def _consistent(root: Path, data: Path, cache: Path) -> None:
     """graph, eval and translate agree: every edge they route fits its nodes; the next writer leaves nothing."""
-    mg = _graph(registry=root, data_root=data, cache_dir=cache)
+    mg = _graph(root, data, cache)
     g = mg.graph()
     for a, b, meta in g.edges(data=True):
         if meta["stale"]:
