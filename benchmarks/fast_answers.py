@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,15 +39,25 @@ def commands(registry: Path) -> dict[str, list[str]]:
             "config": ["config"], "--help": ["--help"]}
 
 
-def time_command(args: list[str], repeat: int) -> tuple[float, bool]:
-    """The median seconds of ``repeat`` runs, and whether the command imported torch."""
-    seconds = []
+def median_seconds(argv: list[str], repeat: int) -> tuple[float, float]:
+    """Median wall and CPU (user + system) seconds of ``repeat`` runs: the CPU time is what the command
+    itself costs, the wall time also what other processes on a busy machine take from it."""
+    wall, cpu = [], []
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "modgraph", *args], capture_output=True, check=True)
-        seconds.append(time.perf_counter() - start)
+        subprocess.run(argv, capture_output=True, check=True)
+        wall.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def time_command(args: list[str], repeat: int) -> tuple[float, float, bool]:
+    """The median wall and CPU seconds of ``repeat`` runs, and whether the command imported torch."""
+    seconds, cpu = median_seconds([sys.executable, "-m", "modgraph", *args], repeat)
     probe = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True)
-    return statistics.median(seconds), "TORCH True" in probe.stderr
+    return seconds, cpu, "TORCH True" in probe.stderr
 
 
 def render(fig: dict) -> str:
@@ -54,11 +65,14 @@ def render(fig: dict) -> str:
              f"`python benchmarks/fast_answers.py --registry REGISTRY --repeat {fig['repeat']}` on {fig['when']} "
              f"({fig['platform']}, Python {fig['python']}); {fig['registry']}. Each command in a fresh process "
              f"(`python -m modgraph`), median of {fig['repeat']} runs; bar: under {BAR_SECONDS} s, torch never "
-             f"imported.", "",
-             "| command | seconds (median) | imports torch | bar met |", "| --- | --- | --- | --- |"]
+             f"imported. The machine's load average was {fig['load']} (2 cores) and an empty Python "
+             f"(`python -c pass`) took {fig['python_seconds'][0]:.3f} s wall, {fig['python_seconds'][1]:.3f} s CPU: "
+             "on a busy machine the wall time is mostly waiting for a core; the CPU time is what the command costs.",
+             "", "| command | wall seconds (median) | CPU seconds (median) | imports torch | bar met (wall) |",
+             "| --- | --- | --- | --- | --- |"]
     for name, row in fig["rows"].items():
-        lines.append(f"| `modgraph {name}` | {row['seconds']:.3f} | {'yes' if row['torch'] else 'no'} | "
-                     f"{'yes' if row['met'] else 'no'} |")
+        lines.append(f"| `modgraph {name}` | {row['seconds']:.3f} | {row['cpu_seconds']:.3f} | "
+                     f"{'yes' if row['torch'] else 'no'} | {'yes' if row['met'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -72,12 +86,14 @@ def main() -> None:
     args = parser.parse_args()
     rows = {}
     for name, command in commands(args.registry).items():
-        seconds, torch = time_command(command, args.repeat)
-        rows[name] = {"seconds": round(seconds, 4), "torch": torch,
+        seconds, cpu, torch = time_command(command, args.repeat)
+        rows[name] = {"seconds": round(seconds, 4), "cpu_seconds": round(cpu, 4), "torch": torch,
                       "met": seconds < BAR_SECONDS and not torch}
-        print(f"modgraph {' '.join(command)}: {seconds:.3f} s (median of {args.repeat}), "
+        print(f"modgraph {' '.join(command)}: {seconds:.3f} s wall, {cpu:.3f} s CPU (median of {args.repeat}), "
               f"torch {'imported' if torch else 'not imported'}")
     fig = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "platform": platform.platform(),
+           "load": round(os.getloadavg()[0], 1), "python_seconds": median_seconds([sys.executable, "-c", "pass"],
+                                                                                  args.repeat),
            "python": platform.python_version(), "repeat": args.repeat, "registry": args.note, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "fast_answers.json").write_text(json.dumps(fig, indent=2) + "\n")
