@@ -133,7 +133,7 @@ def test_the_member_table_lists_what_the_trial_found_missing():
 def test_no_doc_or_docstring_cites_a_file_outside_the_repository():
     """Users have the repository, not the notes it was written from (issue 32: 'CONVENTIONS rule 16')."""
     root = DOCS.parent.parent
-    paths = [*root.glob("docs/**/*.md"), *root.glob("modgraph/**/*.py"),
+    paths = [*root.glob("docs/**/*.md"), root / "README.md", *root.glob("modgraph/**/*.py"),
              *root.glob("modgraph/app/plugin_templates/*.tmpl"), *root.glob("plugins/*/README.md"),
              *root.glob("plugins/*/modgraph_*/*.py")]
     cited = [str(p.relative_to(root)) for p in paths if re.search(r"CONVENTIONS|/work/|\.\./shared/", p.read_text())]
