@@ -55,12 +55,11 @@ def _check_key(key: str) -> str:
 
 
 def _write(values: dict[str, str]) -> Path:
-    from modgraph.storage.atomic import atomic_path
+    from modgraph.storage.outputs import output_file
 
     path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(f"{CONFIG_KEYS[k]} = {json.dumps(v)}\n" for k, v in sorted(values.items()))
-    with atomic_path(path) as tmp:
+    with output_file(path) as tmp:  # only a regular file is replaced (a FIFO or a device there is refused)
         tmp.write_text(text, encoding="utf-8")
     return path
 
