@@ -318,8 +318,9 @@ def test_a_failed_import_into_a_new_registry_leaves_nothing(trained, exported, t
     bad = rewrite(exported, tmp_path / "bad.tar", change)
     target = tmp_path / "deep" / "new"
     result = run("import", str(bad), "--registry", str(target), ok=False)
-    assert result.exit_code == 1 and "non-finite weights" in result.output, result.output
-    assert not (tmp_path / "deep").exists()
+    assert result.exit_code == 1, result.output
+    assert "archive member nodes/toycolor.safetensors holds non-finite weights" in result.output, result.output
+    assert ".import-" not in result.output and not (tmp_path / "deep").exists()
 
 
 def test_a_folder_in_place_of_an_edge_is_refused_before_anything_is_replaced(trained, exported, isolated_env,
@@ -361,3 +362,27 @@ def test_endpoints_are_checked_under_the_lock(trained, exported, tmp_path, monke
     result = run("import", str(part), "--registry", str(target), "--force", ok=False)
     assert "needs modality 'toycolor'" in result.output
     assert not list((target / "edges").glob("*toycolor*"))
+
+
+def test_a_rename_that_fails_midway_is_completed_by_the_next_writer(trained, exported, isolated_env, tmp_path,
+                                                                    monkeypatch):
+    from modgraph.storage import journal
+    from modgraph.storage.registry import Registry
+
+    calls, real = [], journal.os.replace
+
+    def fail_third(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:  # the journal and one file landed
+            raise OSError(5, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(journal.os, "replace", fail_third)
+    target = tmp_path / "target"
+    with pytest.raises(archive.ModgraphError, match="interrupted .* the next modgraph command that writes"):
+        archive.import_archive(Registry(target), exported)
+    monkeypatch.setattr(journal.os, "replace", real)
+    with Registry(target).lock():
+        pass
+    assert snapshot(target) == shared(isolated_env["registry"])
+    assert not [p for p in target.iterdir() if p.name.startswith(".import-")]

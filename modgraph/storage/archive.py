@@ -292,18 +292,20 @@ def _destinations(registry: Registry, manifest: dict, force: bool) -> tuple[dict
 
 def _check_staged(registry: Registry, staging: Path, destinations: dict[str, Path]) -> None:
     """Load every staged file as a reader would: shapes, finite weights, and edges that fit their nodes."""
-    staged = Registry(staging)
-    nodes = {n: (registry.node_record(n), registry.node_path(n)) for n in registry.node_names()}
-    for name in destinations:
+    staged, nodes = Registry(staging), {}
+    for name in sorted(destinations, key=lambda n: not n.startswith("nodes/")):  # nodes first
         kind, names = member_kind(name)
-        if kind == "node":
-            record = staged.load_node(names[0])[0]
-            nodes[names[0]] = (record, staging / name)
-    for name in destinations:
-        kind, names = member_kind(name)
-        if kind == "edge":
+        try:
+            if kind == "node":
+                nodes[names[0]] = (staged.load_node(names[0])[0], staging / name)
+                continue
+            for end in set(names) - set(nodes):  # an endpoint the registry already holds
+                nodes[end] = (registry.node_record(end), registry.node_path(end))
             staged.check_edge_dims(staged.edge_record(*names), staging / name, nodes)
             staged.load_edge(*names, check_dims=False)
+        except ModgraphError as exc:  # said of the archive's member, not of the hidden staged copy
+            reason = str(exc).replace(f"registry file {staging}/", "").replace(f"{staging}/", "").split("; ")[0]
+            raise ArchiveError(f"archive member {reason}; refusing to import, nothing was imported") from None
 
 
 def import_archive(registry: Registry, archive: str | Path, force: bool = False) -> dict:
@@ -336,7 +338,8 @@ def import_archive(registry: Registry, archive: str | Path, force: bool = False)
                 raise ModgraphError(f"could not write into registry {registry.root}: {exc.strerror or exc}; nothing "
                                     f"was imported") from None
             finally:
-                journal.remove(staging)
+                if not any(registry.root.glob(".import-*.json")):  # else the next writer lands what is staged
+                    journal.remove(staging)
     except BaseException:
         _remove_folders(registry.root, created)
         raise

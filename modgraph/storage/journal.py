@@ -95,6 +95,7 @@ def complete(folder: Path) -> None:
         for journal in sorted(folder.glob(pattern)):
             for tmp, final in entries(journal) or []:
                 if _is_regular(tmp, journal.parent) and not final.is_dir():
+                    final.parent.mkdir(exist_ok=True)  # nodes/ or edges/ (checked not to be links)
                     os.replace(tmp, final)
             remove(journal)  # a bad one too: a link is removed, not followed
 
