@@ -42,11 +42,23 @@ def seconds(path: Path) -> float:
         return fh.getnframes() / fh.getframerate()
 
 
+def padded(clip: Path, folder: Path, silence: float = 3.0) -> Path:
+    """``clip`` followed by ``silence`` seconds of digital silence: played once, the fake microphone
+    then gives zeros until recording stops (past the end of a file it gives noise, which the reader keeps)."""
+    out = folder / clip.name
+    with wave.open(str(clip), "rb") as fh:
+        params, frames = fh.getparams(), fh.readframes(fh.getnframes())
+    with wave.open(str(out), "wb") as fh:
+        fh.setparams(params)
+        fh.writeframes(frames + bytes(int(silence * params.framerate) * params.sampwidth * params.nchannels))
+    return out
+
+
 def choose(tab, source: str, target: str) -> None:
     for element, value in (("source", source), ("target", target)):
         tab.click(f"#{element} input")
         tab.click(f"ul[role=listbox] li[aria-label='{value}']")
-    tab.wait_for_function(f"document.querySelector('#route').innerText.includes('Route: {source} →')")
+    tab.wait_for_function(f"document.querySelector('#route').innerText.includes('Route: {source}')")
 
 
 def speak(playwright, url: str, clip: Path, target: str, screenshot: Path | None) -> tuple[str, str, str]:
@@ -60,9 +72,9 @@ def speak(playwright, url: str, clip: Path, target: str, screenshot: Path | None
         tab.wait_for_selector("#source input")
         choose(tab, "fsdd", target)
         tab.click("#audio-in button.record-button")
-        tab.wait_for_timeout(int(1000 * seconds(clip)) + 700)
+        tab.wait_for_timeout(int(1000 * seconds(clip)) + 300)
         tab.click("#audio-in button.stop-button")
-        tab.wait_for_selector("#audio-in button[aria-label='Clear']")
+        tab.wait_for_selector("#audio-in .play-pause-button")  # the recording is uploaded and playable
         tab.click("#translate")
         tab.wait_for_function("document.querySelector('#status').innerText.startsWith('Route:') || "
                               "document.querySelector('#status').innerText.startsWith('⚠')")
@@ -95,14 +107,15 @@ def main() -> None:
     right = written_right = 0
     clips = recordings(args.data_root, args.count)
     with tempfile.TemporaryDirectory(prefix="modgraph-bench-mic-") as folder, sync_playwright() as playwright:
-        url, stop = serve_in_thread(make_app(mg, Path(folder)))
+        url, stop = serve_in_thread(make_app(mg, Path(folder) / "page"))
         try:
             for i, (digit, clip) in enumerate(clips):
-                heard, wrote, status = speak(playwright, url, clip, args.target,
+                heard, wrote, status = speak(playwright, url, padded(clip, Path(folder)), args.target,
                                              args.screenshot if i == 0 else None)
                 right += heard == str(digit)
                 written_right += wrote == str(digit)
-                print(f"{clip.name}: digit {digit}, read as {heard}, {args.target} output read as {wrote}", flush=True)
+                print(f"{clip.name}: digit {digit}, read as {heard}, {args.target} output read as {wrote}"
+                      + ("" if heard != "?" else f" ({status.strip().splitlines()[-1]})"), flush=True)
         finally:
             stop()
     print(f"spoken through the fake microphone: {right} of {len(clips)} read right by fsdd's recognizer; "

@@ -186,7 +186,9 @@ def live(trained_registry, toy_dataset, tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(live):
     client_module = pytest.importorskip("gradio_client")
-    return client_module.Client(live[0], verbose=False)
+    client = client_module.Client(live[0], verbose=False)
+    yield client
+    client.close()
 
 
 def test_docs_example_runs_against_a_live_server(live, client):
@@ -287,6 +289,7 @@ def test_export_space_runs_from_a_fresh_folder(trained, toy_data, tmp_path, inst
         client = client_module.Client(f"http://127.0.0.1:{number}/", verbose=False)
         files, _, report = client.predict("toyaudio", "toyimg", client_module.handle_file(str(toy_wav(toy_data))),
                                           "", api_name="/translate")
+        client.close()
         assert report["route"] == ["toyaudio", "toyimg"] and Path(files[0]).suffix == ".png"
     finally:
         process.terminate()
@@ -343,7 +346,7 @@ def test_page_speak_into_the_microphone(tab, tmp_path):
     tab.click("#audio-in button.record-button")
     tab.wait_for_timeout(1000)
     tab.click("#audio-in button.stop-button")
-    tab.wait_for_selector("#audio-in button[aria-label='Clear']")
+    tab.wait_for_selector("#audio-in .play-pause-button")  # the recording is uploaded and playable
     status = translate(tab)
     assert "toyaudio's recognizer reads the input as" in status and "toyimg's recognizer reads the output" in status
     assert "cut or padded" in tab.inner_text("#notes")  # the toy reader's note on a long recording
@@ -383,7 +386,7 @@ def test_page_upload_a_bad_file_then_a_good_one(tab, live, tmp_path):
     tab.click("#audio-in button[aria-label='Clear']")
     tab.click("#audio-in button[aria-label='Upload file']")
     tab.set_input_files("#audio-in input[type=file]", str(toy_wav(live[1], 2)))
-    tab.wait_for_selector("#audio-in button[aria-label='Clear']")
+    tab.wait_for_selector("#audio-in .play-pause-button")
     status = translate(tab)
     assert "⚠" not in status and "toyimg's recognizer reads the output" in status
     tab.wait_for_selector("#output-image img")

@@ -159,7 +159,8 @@ def make_server(app):
     """A uvicorn server for ``app``; ``server.run(sockets=[bind(...)])`` serves until ``server.should_exit``."""
     import uvicorn
 
-    return uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    # Open event streams are not waited for past a few seconds when it stops.
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3))
 
 
 def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0, timeout: float = 60.0):

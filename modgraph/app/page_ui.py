@@ -16,7 +16,9 @@ from modgraph.errors import ModgraphError
 logger = logging.getLogger(__name__)
 MAX_BETWEEN = 3  # modalities in between shown (a longer route shows its first ones)
 CANVAS = 280
-CSS = ".modgraph-status p { margin: 0 }"
+# Small pictures (28x28 digits) shown large and sharp.
+CSS = (".modgraph-status p { margin: 0 } "
+       ".modgraph-picture img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain }")
 INTERNAL_ERROR = "Something went wrong on the server while translating; its log has the details."
 INPUT_KINDS = ("audio", "image", "text", "file")
 OUTPUT_KINDS = ("image", "audio", "text", "file")
@@ -202,11 +204,13 @@ class PageUI:
                         for i in range(MAX_BETWEEN):
                             with gr.Group(visible=False, elem_id=f"stop-{i + 1}") as group:
                                 title = gr.Markdown()
-                                picture = gr.Image(label="In between", interactive=False, elem_id=f"stop-{i + 1}-image")
+                                picture = gr.Image(label="In between", interactive=False, elem_id=f"stop-{i + 1}-image",
+                                                   height=240, elem_classes="modgraph-picture")
                                 sound = gr.Audio(label="In between", interactive=False, elem_id=f"stop-{i + 1}-audio")
                                 reading = gr.Label(num_top_classes=3, label="Read as")
                             between += [group, title, picture, sound, reading]
-                        out_image = gr.Image(label="Output", interactive=False, elem_id="output-image")
+                        out_image = gr.Image(label="Output", interactive=False, elem_id="output-image", height=240,
+                                             elem_classes="modgraph-picture")
                         out_audio = gr.Audio(label="Output", interactive=False, elem_id="output-audio")
                         out_text = gr.Textbox(label="Output", interactive=False, elem_id="output-text")
                         out_file = gr.File(label="Output", interactive=False, elem_id="output-file")
