@@ -100,7 +100,7 @@ def options_mapping(values: tuple[str, ...], options_file: str | None) -> dict:
     merged: dict = {}
     if options_file:
         try:  # size and nesting bounded; a FIFO or a device is refused, never read
-            merged.update(parse_toml(read_bounded(options_file, what="--options-file", error=ConfigError),
+            merged.update(parse_toml(read_bounded(options_file, what="--options-file", error=ConfigError, follow=True),
                                      f"--options-file {options_file}"))
         except FileNotFoundError:
             raise ConfigError(f"--options-file {options_file} does not exist") from None

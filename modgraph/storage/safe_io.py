@@ -93,20 +93,22 @@ def check_parameters(build, path: Path, what: str) -> None:
                                    f"the {MAX_PARAMETERS:,} modgraph loads; delete it")
 
 
-def open_regular(path: str | Path, what: str = "registry file", error: type[ModgraphError] = RegistryCorruptError):
+def open_regular(path: str | Path, what: str = "registry file", error: type[ModgraphError] = RegistryCorruptError,
+                 follow: bool = False):
     """``path`` opened for reading (binary) if it is a regular file, else one ``error`` line.
 
     Checked before opening (opening a device may act on it) and again on the open file; opened
-    without following a link and without blocking, so a FIFO swapped in meanwhile is refused,
-    never waited on. A missing file raises ``FileNotFoundError``.
+    without blocking, so a FIFO swapped in meanwhile is refused, never waited on, and without
+    following a link unless ``follow`` (a file a user names may be a link to a regular file; a
+    file inside a registry may not). A missing file raises ``FileNotFoundError``.
     """
     refusal = f"{what} {path} is not a regular file; modgraph reads only regular files (no FIFO, device or folder)"
     linked = f"{what} {path} is a symbolic link; modgraph does not follow links here"
     try:
-        info = os.lstat(path)
+        info = os.stat(path) if follow else os.lstat(path)
         if not stat.S_ISREG(info.st_mode):
             raise error(linked if stat.S_ISLNK(info.st_mode) else refusal)
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(path, _OPEN_FLAGS & ~os.O_NOFOLLOW if follow else _OPEN_FLAGS)
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -121,10 +123,10 @@ def open_regular(path: str | Path, what: str = "registry file", error: type[Modg
 
 
 def read_bounded(path: str | Path, max_bytes: int = MAX_SMALL_FILE, what: str = "registry file",
-                 error: type[ModgraphError] = RegistryCorruptError) -> bytes:
+                 error: type[ModgraphError] = RegistryCorruptError, follow: bool = False) -> bytes:
     """The bytes of ``path`` if it is a regular file (:func:`open_regular`) of at most ``max_bytes``, else one
     ``error`` line; never more than ``max_bytes`` + 1 bytes are read, whatever the file claims."""
-    with open_regular(path, what, error) as fh:
+    with open_regular(path, what, error, follow) as fh:
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise error(f"{what} {path} is larger than the {max_bytes:,} bytes modgraph reads")
@@ -165,8 +167,9 @@ def parse_toml(text: str | bytes, where: str, error: type[ModgraphError] = Confi
 
 def load_bounded(path: str | Path, what: str, error: type[ModgraphError] = ConfigError,
                  max_bytes: int = MAX_SMALL_FILE):
-    """A JSON (``.json``) or TOML (any other suffix) file, read with :func:`read_bounded`, parsed bounded."""
-    data = read_bounded(path, max_bytes, what, error)
+    """A JSON (``.json``) or TOML (any other suffix) file a user names (a link to a regular file is followed),
+    read with :func:`read_bounded`, parsed bounded."""
+    data = read_bounded(path, max_bytes, what, error, follow=True)
     syntax = "json" if Path(path).suffix.lower() == ".json" else "toml"
     return _parse(data, syntax, f"{what} {path}", error, max_bytes)
 

@@ -99,7 +99,7 @@ def stream_members(archive: Path) -> Iterator[tuple[tarfile.TarInfo, _Member | N
     """
     archive = Path(archive)
     try:
-        raw = open_regular(archive, "archive", ArchiveError)
+        raw = open_regular(archive, "archive", ArchiveError, follow=True)
     except FileNotFoundError:
         raise ArchiveError(f"archive {archive} does not exist; make one with: modgraph export FILE") from None
     with raw:
