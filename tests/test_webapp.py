@@ -25,7 +25,6 @@ import torch
 gr = pytest.importorskip("gradio")
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # Gradio's own pandas calls
 
-from conftest import _graph  # noqa: E402
 from modgraph.app import page_server  # noqa: E402
 from modgraph.app.page import MAX_PIXELS, MAX_UPLOAD_BYTES, Page  # noqa: E402
 from modgraph.errors import InputFileError  # noqa: E402
@@ -37,6 +36,18 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--disable-component-update", "--disable-sync",
                  # A wav file stands in for a microphone, allowed without asking.
                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+def toy_graph(registry: Path, data_root: Path, cache_dir: Path):
+    """A ModGraph over these paths with only the toy plugin (the live server's own, outside the test's env)."""
+    import toyplugin
+    from modgraph.api import ModGraph
+    from modgraph.plugins import PluginHost
+
+    host = PluginHost(load_entry_points=False)
+    host.add_plugin(toyplugin, name="toy", distribution=toyplugin.DISTRIBUTION, version=toyplugin.__version__)
+    return ModGraph(registry=registry, data_root=data_root, cache_dir=cache_dir, device="cpu", progress=False,
+                    plugins=host)
 
 
 def toy_wav(data: Path, label: int = 1) -> Path:
@@ -177,7 +188,7 @@ def live(trained_registry, toy_dataset, tmp_path_factory):
     base = tmp_path_factory.mktemp("serve")
     shutil.copytree(trained_registry, base / "registry")
     shutil.copytree(toy_dataset, base / "data")
-    mg = _graph(registry=base / "registry", data_root=base / "data", cache_dir=base / "cache")
+    mg = toy_graph(base / "registry", base / "data", base / "cache")
     url, stop = page_server.serve_in_thread(page_server.make_app(mg, base / "work"))
     yield url, base / "data"
     stop()
