@@ -99,7 +99,7 @@ def test_a_link_with_few_pairs_adds_confident_unpaired_sources_and_records_them(
 
     trained.link("toyimg", "toyaudio", epochs=1, one_way=True, paired_fraction=0.25, pseudo_label_confidence=1.0)
     edge = trained.graph().edges["toyimg", "toyaudio"]
-    assert "pseudo_labels" not in edge["metrics"] and edge["training"]["pseudo_label_confidence"] is None
+    assert "pseudo_labels" not in edge["metrics"] and edge["training"]["pseudo_label_confidence"] == 1.0  # as resolved
     paired_only = load_file(trained.registry.edge_path("toyimg", "toyaudio"))
     assert any(not torch.equal(with_spread[k], paired_only[k]) for k in with_spread)
 
