@@ -16,8 +16,8 @@ from modgraph.settings import (DEFAULT_ANCHOR, MAX_ANCHOR, EvalSettings, LinkSet
 from modgraph.storage.card import reproduce_commands
 
 # Options of the commands that are not training settings: where to run, what to read, how many processes.
-RUN_OPTIONS = {"name", "source", "target", "download", "registry", "data_root", "device", "precision", "nproc",
-               "nnodes", "node_rank", "rdzv_endpoint", "options_file"}
+RUN_OPTIONS = {"name", "source", "target", "download", "rebuild_features", "registry", "data_root", "device",
+               "precision", "nproc", "nnodes", "node_rank", "rdzv_endpoint", "options_file"}
 
 EVERY_NODE_SETTING = dict(latent_dim=7, epochs=2, recognizer_epochs=3, batch_size=16, lr=0.002, kl_weight=0.5,
                           vae_target="original", seed=5, options={"copies": 1}, exclude={"speaker": ["a", "b"]})
