@@ -38,7 +38,7 @@ _LAZY = {
         "ModgraphError", "PluginError", "DuplicateModalityError", "UnknownModalityError", "NotInRegistryError",
         "NoRouteError", "RegistryCorruptError", "DataNotFoundError", "FeatureCacheError", "InputFileError",
         "ConfigError", "PairingError", "TrainingDivergedError", "ArchiveError", "DeviceOutOfMemoryError",
-        "OutputPathError")},
+        "OutputPathError", "RegistryMismatchError")},
 }
 
 
