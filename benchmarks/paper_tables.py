@@ -1,16 +1,18 @@
 """The paper's evaluation on the data we have: Tables 1, 2 and 4 and Figure 6, mean ± std over seeds.
 
     python benchmarks/paper_tables.py [--data-root ../shared/data] [--seeds 0 1 2] [--budget default|quick]
-        [--fractions 1 0.5 0.2 0.1 0.05 0.02 0.01] [--skip-gtsrb-text] [--resume] [--out docs/results]
+        [--fractions 1 0.5 0.2 0.1 0.05 0.02 0.01] [--skip-gtsrb-text] [--resume] [--jobs N] [--out docs/results]
 
-Per seed, one registry under ``--work``/seed<N>: every node trained once (mnist, fmnist, fsdd,
-and gtsrb, text when their plugins are installed), then the links of Table 1 (F-MNIST <-> MNIST
-and F-MNIST <-> FSDD by index, MNIST <-> FSDD and GTSRB <-> text by concept), Table 4's cascade
-fsdd -> fmnist -> mnist against direct fsdd -> mnist, and Figure 6's paired fractions of
-fsdd <-> mnist, each linked into a second registry holding copies of the two nodes, so the
-full-pairing edges stay as they are, and F-MNIST <-> MNIST with 5% paired (beside the peers'
-5% runs) into a third. Each seed's figures are saved to ``--work``/seed<N>.json
-step by step; ``--resume`` keeps those and runs only the steps missing. Writes
+Per seed, one registry under ``--work``/seed<N>, trained through ``modgraph train`` from a spec
+written beside it: every node once (mnist, fmnist, fsdd, and gtsrb, text when their plugins are
+installed) and the links of Table 1 (F-MNIST <-> MNIST and F-MNIST <-> FSDD by index, MNIST <->
+FSDD and GTSRB <-> text by concept); Table 4's cascade fsdd -> fmnist -> mnist against direct
+fsdd -> mnist; Figure 6's paired fractions of fsdd <-> mnist, each linked (a one-link spec) into a
+registry holding copies of the two nodes, so the full-pairing edges stay as they are, and
+F-MNIST <-> MNIST with 5% paired (beside the peers' 5% runs) likewise. ``--jobs N`` trains N jobs
+at once, the cores shared out among them. Each seed's figures are saved to ``--work``/seed<N>.json
+step by step; ``--resume`` keeps those and runs only the steps missing, and ``modgraph train``
+skips what a registry already holds up to date, so an interrupted seed resumes where it stopped. Writes
 ``--out``/paper_tables.{json,md} and paper_fig6.png; then ``python benchmarks/render_results.py``.
 Seeds can run as parallel processes (``--seeds 0``, ``--seeds 1``, ...), and one
 ``--seeds 0 1 2 --resume`` afterwards writes the figures over all of them. ``--resume --redo
@@ -26,6 +28,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -90,6 +93,8 @@ def main() -> None:
                         help="with --resume: train these nodes again, and every link and figure that uses them")
     parser.add_argument("--device", default="cpu", help="where every model trains (cpu, cuda, auto); the "
                                                           "published tables were made on the CPU")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="modgraph train --jobs: training jobs at once, sharing the cores out as threads")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     parser.add_argument("--work", type=Path, default=Path("benchmarks/.work/paper"))
     args = parser.parse_args()
@@ -175,37 +180,43 @@ def run_seed(args, seed: int, modalities: list[str]) -> dict:
         return result
 
     quick = args.budget == "quick"
-    node_budget = {"epochs": QUICK["epochs"], "recognizer_epochs": QUICK["recognizer_epochs"]} if quick else {}
-    link_budget = {"epochs": QUICK["link_epochs"]} if quick else {}
+    node = {"seed": seed, **({"epochs": QUICK["epochs"], "recognizer_epochs": QUICK["recognizer_epochs"]}
+                             if quick else {})}
+    link = {"seed": seed, **({"epochs": QUICK["link_epochs"]} if quick else {})}
     mg = ModGraph(registry=root / "registry", data_root=args.data_root, device=args.device)
+    for name in args.redo_node:  # retrained by the train below, with every link that uses it
+        if mg.registry.node_path(name).exists():
+            mg.remove_modality(name)
+    for scenario in args.redo:
+        a, b = scenario.split("-")
+        if mg.graph().has_edge(a, b):
+            mg.unlink(a, b)
 
-    # Table 2: each node trained once per seed, reused by every link below.
+    # Table 2's nodes, each trained once per seed and reused by every link, and Table 1's links: one spec.
+    links = [(a, b, pairing) for a, b, pairing in LINKS if a in modalities and b in modalities]
+    spec = {"modalities": {name: node for name in modalities},
+            "links": [{"source": a, "target": b, "pairing": pairing, **link} for a, b, pairing in links]}
+    step("modgraph train: nodes and Table 1's links", lambda: train_spec(args, mg.registry.root, spec))
     for name in modalities:
         if name not in part["nodes"]:
-            m = step(f"add-modality {name}", lambda: mg.add_modality(name, seed=seed, **node_budget)["metrics"])
+            m = mg.registry.node_record(name).metrics
             part["nodes"][name] = {"recognizer": m["recognizer_accuracy"],
                                    "reconstruction": m["reconstruction_accuracy"]}
-            save()
-
     # Table 1: both directions of each scenario, on the test split.
-    for a, b, pairing in LINKS:
-        if a not in modalities or b not in modalities or f"{a}->{b}" in part["cross"]:
-            continue
-        step(f"link {a} {b} --pairing {pairing}", lambda: mg.link(a, b, pairing=pairing, seed=seed, **link_budget)
-             ["metrics"])
-        for src, dst in ((b, a), (a, b)):  # a->b last: it marks the scenario done
-            part["cross"][f"{src}->{dst}"] = mg.evaluate(src, dst)["accuracy"]
-        save()
+    for a, b, _ in links:
+        if f"{a}->{b}" not in part["cross"]:
+            for src, dst in ((b, a), (a, b)):  # a->b last: it marks the scenario done
+                part["cross"][f"{src}->{dst}"] = step(f"eval {src} -> {dst}", lambda: mg.evaluate(src, dst, anchor=0)["accuracy"])
+    save()
 
     # Table 4: fsdd -> fmnist -> mnist, decoded and re-encoded at fmnist, against the direct edge.
     if "fsdd->fmnist->mnist" not in part["cascade"]:
         part["cascade"]["fsdd->mnist"] = part["cross"]["fsdd->mnist"]
         part["cascade"]["fsdd->fmnist->mnist"] = step(
-            "eval fsdd -> mnist --via fmnist", lambda: mg.evaluate("fsdd", "mnist", via=["fmnist"])["accuracy"])
+            "eval fsdd -> mnist --via fmnist", lambda: mg.evaluate("fsdd", "mnist", via=["fmnist"], anchor=0)["accuracy"])
         save()
 
-    # Figure 6: fsdd <-> mnist at each paired fraction, into a registry holding copies of the two nodes.
-    sweep = None
+    # Figure 6: fsdd <-> mnist at each paired fraction, each into a registry holding copies of the two nodes.
     for fraction in args.fractions:
         key = f"{fraction:g}"
         if key in part["fractions"]:
@@ -215,33 +226,56 @@ def run_seed(args, seed: int, modalities: list[str]) -> dict:
                                       "mnist->fsdd": part["cross"]["mnist->fsdd"]}
             save()
             continue
-        if sweep is None:
-            (root / "sweep" / "nodes").mkdir(parents=True, exist_ok=True)
-            for name in ("fsdd", "mnist"):
-                shutil.copy(mg.registry.node_path(name), root / "sweep" / "nodes" / f"{name}.safetensors")
-            sweep = ModGraph(registry=root / "sweep", data_root=args.data_root, device=args.device)
-        step(f"link fsdd mnist --paired-fraction {key}",
-             lambda: sweep.link("fsdd", "mnist", paired_fraction=fraction, seed=seed, **link_budget)["metrics"])
-        part["fractions"][key] = {d: sweep.evaluate(*d.split("->"))["accuracy"] for d in ("fsdd->mnist", "mnist->fsdd")}
+        sweep = copies(args, mg, root / f"sweep-{key}", ("fsdd", "mnist"))
+        step(f"modgraph train: link fsdd mnist --paired-fraction {key}", lambda: train_spec(
+            args, sweep.registry.root, {"links": [{"source": "fsdd", "target": "mnist", "paired_fraction": fraction,
+                                                    **link}]}))
+        part["fractions"][key] = {d: sweep.evaluate(*d.split("->"), anchor=0)["accuracy"] for d in ("fsdd->mnist", "mnist->fsdd")}
         save()
     # Table 1's F-MNIST <-> MNIST with 5% paired, beside the peers' 5% runs, into a registry of node copies.
     if "fmnist-mnist" not in part.setdefault("semi", {}) and {"fmnist", "mnist"} <= set(modalities):
-        semi_root = root / "semi"
-        shutil.rmtree(semi_root, ignore_errors=True)
-        (semi_root / "nodes").mkdir(parents=True)
-        for name in ("fmnist", "mnist"):
-            shutil.copy(mg.registry.node_path(name), semi_root / "nodes" / f"{name}.safetensors")
-        semi = ModGraph(registry=semi_root, data_root=args.data_root, device=args.device)
+        semi = copies(args, mg, root / "semi", ("fmnist", "mnist"))
         key = f"{SEMI_FRACTION:g}"
-        step(f"link fmnist mnist --pairing index --paired-fraction {key}",
-             lambda: semi.link("fmnist", "mnist", pairing="index", paired_fraction=SEMI_FRACTION, seed=seed,
-                               **link_budget)["metrics"])
-        part["semi"]["fmnist-mnist"] = {d: semi.evaluate(*d.split("->"))["accuracy"]
+        step(f"modgraph train: link fmnist mnist --pairing index --paired-fraction {key}", lambda: train_spec(
+            args, semi.registry.root, {"links": [{"source": "fmnist", "target": "mnist", "pairing": "index",
+                                                   "paired_fraction": SEMI_FRACTION, **link}]}))
+        part["semi"]["fmnist-mnist"] = {d: semi.evaluate(*d.split("->"), anchor=0)["accuracy"]
                                         for d in ("fmnist->mnist", "mnist->fmnist")}
         save()
     part["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     save()
     return part
+
+
+def train_spec(args, registry: Path, spec: dict) -> str:
+    """Train a graph spec into ``registry`` through ``modgraph train``: what the registry holds up to date is
+    skipped, so an interrupted seed resumes where it stopped. The spec is written beside the registry."""
+    path = registry.with_name(registry.name + "-graph.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    resources = {"cpus": threads_per_job(args)}  # the cores shared out among the jobs that run at once
+    for job in [*spec.get("modalities", {}).values(), *spec.get("links", [])]:
+        job["resources"] = resources
+    path.write_text(json.dumps({"args": ["--device", args.device], **spec}, indent=2) + "\n")
+    command = [sys.executable, "-m", "modgraph", "train", str(path), "--registry", str(registry), "--data-root",
+               str(args.data_root), "--jobs", str(args.jobs)]
+    subprocess.run(command, check=True)
+    return f"{path.name} trained"
+
+
+def threads_per_job(args) -> int:
+    return max(1, (os.cpu_count() or 1) // args.jobs)
+
+
+def copies(args, mg, root: Path, names: tuple[str, ...]):
+    """A registry at ``root`` holding copies of ``names``' nodes from ``mg`` (copied again when retrained there)."""
+    (root / "nodes").mkdir(parents=True, exist_ok=True)
+    other = ModGraph(registry=root, data_root=args.data_root, device=args.device)
+    for name in names:
+        path = other.registry.node_path(name)
+        if not path.exists() or (other.registry.node_metadata(name).get("created")
+                                 != mg.registry.node_metadata(name).get("created")):
+            shutil.copy(mg.registry.node_path(name), path)
+    return other
 
 
 # -- figures over seeds ------------------------------------------------------------------------
@@ -390,7 +424,7 @@ def write_outputs(args, parts: dict[int, dict], modalities: list[str]) -> None:
     agg = aggregate(parts)
     fractions = [f"{f:g}" for f in args.fractions]
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
-            "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpus": os.cpu_count(), "threads": threads_per_job(args), "jobs": args.jobs, "torch": torch.__version__,
             "modgraph": __version__, "command": args.command, "data_root": str(args.data_root),
             "budget": args.budget, "seeds": sorted(parts), "modalities": modalities}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -407,7 +441,8 @@ def write_outputs(args, parts: dict[int, dict], modalities: list[str]) -> None:
            "figures say nothing about modgraph.**\n\n" if quick else "")
         + f"`MODGRAPH_DATA={args.data_root} {args.command}`\n\n"
         f"{meta['date']} · {meta['machine']}, {meta['cpus']} CPU cores, no GPU · torch {meta['torch']}, modgraph "
-        f"{meta['modgraph']} · {meta['threads']} torch thread(s) · seeds {', '.join(map(str, sorted(parts)))} · "
+        f"{meta['modgraph']} · {meta['jobs']} job(s) at once of {meta['threads']} torch thread(s) each "
+        f"(`modgraph train`) · seeds {', '.join(map(str, sorted(parts)))} · "
         f"budget: {'quick (1 epoch each)' if quick else 'the defaults of each modality'} · training and evaluation "
         f"time per seed: {', '.join(f'{s}: {v:,} s' for s, v in seconds.items())} · raw figures: "
         "[paper_tables.json](paper_tables.json)\n\n"
