@@ -43,8 +43,11 @@ def commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]
     return found
 
 
-def help_text(path: str, command: click.Command) -> str:
-    ctx = click.Context(command, info_name=path, terminal_width=WIDTH, max_content_width=WIDTH)
+def help_text(path: str, command: click.Command, root: click.Group) -> str:
+    # Under the root group's context, as `modgraph COMMAND --help` runs it: the help option's
+    # names (-h, --help) come from the group, whichever way click first built the command's.
+    parent = click.Context(root, info_name="modgraph", terminal_width=WIDTH, max_content_width=WIDTH)
+    ctx = click.Context(command, info_name=path, parent=parent, terminal_width=WIDTH, max_content_width=WIDTH)
     return command.get_help(ctx)
 
 
@@ -55,7 +58,7 @@ def render() -> str:
     listed = commands(main, "modgraph")
     parts += [f"- [`{path}`](#{path.replace(' ', '-')}): {command.get_short_help_str(80)}" for path, command in listed]
     for path, command in listed:
-        parts += ["", f"## {path}", "", "```text", help_text(path, command), "```"]
+        parts += ["", f"## {path}", "", "```text", help_text(path, command, main), "```"]
     return "\n".join(parts) + "\n"
 
 
