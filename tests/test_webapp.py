@@ -165,6 +165,7 @@ def test_serve_prints_its_address_and_needs_the_extra(trained, monkeypatch):
 
     monkeypatch.setattr(page_server, "make_server", lambda app: Server())
     monkeypatch.setattr(page_server, "make_app", lambda *a, **k: None)
+    monkeypatch.setattr(page_server, "guard_images", lambda: None)  # Pillow's limits stay this process's own
     result = CliRunner().invoke(main, ["serve", "--port", "0"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Serving registry ") and " on http://127.0.0.1:" in result.output

@@ -125,7 +125,6 @@ def make_app(mg, workdir: Path, loopback_only: bool = True, samples: int = 1):
 
     from modgraph.app.page_ui import CSS, PageUI
 
-    guard_images()
     workdir = Path(workdir)
     page = Page(mg, workdir, samples=samples)
     demo = PageUI(page).build()
@@ -193,6 +192,7 @@ def serve(mg, host: str = "127.0.0.1", port: int = 8000, samples: int = 1, annou
     if missing:
         raise ModgraphError(f"modgraph serve needs the app extra ({', '.join(missing)} missing): "
                             f"pip install 'modgraph[app]'")
+    guard_images()  # process-wide: only where this process is the server
     sock = bind(host, port)
     with tempfile.TemporaryDirectory(prefix="modgraph-serve-") as workdir:
         server = make_server(make_app(mg, Path(workdir), loopback_only=is_loopback(host), samples=samples))

@@ -66,12 +66,13 @@ def run_space(archive: str | Path) -> None:
     """Import ``archive`` into a fresh registry and serve the page where a Space expects it
     (``GRADIO_SERVER_NAME``, ``GRADIO_SERVER_PORT``; 127.0.0.1:7860 when they are not set)."""
     from modgraph.api import ModGraph
-    from modgraph.app.page_server import bind, is_loopback, make_app, make_server
+    from modgraph.app.page_server import bind, guard_images, is_loopback, make_app, make_server
     from modgraph.storage.archive import import_archive
     from modgraph.storage.registry import Registry
 
     host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    guard_images()
     with tempfile.TemporaryDirectory(prefix="modgraph-space-") as workdir:
         registry = Registry(Path(workdir) / "registry")
         import_archive(registry, archive)
