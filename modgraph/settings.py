@@ -205,11 +205,11 @@ class ResolvedLink(BaseModel):
     select: Literal["loss", "accuracy"]
     exclude: GroupValues
 
-
     def training_header(self) -> dict[str, Any]:
         """The settings part of an associator's stored ``training`` header (``pairing`` and
         ``paired_fraction`` head the header itself)."""
         return self.model_dump(exclude={"pairing", "paired_fraction"})
+
 
 class JobResources(BaseModel):
     """What one job of a graph spec asks of each machine it runs on (``modgraph train``; Ray's task resources)."""

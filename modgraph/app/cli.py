@@ -638,7 +638,7 @@ def train_cmd(spec, jobs, ray_address, dry_run, registry, data_root):
 
 @main.command("card")
 @click.option("-o", "--output", type=click.Path(), help="Write the card here [default: print it].")
-@click.option("--registry", envvar="MODGRAPH_REGISTRY", type=click.Path(file_okay=False))
+@_registry
 def card_cmd(output, registry):
     """Write the registry's model card (markdown) from its file headers: nodes, edges, datasets, commands."""
     from modgraph.storage.card import write_card
