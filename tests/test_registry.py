@@ -151,6 +151,35 @@ def test_concurrent_writers_leave_only_valid_files(tmp_path):
     assert not temp_files(root)
 
 
+def test_a_header_is_read_again_whenever_its_file_changed(tmp_path, monkeypatch):
+    """Headers are kept between reads (a server reads the graph per request), never past a change."""
+    import os
+
+    registry = Registry(tmp_path / "registry")
+    path = registry.node_path("kept")
+    registry.write(path, {"w": torch.zeros(4)}, {"kind": "modality", "name": "kept", "value": "1"})
+    reads = []
+    original = modgraph.storage.registry.file_metadata
+    monkeypatch.setattr(modgraph.storage.registry, "file_metadata", lambda p: reads.append(p) or original(p))
+    registry.read_metadata(path), registry.read_metadata(path)
+    assert len(reads) == 2  # written just now: its times may not tick again at the next change
+    monkeypatch.setattr(modgraph.storage.registry, "RECENT_NS", -1)
+    assert registry.read_metadata(path)["value"] == registry.read_metadata(path)["value"] == "1"
+    assert len(reads) == 3
+    registry.write(path, {"w": torch.zeros(4)}, {"kind": "modality", "name": "kept", "value": "2"})  # a rename
+    assert registry.read_metadata(path)["value"] == "2"
+    data = bytearray(path.read_bytes())  # changed in place: same inode, same size, a later time
+    at = data.index(b'"value":"2"')
+    data[at + 9] = ord("3")
+    before = path.stat().st_mtime_ns
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+    assert registry.read_metadata(path)["value"] == "3"
+    assert len(reads) == 5
+    registry.read_metadata(path)["config"] = "mutated"  # what a caller does to its copy stays there
+    assert "config" not in registry.read_metadata(path)
+
+
 def test_a_held_lock_is_reported_not_waited_on_forever(tmp_path):
     from filelock import FileLock
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,9 @@ from modgraph.storage.safe_io import (NAME_PATTERN, check_name, check_parameters
                                       parse_json, real_folder, regular_file)
 
 FORMAT_VERSION = "1"
+# A file changed this recently is read again next time: file times tick as coarsely as the kernel's
+# clock, so a change within the same tick would leave them as they were.
+RECENT_NS = 2_000_000_000
 # Header fields holding JSON (everything in a safetensors header is a string).
 JSON_FIELDS = ("config", "preprocessing", "metrics", "data", "options", "classes", "class_map", "training",
                "dataset", "paired_fraction")
@@ -74,6 +78,8 @@ class Registry:
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_registry()
+        # Raw headers (strings) by path, with the file's identity when read: a rewrite is a rename (a new inode).
+        self._headers: dict[Path, tuple[tuple, dict[str, str]]] = {}
 
     # -- paths ------------------------------------------------------------------------
     @property
@@ -164,10 +170,19 @@ class Registry:
 
     # -- reading -------------------------------------------------------------------------
     def read_metadata(self, path: Path) -> dict:
-        """The parsed header of a registry file (no tensors are loaded)."""
+        """The parsed header of a registry file (no tensors are loaded); parsed again only when the file
+        changed (a server answering many requests reads each file once)."""
         try:
-            check_safetensors_header(path, regular_file(path).st_size)
-            raw = file_metadata(path)
+            info = regular_file(path)
+            identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+            cached = self._headers.get(path)
+            if cached is not None and cached[0] == identity:
+                raw = cached[1]
+            else:
+                check_safetensors_header(path, info.st_size)
+                raw = file_metadata(path)
+                if time.time_ns() - max(info.st_mtime_ns, info.st_ctime_ns) > RECENT_NS:
+                    self._headers[path] = (identity, raw)
         except FileNotFoundError:
             raise
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:

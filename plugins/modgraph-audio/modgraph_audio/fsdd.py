@@ -7,6 +7,7 @@ augmented copies to the training split, and reads and writes user audio files.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -24,6 +25,11 @@ from modgraph_audio.speech import SpeechModality, SpeechOptions
 from modgraph_audio.speech_profiles import FSDD_PROFILE
 
 RELEASE_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
+# What the release's recordings/ holds, checked after a download: 3,000 wavs whose `sha256sum` listing
+# (sorted by name, "HASH  NAME" lines) has this sha256. GitHub rebuilds its archives, so the archive's own
+# bytes are not pinned; the files in it are.
+RELEASE_RECORDINGS = 3000
+RELEASE_DIGEST = "1801eae019c063377d98f831d3f93574f259475df7332bb0e3d1b080fb5e6959"
 CONCEPTS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEST_TAKES = 5  # the dataset's README: takes 0-4 of every speaker and digit are the test set
 _FILE_NAME = re.compile(r"^(?P<digit>[0-9])_(?P<speaker>.+)_(?P<index>[0-9]+)\.wav$")
@@ -138,8 +144,17 @@ def _list_recordings(folder: Path) -> list[tuple[Path, int, str, int]]:
     return found
 
 
+def recordings_digest(folder: Path) -> tuple[int, str]:
+    """How many wavs ``folder`` holds and the sha256 of their ``sha256sum`` listing (sorted by name)."""
+    lines = []
+    for path in sorted(folder.glob("*.wav"), key=lambda p: p.name):
+        lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
+    return len(lines), hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 def download_fsdd(root: Path, url: str = RELEASE_URL) -> Path:
-    """Fetch the FSDD release archive and extract its ``recordings/`` into ``<root>/fsdd/recordings``."""
+    """Fetch the FSDD release archive and extract its ``recordings/`` into ``<root>/fsdd/recordings``, once
+    they are checked against the release's (:data:`RELEASE_DIGEST`); else nothing is kept."""
     target = Path(root) / "fsdd" / "recordings"
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
@@ -164,6 +179,12 @@ def download_fsdd(root: Path, url: str = RELEASE_URL) -> Path:
                 f"folder at {target}") from None
         if not any(staging.iterdir()):
             raise DataNotFoundError(f"the archive at {url} holds no recordings/*.wav; put the recordings at {target}")
+        count, digest = recordings_digest(staging)
+        if (count, digest) != (RELEASE_RECORDINGS, RELEASE_DIGEST):
+            raise DataNotFoundError(
+                f"the recordings downloaded from {url} are not FSDD v1.0.10's ({count} wavs, digest {digest[:12]}…; "
+                f"expected {RELEASE_RECORDINGS}, {RELEASE_DIGEST[:12]}…): the download was damaged or the release "
+                f"changed. Nothing was kept; try again, or put the recordings at {target} by hand")
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)

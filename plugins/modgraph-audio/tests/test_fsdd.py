@@ -317,10 +317,12 @@ def test_trimming_centres_the_word_whenever_it_was_said(tmp_path, audio):
     assert trim.cache_key() != plain.cache_key()
 
 
-def test_download_extracts_only_the_recordings(tmp_path, wav_8k):
+def test_download_extracts_only_the_recordings(tmp_path, wav_8k, monkeypatch):
     # A local archive shaped like the GitHub release, fetched through a file:// URL: no network.
+    import shutil
     import tarfile
 
+    from modgraph_audio import fsdd as fsdd_module
     from modgraph_audio.fsdd import download_fsdd
 
     archive = tmp_path / "release.tar.gz"
@@ -329,6 +331,15 @@ def test_download_extracts_only_the_recordings(tmp_path, wav_8k):
         tar.add(wav_8k, arcname="free-spoken-digit-dataset-1.0.10/recordings/3_carol_1.wav")
         tar.add(wav_8k, arcname="free-spoken-digit-dataset-1.0.10/utils/noise.wav")
     root = tmp_path / "data"
+    with pytest.raises(DataNotFoundError, match="not FSDD v1.0.10's .2 wavs.*expected 3000"):
+        download_fsdd(root, url=archive.as_uri())  # not the release's files: refused, nothing kept
+    assert not (root / "fsdd" / "recordings").exists() and not list((root / "fsdd").iterdir())
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    for name in ("3_carol_1.wav", "3_carol_7.wav"):
+        shutil.copy(wav_8k, staged / name)
+    monkeypatch.setattr(fsdd_module, "RELEASE_RECORDINGS", 2)
+    monkeypatch.setattr(fsdd_module, "RELEASE_DIGEST", fsdd_module.recordings_digest(staged)[1])
     target = download_fsdd(root, url=archive.as_uri())
     assert target == root / "fsdd" / "recordings"
     assert sorted(p.name for p in target.iterdir()) == ["3_carol_1.wav", "3_carol_7.wav"]
