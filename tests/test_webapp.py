@@ -94,6 +94,18 @@ def test_the_file_is_the_one_translate_writes(page, trained, toy_data, tmp_path,
     assert cascade.target.files[0].read_bytes() == (tmp_path / "cli.wav").read_bytes()
 
 
+def test_translations_side_by_side_write_what_one_alone_writes(page, toy_data):
+    """The page translates several requests at once on the models it loaded once (only loading is locked)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    inputs = [toy_png(toy_data, label % 3) for label in range(12)]
+    alone = [page.translate("toyimg", "toycolor", p)[0].target.files[0].read_bytes() for p in inputs[:3]]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(lambda p: page.translate("toyimg", "toycolor", p)[0], inputs))
+    assert [c.target.files[0].read_bytes() for c in together] == alone * 4
+    assert len({c.target.files[0].parent for c in together}) == 12  # each in a folder of its own
+
+
 def test_a_cascade_keeps_the_modality_in_between(page, toy_data):
     cascade, _ = page.translate("toyimg", "toycolor", toy_png(toy_data, 1))
     assert cascade.path == ["toyimg", "toyaudio", "toycolor"]
@@ -225,6 +237,25 @@ def test_api_shows_the_stop_in_between_and_errors_in_words(live, client):
     with pytest.raises(Exception) as caught:
         client.predict("toyaudio", "toyimg", handle_file(str(toy_png(data, 0))), "", api_name="/translate")
     assert "toyaudio reads .wav files, not .png" in str(caught.value) and "/tmp" not in str(caught.value)
+
+
+def test_docs_http_example_runs_against_a_live_server(live):
+    """docs/serve.md's curl example (upload, start the call, read its event stream), made with httpx."""
+    httpx = pytest.importorskip("httpx")
+    url, data = live
+    doc = (ROOT / "docs" / "serve.md").read_text()
+    for step in ("/gradio_api/upload", "/gradio_api/call/translate", "/gradio_api/call/translate/$EVENT_ID"):
+        assert step in doc
+    with httpx.Client(base_url=url, timeout=60) as http, open(toy_wav(data, 2), "rb") as fh:
+        [path] = http.post("gradio_api/upload", files={"files": ("two.wav", fh)}).json()
+        file = {"path": path, "meta": {"_type": "gradio.FileData"}}
+        event = http.post("gradio_api/call/translate", json={"data": ["toyaudio", "toyimg", file, ""]}).json()
+        lines = http.get(f"gradio_api/call/translate/{event['event_id']}").text.splitlines()
+    assert "event: complete" in lines, lines
+    import json
+
+    files, between, report = json.loads(lines[lines.index("event: complete") + 1][len("data:"):])
+    assert report["route"] == ["toyaudio", "toyimg"] and files[0]["path"].endswith(".png") and between == []
 
 
 def _raw_request(url: str, head: str, body_chunks=()) -> bytes:

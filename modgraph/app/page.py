@@ -111,8 +111,9 @@ def visitor_message(exc: Exception, path: Path | None, shown_name: str) -> str:
 class Page:
     """The page's work over one :class:`~modgraph.api.ModGraph`, loaded once per process.
 
-    A lock serialises model work (a ModGraph caches loaded nodes and is not thread-safe); every
-    file it writes lives under ``workdir``.
+    A lock serialises loading (a ModGraph caches the nodes and associators it loads); translations
+    run side by side on the loaded models, which they only read. Every file it writes lives under
+    ``workdir``.
     """
 
     def __init__(self, mg, workdir: Path, samples: int = 1):
@@ -170,25 +171,27 @@ class Page:
         from modgraph.settings import TranslateSettings
 
         anchor = TranslateSettings().anchor if anchor is None else anchor
-        with self.lock:
+        with self.lock:  # loading is serialised; the loaded models are only read, by any number of requests
             path = self.mg.route(source, target)
-            modality = self.mg.node(source).modality
+            for a, b in zip(path[:-1], path[1:]):
+                self.mg.associator(a, b)
+            modality = [self.mg.node(name) for name in path][0].modality
             folder = self._new_folder()
-            if file is None:
-                if text is None or not text.strip():
-                    raise InputFileError(f"give {source} an input first" + (
-                        ": type some text" if input_kind(modality) == "text" else ""))
-                if len(text) > MAX_TEXT_CHARS:
-                    raise InputFileError(f"the text is {len(text):,} characters; this page takes {MAX_TEXT_CHARS:,}")
-                x, notes, stem = modality.read_text(text), [], _stem(text)
-            else:
-                file = Path(file)
-                shown_name = shown_name or file.name
-                check_upload(file, shown_name, modality)
-                x, notes = self._read(modality, file, shown_name)
-                stem = _stem(Path(shown_name).stem)
-            cascade = translate_cascade(self.mg, path, x, folder, self.samples, anchor, stem=stem)
-            return cascade, [visitor_message(ValueError(n), file, shown_name or "") for n in notes] + cascade.notes
+        if file is None:
+            if text is None or not text.strip():
+                raise InputFileError(f"give {source} an input first" + (
+                    ": type some text" if input_kind(modality) == "text" else ""))
+            if len(text) > MAX_TEXT_CHARS:
+                raise InputFileError(f"the text is {len(text):,} characters; this page takes {MAX_TEXT_CHARS:,}")
+            x, notes, stem = modality.read_text(text), [], _stem(text)
+        else:
+            file = Path(file)
+            shown_name = shown_name or file.name
+            check_upload(file, shown_name, modality)
+            x, notes = self._read(modality, file, shown_name)
+            stem = _stem(Path(shown_name).stem)
+        cascade = translate_cascade(self.mg, path, x, folder, self.samples, anchor, stem=stem)
+        return cascade, [visitor_message(ValueError(n), file, shown_name or "") for n in notes] + cascade.notes
 
     @staticmethod
     def _read(modality: Modality, file: Path, shown_name: str):

@@ -17,7 +17,7 @@ from modgraph.errors import ModgraphError
 
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + (1 << 20)  # one upload and the form around it
 QUEUE_SIZE = 64  # requests waiting; more are refused at once
-WORKERS = 4  # requests handled at once: uploads and files overlap, the model takes one at a time (Page.lock)
+WORKERS = 4  # requests handled at once: they share the loaded models (Page.lock serialises only loading)
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
