@@ -94,7 +94,7 @@ def test_more_processes_than_gpus_is_one_line_before_launching(monkeypatch):
         _one_line(result, "--nproc 4 starts one process per GPU, but this machine has 2 GPU(s)", "--nproc 2",
                   "--device cpu")
     launched = []
-    monkeypatch.setattr(launch, "run_torchrun", lambda nproc, args: launched.append(nproc))
+    monkeypatch.setattr(launch, "run_torchrun", lambda nproc, args, *machines: launched.append(nproc))
     assert CliRunner().invoke(main, ["link", "a", "b", "--nproc", "2", "--device", "cuda"]).exit_code == 0
     assert CliRunner().invoke(main, ["link", "a", "b", "--nproc", "8", "--device", "cpu"]).exit_code == 0
     assert launched == [2, 8]

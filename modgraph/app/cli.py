@@ -181,10 +181,8 @@ def _scale_out(f):
             launch.check_gpus(nproc, kwargs.get("device"))
             if nnodes > 1:
                 launch.check_rendezvous(nnodes, node_rank, rdzv_endpoint)
-            args = _command_line(click.get_current_context())
-            if nnodes == 1:
-                return launch.run_torchrun(nproc, args)
-            return launch.run_torchrun(nproc, args, nnodes, node_rank, rdzv_endpoint)
+            return launch.run_torchrun(nproc, _command_line(click.get_current_context()), nnodes, node_rank,
+                                       rdzv_endpoint)
         from modgraph.runtime import distributed
         if distributed.is_main():
             return f(*args, **kwargs)

@@ -175,7 +175,8 @@ class Page:
             path = self.mg.route(source, target)
             for a, b in zip(path[:-1], path[1:]):
                 self.mg.associator(a, b)
-            modality = [self.mg.node(name) for name in path][0].modality
+            nodes = [self.mg.node(name) for name in path]
+            modality = nodes[0].modality
             folder = self._new_folder()
         if file is None:
             if text is None or not text.strip():
