@@ -1,4 +1,4 @@
-"""Issue 34's bar: the README recipe's graph trained one command after another, by ``train --jobs 2`` and on Ray.
+"""The README recipe's graph trained one command after another, by ``train --jobs 2`` and on Ray.
 
     python benchmarks/train_graph.py [--data-root ../shared/data] [--epochs N] [--recognizer-epochs N]
         [--link-epochs N] [--work benchmarks/.work/train_graph] [--out docs/results] [--render-only]
@@ -109,7 +109,7 @@ def run(args) -> dict:
 def render(out: dict) -> str:
     budget = ("the modalities' default epochs" if "epochs" not in out["spec"]
               else "reduced epochs (the spec below), not the defaults")
-    lines = ["## The README recipe's graph: one job at a time, `train --jobs 2`, `train --ray` (issue 34)", "",
+    lines = ["## The README recipe's graph: one job at a time, `train --jobs 2`, `train --ray`", "",
              f"{out['date']}, {out['machine']}, {out['cpus']} CPUs (shared with other work; load before each run "
              f"shown), modgraph {out['modgraph']}, one thread per job, {budget}. Command: `{out['command']}`.", "",
              "| run | wall time | load before |", "|---|---|---|"]
