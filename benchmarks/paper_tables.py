@@ -1,7 +1,8 @@
 """The paper's evaluation on the data we have: Tables 1, 2 and 4 and Figure 6, mean ± std over seeds.
 
     python benchmarks/paper_tables.py [--data-root ../shared/data] [--seeds 0 1 2] [--budget default|quick]
-        [--fractions 1 0.5 0.2 0.1 0.05 0.02 0.01] [--skip-gtsrb-text] [--resume] [--jobs N] [--out docs/results]
+        [--fractions 1 0.5 0.2 0.1 0.05 0.02 0.01] [--skip-gtsrb-text] [--resume] [--jobs N] [--threads N]
+        [--out docs/results]
 
 Per seed, one registry under ``--work``/seed<N>, trained through ``modgraph train`` from a spec
 written beside it: every node once (mnist, fmnist, fsdd, and gtsrb, text when their plugins are
@@ -14,7 +15,8 @@ at once, the cores shared out among them. Each seed's figures are saved to ``--w
 step by step; ``--resume`` keeps those and runs only the steps missing, and ``modgraph train``
 skips what a registry already holds up to date, so an interrupted seed resumes where it stopped. Writes
 ``--out``/paper_tables.{json,md} and paper_fig6.png; then ``python benchmarks/render_results.py``.
-Seeds can run as parallel processes (``--seeds 0``, ``--seeds 1``, ...), and one
+Seeds can run as parallel processes (``--seeds 0 --threads 1 --out DIR0``, ``--seeds 1`` ..., each
+with its own ``--out`` so none writes over the tables), and one
 ``--seeds 0 1 2 --resume`` afterwards writes the figures over all of them. ``--resume --redo
 gtsrb-text`` trains a scenario's links again (after a change of their defaults), keeping the rest;
 ``--resume --redo-node fsdd`` trains a node again with every link and figure that uses it.
@@ -95,12 +97,17 @@ def main() -> None:
                                                           "published tables were made on the CPU")
     parser.add_argument("--jobs", type=int, default=1,
                         help="modgraph train --jobs: training jobs at once, sharing the cores out as threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per training job (default: the cores shared out among --jobs; "
+                             "1 where seeds run as parallel processes)")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     parser.add_argument("--work", type=Path, default=Path("benchmarks/.work/paper"))
     args = parser.parse_args()
     if (args.redo or args.redo_node) and not args.resume:
         parser.error("--redo and --redo-node retrain parts of a resumed run; add --resume")
     args.redo = sorted(set(args.redo) | {f"{a}-{b}" for a, b, _ in LINKS if {a, b} & set(args.redo_node)})
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
     if any(not 0 < f <= 1 for f in args.fractions):
         parser.error("--fractions must each be in (0, 1]")
     argv = list(sys.argv)
@@ -263,7 +270,7 @@ def train_spec(args, registry: Path, spec: dict) -> str:
 
 
 def threads_per_job(args) -> int:
-    return max(1, (os.cpu_count() or 1) // args.jobs)
+    return args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
 
 
 def copies(args, mg, root: Path, names: tuple[str, ...]):
