@@ -9,7 +9,8 @@ on the test split by the registry nodes' recognizers exactly as ``ModGraph.evalu
 modgraph's own figures are read from docs/results (paper_tables.json, else core_bars.json),
 not retrained. Each run is a child process (its peak memory is its own); finished runs are
 kept under --work so an interrupted benchmark resumes. Prints a markdown table and writes
-docs/results/peers.json and peers.md.
+docs/results/peers.json and peers.md. ``--report-only --runs-from docs/results/peers.json`` writes
+the report again from the runs a previous report stored (after modgraph's own figures changed).
 """
 
 from __future__ import annotations
@@ -370,6 +371,9 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a sentence for peers.md (for example what a run left out)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the runs stored under --work with these settings")
+    parser.add_argument("--runs-from", type=Path,
+                        help="with --report-only: the runs stored in this peers.json instead of --work (to write the "
+                             "report again over modgraph's current figures without retraining the peers)")
     parser.add_argument("--run-one", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -385,6 +389,8 @@ def main() -> None:
         os.replace(tmp, args.result)
         return
 
+    if args.runs_from and not args.report_only:
+        parser.error("--runs-from reports stored runs; add --report-only")
     runs_dir = args.work / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     results = []
@@ -420,8 +426,9 @@ def main() -> None:
     fixed = {"epochs": args.epochs, "samples_per_epoch": args.samples_per_epoch, "batch_size": args.batch_size,
              "lr": args.lr, "val_pairs": args.val_pairs, "registry": str(args.registry)}
     done = {_key(r) for r in results}
-    for path in sorted(runs_dir.glob("*.json")):
-        stored = json.loads(path.read_text())
+    stored_runs = (json.loads(args.runs_from.read_text())["runs"] if args.runs_from
+                   else [json.loads(path.read_text()) for path in sorted(runs_dir.glob("*.json"))])
+    for stored in stored_runs:
         if _key(stored) not in done and all(stored.get(k) == v for k, v in fixed.items()):
             results.append(stored)
     report(args, sorted(results, key=lambda r: (r["scenario"], -r["fraction"], MODELS.index(r["model"]), r["seed"])))
@@ -507,7 +514,9 @@ def report(args, results: list[dict]) -> None:
     command = "python " + shlex.join(argv)
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
             "cpus": os.cpu_count(), "threads": int(os.environ["MODGRAPH_NUM_THREADS"]), "torch": torch.__version__,
-            "modgraph": __version__, "multivae": _version("multivae"), "command": command}
+            "modgraph": __version__, "command": command,
+            # the version that trained the runs: the stored report's where they come from one
+            "multivae": json.loads(args.runs_from.read_text())["multivae"] if args.runs_from else _version("multivae")}
     settings = {k: getattr(args, k) for k in ("epochs", "samples_per_epoch", "batch_size", "lr", "val_pairs")}
     settings.update(hidden=[HIDDEN, HIDDEN], latent_dim=LATENT, mmvaeplus_private_dim=MMVAEPLUS_PRIVATE,
                     registry=str(args.registry))
