@@ -182,7 +182,8 @@ def run_seed(args, seed: int, modalities: list[str]) -> dict:
             part["commands"].append(args.command)
         start = time.monotonic()
         result = fn()
-        part["seconds"][key] = round(time.monotonic() - start, 1)
+        # added up over invocations: a resumed step counts the time it took before as well
+        part["seconds"][key] = round(part["seconds"].get(key, 0) + time.monotonic() - start, 1)
         print(f"seed {seed}: {key}: {result} ({part['seconds'][key]} s)", flush=True)
         return result
 
