@@ -447,7 +447,7 @@ def write_outputs(args, parts: dict[int, dict], modalities: list[str]) -> None:
         "## The paper's tables on our data" + (" (QUICK BUDGET, NOT THE DEFAULTS)" if quick else "") + "\n\n"
         + ("**Quick budget, not the defaults: 1 epoch for every VAE, recognizer and link. A smoke test; these "
            "figures say nothing about modgraph.**\n\n" if quick else "")
-        + f"`MODGRAPH_DATA={args.data_root} {args.command}`\n\n"
+        + f"`MODGRAPH_DATA=DATA {args.command}`\n\n"  # DATA: the data root, in the json
         f"{meta['date']} · {meta['machine']}, {meta['cpus']} CPU cores, no GPU · torch {meta['torch']}, modgraph "
         f"{meta['modgraph']} · {meta['jobs']} job(s) at once of {meta['threads']} torch thread(s) each "
         f"(`modgraph train`) · seeds {', '.join(map(str, sorted(parts)))} · "

@@ -527,7 +527,7 @@ def report(args, results: list[dict]) -> None:
     (args.out / "peers.json").write_text(json.dumps(payload, indent=2))
     (args.out / "peers.md").write_text(
         "## Peers on the same pairs: MultiVae against modgraph\n\n"
-        f"`MODGRAPH_DATA=../shared/data {command}`\n\n"
+        f"`MODGRAPH_DATA=DATA {command}`\n\n"
         f"{meta['date']}, {meta['machine']}, {meta['cpus']} CPU cores (1 torch thread per run), torch "
         f"{meta['torch']}, modgraph {__version__}, multivae {meta['multivae']}\n\n"
         "Cross-generation accuracy on the test split in % (mean ± std over the seeds; no std for one seed), "
