@@ -391,6 +391,9 @@ def main() -> None:
 
     if args.runs_from and not args.report_only:
         parser.error("--runs-from reports stored runs; add --report-only")
+    stored_report = json.loads(args.runs_from.read_text()) if args.runs_from else None
+    # the version that trained the runs: the stored report's where they come from one
+    args.multivae = stored_report["multivae"] if stored_report else _version("multivae")
     runs_dir = args.work / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     results = []
@@ -426,7 +429,7 @@ def main() -> None:
     fixed = {"epochs": args.epochs, "samples_per_epoch": args.samples_per_epoch, "batch_size": args.batch_size,
              "lr": args.lr, "val_pairs": args.val_pairs, "registry": str(args.registry)}
     done = {_key(r) for r in results}
-    stored_runs = (json.loads(args.runs_from.read_text())["runs"] if args.runs_from
+    stored_runs = (stored_report["runs"] if stored_report
                    else [json.loads(path.read_text()) for path in sorted(runs_dir.glob("*.json"))])
     for stored in stored_runs:
         if _key(stored) not in done and all(stored.get(k) == v for k, v in fixed.items()):
@@ -514,9 +517,7 @@ def report(args, results: list[dict]) -> None:
     command = "python " + shlex.join(argv)
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
             "cpus": os.cpu_count(), "threads": int(os.environ["MODGRAPH_NUM_THREADS"]), "torch": torch.__version__,
-            "modgraph": __version__, "command": command,
-            # the version that trained the runs: the stored report's where they come from one
-            "multivae": json.loads(args.runs_from.read_text())["multivae"] if args.runs_from else _version("multivae")}
+            "modgraph": __version__, "multivae": args.multivae, "command": command}
     settings = {k: getattr(args, k) for k in ("epochs", "samples_per_epoch", "batch_size", "lr", "val_pairs")}
     settings.update(hidden=[HIDDEN, HIDDEN], latent_dim=LATENT, mmvaeplus_private_dim=MMVAEPLUS_PRIVATE,
                     registry=str(args.registry))
